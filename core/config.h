@@ -1,0 +1,112 @@
+// The run configuration: every key chart understands, as typed structs with defaults.
+// YAML files and `--set a.b=c` overrides are read into it by load_config(), which refuses an
+// unknown key, a wrong type or an out-of-range value with a message naming the key and where
+// it came from (file:line or --set). configs/README.md documents each key; a test keeps the two
+// in step. To add a key: a field here, a line in bind() (config.cpp), a line in the README.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace chart {
+
+struct DataConfig {
+  std::string dir;  // a prepared token dataset (chart prepare --out)
+};
+
+struct RunConfig {
+  std::string dir;  // where a run writes config.yaml, metrics.jsonl, checkpoints/
+};
+
+// How `chart prepare` turns MEDS into tokens.
+struct PrepareConfig {
+  int64_t min_subjects = 10;  // privacy threshold k: codes in fewer train subjects get no token
+  int64_t numeric_bins = 10;  // quantile bins per numeric code
+  // Upper edges of the time-interval tokens, in the order they are tried (ETHOS-style).
+  std::vector<std::string> time_bins = {"5m", "15m", "1h", "2h", "6h", "12h", "1d",
+                                        "3d", "1w", "2w", "30d", "90d", "180d", "365d"};
+  bool text = false;          // tokenize text_value (off: free text never enters the vocab)
+  int64_t threads = 0;        // 0: all cores
+  // Column mapping for MEDS-like input whose columns are named otherwise.
+  std::string subject_id_column = "subject_id";
+  std::string time_column = "time";
+  std::string code_column = "code";
+  std::string numeric_value_column = "numeric_value";
+  std::string text_value_column = "text_value";
+  // For input without data/<split>/ folders: split subjects by hash into these fractions.
+  double tuning_fraction = 0.1;
+  double held_out_fraction = 0.1;
+  int64_t split_seed = 0;
+};
+
+struct ModelConfig {
+  int64_t d_model = 128;
+  int64_t n_layers = 2;
+  int64_t n_heads = 4;
+  int64_t n_kv_heads = 0;  // 0: same as n_heads (no grouping)
+  int64_t d_ff = 0;        // 0: about 8/3 d_model rounded up to a multiple of 64 (SwiGLU)
+  int64_t context = 256;   // tokens per training window
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+  std::string time_encoding = "sinusoidal";  // sinusoidal | none
+  bool time_bias = false;                    // time-decay attention bias
+  bool tie_embeddings = true;
+  bool time_head = false;  // time-to-next-event head
+  double dropout = 0.0;
+};
+
+struct TrainConfig {
+  int64_t steps = 100;
+  int64_t seed = 1337;
+  int64_t batch_size = 8;  // windows per optimizer step per rank (before grad_accum)
+  int64_t grad_accum = 1;
+  double lr = 1e-3;
+  double min_lr = 1e-4;
+  int64_t warmup_steps = 10;
+  std::string schedule = "cosine";  // cosine | wsd | constant
+  double decay_fraction = 0.2;       // wsd: fraction of steps spent decaying
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;  // 0: off
+  int64_t eval_every = 50;
+  int64_t eval_batches = 4;
+  int64_t log_every = 10;
+  int64_t checkpoint_every = 100;
+  int64_t keep_last = 3;
+  std::string device = "auto";     // auto | cpu | cuda
+  std::string precision = "auto";  // auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
+  bool packing = true;             // pack several patients into one window
+  int64_t threads = 0;             // CPU threads for LibTorch; 0: all cores
+};
+
+struct InitConfig {
+  std::string checkpoint;  // a checkpoint to start from (fine-tune, eval, generate)
+};
+
+struct TaskConfig {
+  std::string labels;  // a MEDS label directory or parquet file
+};
+
+struct Config {
+  DataConfig data;
+  RunConfig run;
+  PrepareConfig prepare;
+  ModelConfig model;
+  TrainConfig train;
+  InitConfig init;
+  TaskConfig task;
+};
+
+// Reads `path` (empty: defaults only), applies each "a.b=value" override in order (value is YAML:
+// 3, 1e-4, true, [a, b], text), validates. Throws chart::Error naming the key and its source.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+// The resolved configuration as YAML; load_config() of it gives back the same Config.
+std::string config_to_yaml(const Config& config);
+// Every key as a dotted path ("train.steps"), in declaration order.
+std::vector<std::string> config_keys();
+// Cross-key checks (d_model divisible by n_heads, ...); load_config() calls it.
+void validate(const Config& config);
+
+}  // namespace chart

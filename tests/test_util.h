@@ -1,0 +1,45 @@
+// Helpers shared by the tests: temporary directories, running the chart binary.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace chart::testing {
+namespace fs = std::filesystem;
+
+// A fresh directory under the build's temp area, removed when the test ends.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "chart-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& s) const { return path_ / s; }
+
+ private:
+  fs::path path_;
+};
+
+inline fs::path source_dir() { return CHART_SOURCE_DIR; }
+
+// Runs `build/chart <args>` through the shell; returns the exit status, stdout+stderr in *output.
+inline int run_chart(const std::string& args, std::string* output = nullptr) {
+  std::string cmd = std::string(CHART_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace chart::testing
