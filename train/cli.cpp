@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "kernels/kernels.h"
 #include "train/args.h"
+#include "train/commands.h"
 
 namespace chart {
 namespace {
@@ -19,15 +20,15 @@ struct Command {
   const char* name;
   const char* usage;    // arguments after the name
   const char* summary;  // one line for `chart --help`
-  std::function<int(const Args&)> run;  // empty: not built yet
+  std::function<int(Args&)> run;  // empty: not built yet
 };
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"synth", "--out DIR [--subjects N] [--seed S]",
        "write a synthetic MEDS dataset with ground-truth labels", {}},
-      {"prepare", "--meds DIR --out DIR [--config F] [--set k=v]...",
-       "tokenize a MEDS dataset into a token dataset", {}},
+      {"prepare", "--meds DIR --out DIR [--config F] [--set k=v]... [--overwrite]",
+       "tokenize a MEDS dataset into a token dataset", cmd_prepare},
       {"train", "CONFIG [--set k=v]... [--resume auto|PATH]", "pretrain (1 or N ranks)", {}},
       {"finetune", "CONFIG [--set k=v]...", "fine-tune on MEDS labels", {}},
       {"eval", "CONFIG [--set k=v]...", "metrics, predictions and a report", {}},
@@ -87,7 +88,8 @@ int cli_main(int argc, char** argv) {
     return 2;
   }
   try {
-    return cmd->run(Args(cmd->name, rest));
+    Args args(cmd->name, rest);
+    return cmd->run(args);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "chart %s: %s\nusage: chart %s %s\n", cmd->name, e.what(), cmd->name,
                  cmd->usage);

@@ -1,0 +1,224 @@
+#include "data/prepare.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "data/meds_reader.h"
+#include "data/token_shard.h"
+#include "data/tokenizer.h"
+#include "data/vocab_builder.h"
+
+namespace chart::data {
+namespace {
+
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Runs job(i) for i in [0, n) on `threads` threads; the first exception stops the rest and is
+// rethrown here.
+void parallel_for(size_t n, int threads, const std::function<void(size_t)>& job) {
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto worker = [&] {
+    for (size_t i; !failed && (i = next++) < n;) {
+      try {
+        job(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!failed.exchange(true)) error = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+}
+
+struct FileOutput {  // what pass 2 learned from one input file
+  std::vector<int64_t> subjects;
+  std::map<std::string, SplitCounts> splits;
+};
+
+}  // namespace
+
+std::string hash_split(int64_t subject_id, const PrepareConfig& cfg) {
+  double u = static_cast<double>(mix(static_cast<uint64_t>(subject_id) ^ mix(cfg.split_seed)) >> 11) *
+             0x1.0p-53;
+  if (u < cfg.held_out_fraction) return "held_out";
+  if (u < cfg.held_out_fraction + cfg.tuning_fraction) return "tuning";
+  return "train";
+}
+
+PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const Config& config,
+                              bool overwrite) {
+  const PrepareConfig& cfg = config.prepare;
+  auto start = std::chrono::steady_clock::now();
+  if (fs::exists(out) && !overwrite)
+    throw Error(fmt::format("output {} already exists{}", out.string(),
+                            fs::exists(out / "manifest.json") ? " and holds a complete token dataset" : ""),
+                "pass --overwrite to replace it, or choose another --out");
+  std::vector<MedsFile> files = find_meds_files(meds);
+  const bool unsplit = files.front().split.empty();
+  const TimeBins bins(cfg.time_bins);
+  int threads = cfg.threads > 0 ? static_cast<int>(cfg.threads)
+                                : std::max(1u, std::thread::hardware_concurrency());
+  threads = std::min<int>(threads, static_cast<int>(files.size()));
+  auto split_of = [&](const MedsFile& f, int64_t subject) {
+    return unsplit ? hash_split(subject, cfg) : f.split;
+  };
+  info("prepare: {} parquet file(s) from {} ({}), {} thread(s)", files.size(), meds.string(),
+       unsplit ? "no split folders: subjects hashed into splits" : "split folders", threads);
+
+  // Pass 1: vocabulary from the train split only.
+  KeyCounter counter;
+  std::mutex counter_mutex;
+  std::atomic<int64_t> rows{0}, files_done{0};
+  Progress p1("prepare: vocabulary", static_cast<int64_t>(files.size()));
+  parallel_for(files.size(), threads, [&](size_t i) {
+    if (!unsplit && files[i].split != "train") return;
+    MedsFileReader reader(files[i], cfg);
+    KeyCounter local;
+    Subject s;
+    Timeline t;
+    while (reader.next(s)) {
+      if (split_of(files[i], s.id) != "train") continue;
+      build_timeline(s, cfg.text, t);
+      local.add(t);
+    }
+    rows += reader.rows_read();
+    std::lock_guard<std::mutex> lock(counter_mutex);
+    counter.merge(std::move(local));
+    p1.update(++files_done, format_count(rows / std::max(1e-9, p1.elapsed_s())) + " rows/s");
+  });
+  p1.finish(fmt::format("{} rows, {} distinct keys", rows.load(), counter.distinct_keys()));
+  Vocab vocab = counter.build_vocab(bins.names(), cfg);
+  const std::string vocab_tsv = vocab.to_tsv();
+  const std::string vocab_hash = sha256_hex(vocab_tsv);
+  const VocabHash hash = vocab_hash_from_hex(vocab_hash);
+  info("prepare: vocabulary of {} tokens ({} of {} keys are in >= {} train subjects)", vocab.size(),
+       vocab.size() - 3 - bins.names().size() - cfg.numeric_bins, counter.distinct_keys(),
+       cfg.min_subjects);
+
+  StagingDir stage(out);
+  write_file_atomic(stage.path() / "vocab.tsv", vocab_tsv);
+  for (const auto& s : split_names()) fs::create_directories(stage.path() / s);
+
+  // Pass 2: tokenize every split.
+  Tokenizer tokenizer(vocab, bins);
+  std::vector<FileOutput> outputs(files.size());
+  files_done = 0;
+  rows = 0;
+  Progress p2("prepare: tokens", static_cast<int64_t>(files.size()));
+  parallel_for(files.size(), threads, [&](size_t i) {
+    MedsFileReader reader(files[i], cfg);
+    std::map<std::string, std::unique_ptr<ShardWriter>> writers;
+    FileOutput& fo = outputs[i];
+    Subject s;
+    Timeline t;
+    std::vector<uint32_t> tokens;
+    std::vector<int64_t> times;
+    while (reader.next(s)) {
+      const std::string split = split_of(files[i], s.id);
+      auto& w = writers[split];
+      if (!w) w = std::make_unique<ShardWriter>(stage.path() / split / fmt::format("shard_{:05d}.bin", i), hash);
+      build_timeline(s, cfg.text, t);
+      TokenizeCounts c;
+      tokenizer.tokenize(t, tokens, times, c);
+      w->add(s.id, t.birth_us, tokens, times);
+      SplitCounts& sc = fo.splits[split];
+      sc.subjects += 1;
+      sc.events += c.events;
+      sc.tokens += c.tokens;
+      sc.unknown += c.unknown;
+      fo.subjects.push_back(s.id);
+    }
+    for (auto& [split, w] : writers) {
+      w->finish();
+      fo.splits[split].shards += 1;
+    }
+    rows += reader.rows_read();
+    std::lock_guard<std::mutex> lock(counter_mutex);
+    p2.update(++files_done, format_count(rows / std::max(1e-9, p2.elapsed_s())) + " rows/s");
+  });
+  p2.finish(fmt::format("{} rows", rows.load()));
+
+  // MEDS keeps each subject in one file; a subject in two files would be two timelines.
+  std::vector<std::pair<int64_t, size_t>> all;
+  for (size_t i = 0; i < outputs.size(); ++i)
+    for (int64_t id : outputs[i].subjects) all.emplace_back(id, i);
+  std::sort(all.begin(), all.end());
+  for (size_t j = 1; j < all.size(); ++j)
+    if (all[j].first == all[j - 1].first)
+      fail("subject {} appears in two files, {} and {}; MEDS keeps each subject in one file",
+           all[j].first, files[all[j - 1].second].path.string(), files[all[j].second].path.string());
+
+  PrepareResult result;
+  for (const auto& s : split_names()) result.splits[s] = {};
+  for (const auto& fo : outputs)
+    for (const auto& [split, c] : fo.splits) {
+      SplitCounts& r = result.splits[split];
+      r.subjects += c.subjects;
+      r.events += c.events;
+      r.tokens += c.tokens;
+      r.unknown += c.unknown;
+      r.shards += c.shards;
+    }
+  result.vocab_size = static_cast<int64_t>(vocab.size());
+  result.codes_seen = static_cast<int64_t>(counter.distinct_keys());
+  result.codes_kept = result.vocab_size - 3 - static_cast<int64_t>(bins.names().size()) - cfg.numeric_bins;
+  result.vocab_hash = vocab_hash;
+  if (result.splits["train"].subjects == 0)
+    fail("{}: no subjects in the train split; the vocabulary needs train data", meds.string());
+
+  // The manifest: counts and a checksum of every file, written last.
+  std::string m = "{\n  \"format\": \"chart-token-dataset\",\n";
+  m += fmt::format("  \"format_version\": {},\n  \"vocab_hash\": {},\n  \"vocab_size\": {},\n",
+                   kShardVersion, json_string(vocab_hash), vocab.size());
+  m += fmt::format("  \"source\": {},\n  \"min_subjects\": {},\n  \"codes_seen\": {},\n  \"codes_kept\": {},\n",
+                   json_string(fs::weakly_canonical(fs::absolute(meds)).string()), cfg.min_subjects, result.codes_seen,
+                   result.codes_kept);
+  m += "  \"splits\": {";
+  bool first = true;
+  for (const auto& [name, c] : result.splits) {
+    m += fmt::format("{}\n    {}: {{\"subjects\": {}, \"events\": {}, \"tokens\": {}, \"unknown\": {}, \"shards\": {}}}",
+                     first ? "" : ",", json_string(name), c.subjects, c.events, c.tokens, c.unknown, c.shards);
+    first = false;
+  }
+  m += "\n  },\n  \"files\": {";
+  write_file_atomic(stage.path() / "prepare.yaml", config_to_yaml(config));
+  std::vector<fs::path> written;
+  for (const auto& e : fs::recursive_directory_iterator(stage.path()))
+    if (e.is_regular_file()) written.push_back(fs::relative(e.path(), stage.path()));
+  std::sort(written.begin(), written.end());
+  first = true;
+  for (const auto& rel : written) {
+    m += fmt::format("{}\n    {}: {{\"bytes\": {}, \"sha256\": {}}}", first ? "" : ",",
+                     json_string(rel.generic_string()), fs::file_size(stage.path() / rel),
+                     json_string(sha256_file(stage.path() / rel)));
+    first = false;
+  }
+  m += "\n  }\n}\n";
+  write_file_atomic(stage.path() / "manifest.json", m);
+  stage.commit(overwrite);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace chart::data

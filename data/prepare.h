@@ -1,0 +1,34 @@
+// `chart prepare`: MEDS -> token dataset. Two passes over the data, each parallel over files:
+//   1. the train split: distinct subjects per key and a bounded sample of each numeric code's
+//      values -> the vocabulary (privacy threshold, quantile cut points);
+//   2. every split: tokens + times into one shard per (input file, split).
+// The output directory is built under a temporary name and appears only when complete:
+//   vocab.tsv, {train,tuning,held_out}/shard_NNNNN.bin, manifest.json, prepare.yaml
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "core/config.h"
+
+namespace chart::data {
+
+struct SplitCounts {
+  int64_t subjects = 0, events = 0, tokens = 0, unknown = 0, shards = 0;
+};
+
+struct PrepareResult {
+  std::map<std::string, SplitCounts> splits;
+  int64_t vocab_size = 0, codes_seen = 0, codes_kept = 0;
+  std::string vocab_hash;
+  double seconds = 0;
+};
+
+PrepareResult prepare_dataset(const std::filesystem::path& meds, const std::filesystem::path& out,
+                              const Config& config, bool overwrite);
+
+// The split a subject of unsplit input is hashed into (prepare.*_fraction, prepare.split_seed).
+std::string hash_split(int64_t subject_id, const PrepareConfig& cfg);
+
+}  // namespace chart::data

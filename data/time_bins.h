@@ -1,0 +1,30 @@
+// Time-interval tokens (ETHOS-style): the gap between two events becomes one token naming the
+// interval it falls in; a gap beyond the last edge repeats the last token once per last-edge span.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace chart::data {
+
+constexpr int64_t kMicrosPerSecond = 1000000;
+constexpr int64_t kMicrosPerDay = 86400 * kMicrosPerSecond;
+
+// "90s", "5m", "2h", "3d", "1w", "1y" -> microseconds. Throws chart::Error naming `what`.
+int64_t parse_duration(const std::string& text, const std::string& what);
+
+class TimeBins {
+ public:
+  // edges: ascending upper edges as text, e.g. {"5m", "1h", "1d"} (prepare.time_bins).
+  explicit TimeBins(const std::vector<std::string>& edges);
+  // Token names, one per interval: "TIME//5m-1h", ..., and the last "TIME//>=1d".
+  const std::vector<std::string>& names() const { return names_; }
+  // Interval tokens for a gap: indices into names(); empty when the gap is below the first edge.
+  void tokens_for_gap(int64_t gap_us, std::vector<int>& out) const;
+
+ private:
+  std::vector<int64_t> edges_us_;
+  std::vector<std::string> names_;
+};
+
+}  // namespace chart::data

@@ -1,0 +1,10 @@
+// The subcommands, one file each (train/cmd_<name>.cpp); cli.cpp dispatches to them.
+#pragma once
+#include "train/args.h"
+
+namespace chart {
+
+int cmd_synth(Args& args);    // train/cmd_synth.cpp
+int cmd_prepare(Args& args);  // train/cmd_prepare.cpp
+
+}  // namespace chart
