@@ -1,0 +1,201 @@
+// chart prepare: MEDS -> token shards, checked by decoding the shards back against the source
+// rows; the vocabulary's train-only rule and privacy threshold; bad input.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/files.h"
+#include "data/meds_reader.h"
+#include "data/prepare.h"
+#include "data/token_dataset.h"
+#include "data/token_shard.h"
+#include "tests/meds_fixture.h"
+#include "tests/test_util.h"
+
+namespace chart {
+namespace {
+using testing::days;
+using testing::Row;
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+const int64_t kBase[] = {1000, 2000, 3000};  // first subject id of train, tuning, held_out
+
+// Subject i of a split: sex, birth, a visit with a lab value, a diagnosis 2 hours later, a
+// second visit ~400 days later; "RARE//9" in the first 9 train subjects, "RARE//10" in the first
+// 10; "ONLY//TUNING" in every tuning subject.
+std::vector<Row> subject_rows(int split, int i) {
+  int64_t id = kBase[split] + i;
+  int64_t birth = days(7305 + 5 * i);  // 1990-01-01 onwards: all in the 1990 bucket
+  int64_t visit = birth + days(12000 + 3 * i);
+  std::vector<Row> r = {
+      {id, std::nullopt, i % 2 ? "GENDER//F" : "GENDER//M"},
+      {id, birth, "MEDS_BIRTH"},
+      {id, visit, "VISIT"},
+      {id, visit, "LAB//glucose", static_cast<float>(i % 20) + 0.5f},
+      {id, visit + days(2.0 / 24), "DX//A"},
+      {id, visit + days(400 + i), "VISIT"},
+      {id, visit + days(400 + i), "LAB//glucose", static_cast<float>(100 - i)},
+  };
+  if (split == 0 && i < 9) r.push_back({id, visit + days(401 + i), "RARE//9"});
+  if (split == 0 && i < 10) r.push_back({id, visit + days(402 + i), "RARE//10"});
+  if (split == 1) r.push_back({id, visit + days(403 + i), "ONLY//TUNING"});
+  return r;
+}
+
+std::map<int64_t, std::vector<Row>> make_meds(const fs::path& root, int per_split = 30) {
+  std::map<int64_t, std::vector<Row>> by_subject;
+  const char* names[] = {"train", "tuning", "held_out"};
+  for (int s = 0; s < 3; ++s) {
+    std::vector<Row> rows;
+    for (int i = 0; i < per_split; ++i) {
+      auto r = subject_rows(s, i);
+      by_subject[r[0].subject] = r;
+      rows.insert(rows.end(), r.begin(), r.end());
+    }
+    testing::write_meds(root / "data" / names[s] / "0.parquet", rows);
+  }
+  return by_subject;
+}
+
+data::PrepareResult prepare(const fs::path& meds, const fs::path& out, std::vector<std::string> sets = {}) {
+  return data::prepare_dataset(meds, out, load_config("", sets), false);
+}
+
+TEST(Prepare, ShardsDecodeBackToTheSourceRows) {
+  TempDir dir;
+  auto source = make_meds(dir / "meds");
+  auto r = prepare(dir / "meds", dir / "tok");
+  EXPECT_EQ(r.splits["train"].subjects, 30);
+  EXPECT_EQ(r.splits["tuning"].subjects, 30);
+  EXPECT_EQ(r.splits["held_out"].subjects, 30);
+  auto ds = data::TokenDataset::open(dir / "tok");
+  const auto& vocab = ds.vocab();
+  int checked = 0;
+  for (const auto& split : data::split_names())
+    for (const auto& shard : ds.shards(split))
+      for (size_t e = 0; e < shard.n_subjects(); ++e) {
+        const auto& entry = shard.subject(e);
+        const auto& rows = source.at(entry.subject_id);
+        const uint32_t* tok = shard.tokens() + entry.token_start;
+        const int64_t* tm = shard.times() + entry.token_start;
+        ASSERT_EQ(tok[0], data::Vocab::kBos);
+        EXPECT_EQ(entry.birth_us, *rows[1].time_us);
+        // Static prefix: sex and birth-year bucket, at the birth time.
+        EXPECT_EQ(vocab.token(tok[1]), rows[0].code);
+        EXPECT_EQ(vocab.token(tok[2]), "BIRTH_YEAR//1990");
+        EXPECT_EQ(tm[1], entry.birth_us);
+        // Timed events in order with their times; time tokens exactly where gaps >= 5 minutes.
+        size_t k = 3;
+        int64_t prev = -1;
+        for (size_t i = 2; i < rows.size(); ++i) {
+          const Row& row = rows[i];
+          bool gap = prev >= 0 && *row.time_us - prev >= 5 * 60 * int64_t(1000000);
+          bool saw_time_token = false;
+          while (k < entry.n_tokens && vocab.kind(tok[k]) == data::TokenKind::kTime) {
+            saw_time_token = true;
+            EXPECT_EQ(tm[k], *row.time_us);
+            ++k;
+          }
+          EXPECT_EQ(saw_time_token, gap) << "subject " << entry.subject_id << " row " << i;
+          ASSERT_LT(k, entry.n_tokens);
+          // Below the privacy threshold (RARE//9) or unseen in train (ONLY//TUNING): [UNK].
+          std::string expect = row.code == "RARE//9" || row.code == "ONLY//TUNING" ? "[UNK]" : row.code;
+          EXPECT_EQ(vocab.token(tok[k]), expect) << "subject " << entry.subject_id;
+          EXPECT_EQ(tm[k], *row.time_us);
+          ++k;
+          if (row.value && expect != "[UNK]") {
+            ASSERT_LT(k, entry.n_tokens);
+            EXPECT_EQ(vocab.kind(tok[k]), data::TokenKind::kQuantile);
+            EXPECT_EQ(tok[k], *vocab.quantile_token(tok[k - 1], *row.value));
+            ++k;
+          }
+          prev = *row.time_us;
+        }
+        EXPECT_EQ(k, entry.n_tokens);
+        ++checked;
+      }
+  EXPECT_EQ(checked, 90);
+}
+
+TEST(Prepare, VocabularyComesFromTrainOnlyAndRespectsThePrivacyThreshold) {
+  TempDir dir;
+  make_meds(dir / "meds");
+  prepare(dir / "meds", dir / "tok");  // min_subjects = 10 by default
+  auto ds = data::TokenDataset::open(dir / "tok");
+  EXPECT_TRUE(ds.vocab().find("RARE//10"));    // in exactly 10 train subjects
+  EXPECT_FALSE(ds.vocab().find("RARE//9"));    // in 9
+  EXPECT_FALSE(ds.vocab().find("ONLY//TUNING"));  // in 30 subjects, none of them train
+  EXPECT_TRUE(ds.vocab().find("DX//A"));
+  prepare(dir / "meds", dir / "tok9", {"prepare.min_subjects=9"});
+  EXPECT_TRUE(data::TokenDataset::open(dir / "tok9").vocab().find("RARE//9"));
+}
+
+TEST(Prepare, QuantileCutPointsComeFromTrainValues) {
+  TempDir dir;
+  make_meds(dir / "meds");
+  prepare(dir / "meds", dir / "tok", {"prepare.numeric_bins=4"});
+  auto ds = data::TokenDataset::open(dir / "tok");
+  auto id = *ds.vocab().find("LAB//glucose");
+  // Train values: i % 20 + 0.5 and 100 - i for i < 30: 60 values, quartile cuts at ranks 15/30/45.
+  std::vector<float> v;
+  for (int i = 0; i < 30; ++i) v.insert(v.end(), {static_cast<float>(i % 20) + 0.5f, 100.0f - i});
+  std::sort(v.begin(), v.end());
+  EXPECT_EQ(ds.vocab().cuts(id), (std::vector<float>{v[15], v[30], v[45]}));
+  EXPECT_EQ(ds.vocab().token(*ds.vocab().quantile_token(id, -1e9f)), "Q1");
+  EXPECT_EQ(ds.vocab().token(*ds.vocab().quantile_token(id, 1e9f)), "Q4");
+}
+
+TEST(Prepare, IsDeterministic) {
+  TempDir dir;
+  make_meds(dir / "meds");
+  prepare(dir / "meds", dir / "a", {"prepare.threads=1"});
+  prepare(dir / "meds", dir / "b", {"prepare.threads=3"});
+  for (const char* f : {"vocab.tsv", "train/shard_00001.bin", "tuning/shard_00002.bin"})
+    EXPECT_EQ(read_file(dir / "a" / f), read_file(dir / "b" / f)) << f;
+}
+
+TEST(Prepare, UnsplitInputIsHashedIntoSplits) {
+  TempDir dir;
+  std::vector<Row> rows;
+  for (int i = 0; i < 200; ++i) {
+    auto r = subject_rows(0, i);
+    rows.insert(rows.end(), r.begin(), r.end());
+  }
+  testing::write_meds(dir / "events.parquet", rows, "value");
+  auto r = prepare(dir / "events.parquet", dir / "tok", {"prepare.numeric_value_column=value"});
+  EXPECT_EQ(r.splits["train"].subjects + r.splits["tuning"].subjects + r.splits["held_out"].subjects, 200);
+  EXPECT_GT(r.splits["train"].subjects, 140);
+  EXPECT_GT(r.splits["tuning"].subjects, 5);
+  EXPECT_GT(r.splits["held_out"].subjects, 5);
+  auto ds = data::TokenDataset::open(dir / "tok");
+  for (const auto& split : data::split_names())
+    for (const auto& shard : ds.shards(split))
+      for (size_t e = 0; e < shard.n_subjects(); ++e)
+        EXPECT_EQ(data::hash_split(shard.subject(e).subject_id, PrepareConfig{}), split);
+  EXPECT_TRUE(ds.vocab().find("LAB//glucose"));
+  EXPECT_FALSE(ds.vocab().cuts(*ds.vocab().find("LAB//glucose")).empty());  // the mapped column was read
+}
+
+TEST(Prepare, RealMimicDemo) {
+  fs::path file = testing::source_dir() / "../shared/data/mimic-iv-demo-meds/mimic_iv_demo_meds_events.parquet";
+  if (!fs::exists(file)) GTEST_SKIP() << "../shared/data (MIMIC-IV demo) is not present in this checkout";
+  TempDir dir;
+  std::string out;
+  int rc = testing::run_chart("prepare --meds " + file.string() + " --out " + (dir / "tok").string() +
+                                  " --set prepare.numeric_value_column=value",
+                              &out);
+  ASSERT_EQ(rc, 0) << out;
+  auto ds = data::TokenDataset::open(dir / "tok");
+  size_t subjects = 0;
+  for (const auto& split : data::split_names()) subjects += ds.subjects(split).size();
+  EXPECT_EQ(subjects, 100u);
+  EXPECT_TRUE(ds.vocab().find("GENDER//F"));
+  EXPECT_GT(ds.vocab().size(), 500u);
+}
+
+}  // namespace
+}  // namespace chart
