@@ -79,6 +79,7 @@ void bind(Binder& b, Config& c) {
     b.choice("schedule", t.schedule, {"cosine", "wsd", "constant"});
     b.field("decay_fraction", t.decay_fraction, 0.0, 1.0);
     b.field("weight_decay", t.weight_decay, 0.0, 10.0);
+    b.field("decay", t.decay);
     b.field("beta1", t.beta1, 0.0, 0.999999);
     b.field("beta2", t.beta2, 0.0, 0.999999);
     b.field("eps", t.eps, 0.0, 1.0);
@@ -399,6 +400,9 @@ void validate(const Config& c) {
     fail("config: prepare.tuning_fraction + prepare.held_out_fraction must be below 1 (got {})",
          c.prepare.tuning_fraction + c.prepare.held_out_fraction);
   if (c.prepare.time_bins.empty()) fail("config: prepare.time_bins must not be empty");
+  for (const auto& g : c.train.decay)
+    if (g != "matrices" && g != "embeddings" && g != "norms" && g != "other")
+      fail("config: train.decay: unknown parameter group '{}' (matrices, embeddings, norms, other)", g);
 }
 
 }  // namespace chart

@@ -66,6 +66,9 @@ struct TrainConfig {
   std::string schedule = "cosine";  // cosine | wsd | constant
   double decay_fraction = 0.2;       // wsd: fraction of steps spent decaying
   double weight_decay = 0.1;
+  // Parameter groups weight decay applies to: matrices (linear layers), embeddings, norms, other
+  // (time-decay slopes, the time head's bias).
+  std::vector<std::string> decay = {"matrices"};
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;

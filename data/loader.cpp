@@ -8,6 +8,7 @@ namespace chart::data {
 namespace {
 
 constexpr double kMicrosPerYear = 365.25 * 86400.0 * 1e6;
+constexpr double kMicrosPerDay = 86400.0 * 1e6;
 
 uint64_t mix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -82,6 +83,7 @@ void Loader::fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t
   int64_t* tok = b.tokens.data_ptr<int64_t>() + row * L;
   int64_t* tgt = b.targets.data_ptr<int64_t>() + row * L;
   float* age = b.ages.data_ptr<float>() + row * L;
+  float* dt = b.target_dt.data_ptr<float>() + row * L;
   int32_t* seg = b.segments.data_ptr<int32_t>() + row * L;
   auto subject_at = [&](int64_t unit) {  // the subject whose units cover `unit`
     return static_cast<size_t>(std::upper_bound(prefix_.begin(), prefix_.end(), unit) - prefix_.begin() - 1);
@@ -96,6 +98,7 @@ void Loader::fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t
     for (int64_t k = from; k < to && j < L; ++k, ++j) {
       tok[j] = t[k];
       tgt[j] = k + 1 < e.n_tokens ? static_cast<int64_t>(t[k + 1]) : -1;
+      dt[j] = k + 1 < e.n_tokens ? static_cast<float>((tm[k + 1] - tm[k]) / kMicrosPerDay) : 0.0f;
       age[j] = static_cast<float>((tm[k] - e.birth_us) / kMicrosPerYear);
       seg[j] = segment;
     }
@@ -121,6 +124,7 @@ void Loader::fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t
     tok[j] = Vocab::kPad;
     tgt[j] = -1;
     age[j] = 0;
+    dt[j] = 0;
     seg[j] = -1;
   }
 }
@@ -134,6 +138,7 @@ Batch Loader::build(int64_t epoch, int64_t step) {
   b.tokens = torch::empty({B, L}, torch::kInt64);
   b.targets = torch::empty({B, L}, torch::kInt64);
   b.ages = torch::empty({B, L}, torch::kFloat32);
+  b.target_dt = torch::empty({B, L}, torch::kFloat32);
   b.segments = torch::empty({B, L}, torch::kInt32);
   std::vector<int32_t> cu;
   const int64_t first = (step * opt_.world_size + opt_.rank) * B;

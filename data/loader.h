@@ -25,6 +25,7 @@ struct Batch {
   torch::Tensor tokens;      // [B, L] int64, [PAD] after the data ends
   torch::Tensor targets;     // [B, L] int64, the next token of the same subject, or -1 (ignore)
   torch::Tensor ages;        // [B, L] float32, years since birth (or first event)
+  torch::Tensor target_dt;   // [B, L] float32, days from this token to its target (0 without one)
   torch::Tensor segments;    // [B, L] int32, which subject of the row a position belongs to; -1 pad
   torch::Tensor cu_seqlens;  // [n+1] int32, segment boundaries in the flattened [B*L] positions
   int64_t epoch = 0, step = 0;

@@ -53,6 +53,7 @@ data::LoaderOptions opts(int64_t batch, bool packing = true, bool shuffle = true
 
 bool same(const data::Batch& a, const data::Batch& b) {
   return a.tokens.equal(b.tokens) && a.targets.equal(b.targets) && a.ages.equal(b.ages) &&
+         a.target_dt.equal(b.target_dt) &&
          a.segments.equal(b.segments) && a.cu_seqlens.equal(b.cu_seqlens);
 }
 

@@ -29,7 +29,7 @@ const std::vector<Command>& commands() {
        "write a synthetic MEDS dataset with ground-truth labels", {}},
       {"prepare", "--meds DIR --out DIR [--config F] [--set k=v]... [--overwrite]",
        "tokenize a MEDS dataset into a token dataset", cmd_prepare},
-      {"train", "CONFIG [--set k=v]... [--resume auto|PATH]", "pretrain (1 or N ranks)", {}},
+      {"train", "CONFIG [--set k=v]... [--resume auto|PATH]", "pretrain (1 or N ranks)", cmd_train},
       {"finetune", "CONFIG [--set k=v]...", "fine-tune on MEDS labels", {}},
       {"eval", "CONFIG [--set k=v]...", "metrics, predictions and a report", {}},
       {"generate", "CONFIG [--set k=v]...", "zero-shot risk by sampling future timelines", {}},

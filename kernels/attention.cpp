@@ -1,0 +1,47 @@
+#include "kernels/attention.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace chart::kernels {
+
+torch::Tensor time_decay_bias(const torch::Tensor& ages, const torch::Tensor& slopes) {
+  auto days = ages.to(torch::kFloat32) * 365.25;                        // [B, L]
+  auto gap = (days.unsqueeze(2) - days.unsqueeze(1)).abs();              // [B, L, L]
+  auto decay = torch::log1p(gap).unsqueeze(1);                          // [B, 1, L, L]
+  return -slopes.to(torch::kFloat32).view({1, -1, 1, 1}) * decay;        // [B, H, L, L]
+}
+
+torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v, const torch::Tensor& segments,
+                                  const torch::Tensor& ages, const torch::Tensor& slopes) {
+  const int64_t L = q.size(2), hq = q.size(1), hkv = k.size(1);
+  TORCH_CHECK(hq % hkv == 0, "attention: ", hq, " query heads are not a multiple of ", hkv, " KV heads");
+  auto kk = hkv == hq ? k : k.repeat_interleave(hq / hkv, 1);
+  auto vv = hkv == hq ? v : v.repeat_interleave(hq / hkv, 1);
+  auto causal = torch::ones({L, L}, torch::dtype(torch::kBool).device(q.device())).tril();
+  auto same = segments.unsqueeze(2) == segments.unsqueeze(1);         // [B, L, L]
+  auto allowed = (same & causal).unsqueeze(1);                        // [B, 1, L, L]
+  torch::Tensor mask;
+  if (ages.defined() && slopes.defined()) {
+    auto bias = time_decay_bias(ages, slopes);
+    mask = bias.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).to(q.dtype());
+  } else {
+    mask = allowed;
+  }
+  return at::scaled_dot_product_attention(q, kk, vv, mask);
+}
+
+const char* attention_path(const torch::Tensor& q) {
+  // The CUDA kernels plug in here (issue: custom CUDA attention kernels).
+  return "reference";
+}
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& segments, const torch::Tensor& ages,
+                        const torch::Tensor& slopes) {
+  return attention_reference(q, k, v, segments, ages, slopes);
+}
+
+}  // namespace chart::kernels

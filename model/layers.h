@@ -1,0 +1,61 @@
+// The transformer's building blocks: RMSNorm, rotary embeddings, grouped-query attention with an
+// optional time-decay bias, the SwiGLU MLP, a pre-norm block, and the sinusoidal age encoding.
+#pragma once
+#include <torch/torch.h>
+
+#include "core/config.h"
+
+namespace chart {
+
+// x / rms(x) * weight, computed in float32 whatever the input dtype.
+struct RMSNormImpl : torch::nn::Module {
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// Rotary position embedding in the "rotate half" layout (as Llama and Hugging Face use), so an
+// exported model keeps its meaning. cos/sin: [L, D].
+std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t length, int64_t head_dim, double theta,
+                                                      torch::Device device);
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+// Each token's age as sin/cos features of the age in days, added to its embedding (as Delphi-2M
+// encodes age): [B, L] years -> [B, L, d_model].
+torch::Tensor sinusoidal_age(const torch::Tensor& ages_years, int64_t d_model);
+
+struct AttentionImpl : torch::nn::Module {
+  explicit AttentionImpl(const ModelConfig& c);
+  // x: [B, L, d]; segments [B, L]; ages [B, L] (used only with time_bias)
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& segments, const torch::Tensor& ages);
+  int64_t n_heads, n_kv_heads, head_dim;
+  torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
+  torch::Tensor time_slopes;  // [n_heads], only with model.time_bias
+};
+TORCH_MODULE(Attention);
+
+struct SwiGLUImpl : torch::nn::Module {
+  SwiGLUImpl(int64_t d_model, int64_t d_ff);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear w_gate{nullptr}, w_up{nullptr}, w_down{nullptr};
+};
+TORCH_MODULE(SwiGLU);
+
+struct BlockImpl : torch::nn::Module {
+  explicit BlockImpl(const ModelConfig& c);
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& segments, const torch::Tensor& ages);
+  RMSNorm attn_norm{nullptr}, mlp_norm{nullptr};
+  Attention attn{nullptr};
+  SwiGLU mlp{nullptr};
+  double dropout;
+};
+TORCH_MODULE(Block);
+
+int64_t resolved_d_ff(const ModelConfig& c);       // model.d_ff, or 8/3 d_model rounded to 64
+int64_t resolved_kv_heads(const ModelConfig& c);   // model.n_kv_heads, or n_heads
+
+}  // namespace chart

@@ -1,0 +1,46 @@
+// The clinical transformer: token embedding + age encoding, pre-norm blocks, a next-token head
+// (tied to the embedding or not) and an optional time-to-next-event head.
+//
+//   h0 = E[token] + age_encoding(age)          (age_encoding: sinusoidal, or none)
+//   h  = Block_n(...Block_1(h0))               (attention causal within each packed patient)
+//   logits = RMSNorm(h) W_out^T                log_rate = RMSNorm(h) w_time + b_time
+#pragma once
+#include <torch/torch.h>
+
+#include "core/config.h"
+#include "model/layers.h"
+
+namespace chart {
+
+struct ModelOutput {
+  torch::Tensor logits;    // [B, L, V]
+  torch::Tensor log_rate;  // [B, L], only with model.time_head: log of the next event's rate (1/days)
+};
+
+struct ClinicalTransformerImpl : torch::nn::Module {
+  ClinicalTransformerImpl(const ModelConfig& config, int64_t vocab_size);
+  // tokens [B, L] int64, ages [B, L] float32 (years), segments [B, L] int32.
+  ModelOutput forward(const torch::Tensor& tokens, const torch::Tensor& ages,
+                      const torch::Tensor& segments);
+  torch::Tensor hidden(const torch::Tensor& tokens, const torch::Tensor& ages,
+                       const torch::Tensor& segments);  // final normalised hidden states [B, L, d]
+  int64_t parameter_count() const;
+  // Training FLOPs per token (forward + backward): 6 N + 12 n_layers d_model L (attention scores
+  // and values over an L-token context, each a multiply-add, times 3 for the backward), where N
+  // counts the matrix weights that multiply each token (embeddings are looked up, not multiplied).
+  double flops_per_token(int64_t context) const;
+
+  ModelConfig config;
+  int64_t vocab_size;
+  torch::nn::Embedding tok_emb{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+  torch::nn::Linear lm_head{nullptr};    // absent when tied
+  torch::nn::Linear time_head{nullptr};  // absent unless model.time_head
+
+ private:
+  void init_weights();
+};
+TORCH_MODULE(ClinicalTransformer);
+
+}  // namespace chart
