@@ -167,8 +167,8 @@ int run_training(const Config& cfg, const std::string& resume) {
       (l.total / static_cast<double>(tc.grad_accum)).backward();
       loss += l.next_token.item<double>() / tc.grad_accum;
       if (l.time.defined()) time_loss += l.time.item<double>() / tc.grad_accum;
-      interval_tokens += b.n_targets;
-      st.tokens_seen += b.n_targets;
+      interval_tokens += b.tokens.numel();  // positions processed, as throughput is usually counted
+      st.tokens_seen += b.n_targets;        // tokens actually learned from
     }
     const double max_norm = tc.grad_clip > 0 ? tc.grad_clip : std::numeric_limits<double>::infinity();
     const double grad_norm = torch::nn::utils::clip_grad_norm_(params, max_norm);
