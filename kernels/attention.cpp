@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdlib>
 
 namespace chart::kernels {
 
@@ -33,14 +34,26 @@ torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k
   return at::scaled_dot_product_attention(q, kk, vv, mask);
 }
 
+#ifdef CHART_HAVE_CUDA
+// kernels/attention_cuda.cpp
+bool cuda_attention_supports(const torch::Tensor& q);
+torch::Tensor attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             const torch::Tensor& segments, const torch::Tensor& ages, const torch::Tensor& slopes);
+#endif
+
 const char* attention_path(const torch::Tensor& q) {
-  // The CUDA kernels plug in here (issue: custom CUDA attention kernels).
+#ifdef CHART_HAVE_CUDA
+  if (cuda_attention_supports(q) && !std::getenv("CHART_ATTENTION_REFERENCE")) return "cuda";
+#endif
   return "reference";
 }
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& segments, const torch::Tensor& ages,
                         const torch::Tensor& slopes) {
+#ifdef CHART_HAVE_CUDA
+  if (attention_path(q)[0] == 'c') return attention_cuda(q, k, v, segments, ages, slopes);
+#endif
   return attention_reference(q, k, v, segments, ages, slopes);
 }
 

@@ -1,0 +1,44 @@
+// Flash attention for packed patient timelines on NVIDIA GPUs (sm_80+): forward and backward,
+// bf16/fp16 in, fp32 accumulation, head dims 64 and 128, causal within each patient, grouped KV
+// heads, and an optional time-decay bias computed in the kernel from per-token ages.
+// Plain CUDA, no torch: kernels/attention_cuda.cpp wraps these in an autograd Function.
+//
+// Layouts (contiguous): q, o, do, dq: [B, Hq, L, D]; k, v, dk, dv: [B, Hkv, L, D];
+// seg_start: [B, L] int32, the first position of each position's patient (patients are
+// contiguous runs, as the loader packs them); ages: [B, L] fp32 years; slopes: [Hq] fp32.
+// lse: [B, Hq, L] fp32, the natural-log softmax normaliser saved for the backward.
+#pragma once
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace chart::kernels {
+
+enum class AttnDtype { kBF16, kFP16 };
+
+struct AttnParams {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;
+  float* lse = nullptr;
+  const int32_t* seg_start = nullptr;
+  const float* ages = nullptr;    // null: no time bias
+  const float* slopes = nullptr;  // null: no time bias
+  int B = 0, Hq = 0, Hkv = 0, L = 0, D = 0;
+  float scale = 0;                // 1/sqrt(D)
+  AttnDtype dtype = AttnDtype::kBF16;
+  // Backward only.
+  const void* dout = nullptr;
+  float* delta = nullptr;         // [B, Hq, L] scratch: rowsum(dO * O)
+  float* dq_accum = nullptr;      // [B, Hq, L, D] fp32, zeroed by the caller
+  void* dk = nullptr;
+  void* dv = nullptr;
+  float* dslopes = nullptr;       // [Hq] fp32, zeroed by the caller; null without time bias
+};
+
+// Both return a CUDA error string, or nullptr on success.
+const char* flash_attention_forward(const AttnParams& p, cudaStream_t stream);
+const char* flash_attention_backward(const AttnParams& p, cudaStream_t stream);
+
+}  // namespace chart::kernels

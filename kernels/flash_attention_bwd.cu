@@ -1,0 +1,254 @@
+// Flash attention backward (FlashAttention-2 style, written for chart). One block per 64 keys of
+// one KV head; 4 warps, each owning 16 keys, accumulate dK and dV in registers over every query
+// head of the group (grouped-query attention needs no atomics for dK/dV) and over the query tiles
+// that can see those keys (from the keys onwards, until a tile's first query belongs to a later
+// patient). Per (key tile, query tile), with P recomputed from the saved logsumexp:
+//   P^T = exp(K Q^T scale + bias^T - lse)      dV += P^T dO
+//   dP^T = V dO^T     dS^T = P^T (dP^T - delta)   dK += dS^T Q scale
+//   dQ += dS K scale  (through shared memory, atomically into an fp32 buffer)
+//   dslope_h -= sum dS * log(1 + |gap| days)
+// delta = rowsum(dO * O) comes from a small kernel first.
+#include <cfloat>
+
+#include "kernels/flash_attention.h"
+#include "kernels/flash_common.cuh"
+
+namespace chart::kernels {
+namespace flash {
+
+constexpr int kBwdBN = 64, kBwdWarps = 4;
+template <int D> __host__ __device__ constexpr int bwd_bm() { return D == 64 ? 64 : 32; }  // fits registers at D=128
+
+template <typename T, int D>
+__global__ void delta_kernel(AttnParams p) {
+  // One warp per query row: delta = sum_d dO * O.
+  const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= static_cast<int64_t>(p.B) * p.Hq * p.L) return;
+  const T* o = static_cast<const T*>(p.o) + row * D;
+  const T* d = static_cast<const T*>(p.dout) + row * D;
+  float acc = 0.f;
+  for (int c = lane; c < D; c += 32) acc += Traits<T>::to_float(o[c]) * Traits<T>::to_float(d[c]);
+  for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffff, acc, off);
+  if (lane == 0) p.delta[row] = acc;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) {
+  constexpr int BM = bwd_bm<D>(), BN = kBwdBN, S = D + kPad;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* Ks = reinterpret_cast<T*>(smem_raw);
+  T* Vs = Ks + BN * S;
+  T* Qs = Vs + BN * S;
+  T* dOs = Qs + BM * S;
+  float* dSs = reinterpret_cast<float*>(dOs + BM * S);  // [BN][BM + 1]
+  float* lse_s = dSs + BN * (BM + 1);
+  float* delta_s = lse_s + BM;
+  float* ages_q = delta_s + BM;
+  int* seg_q = reinterpret_cast<int*>(ages_q + BM);
+
+  const int n0 = blockIdx.x * BN;
+  const int bk = blockIdx.y, b = bk / p.Hkv, hk = bk % p.Hkv;
+  const int G = p.Hq / p.Hkv, L = p.L;
+  if (n0 >= L) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int64_t kv_off = (static_cast<int64_t>(b) * p.Hkv + hk) * L * D;
+  const int32_t* seg = p.seg_start + static_cast<int64_t>(b) * L;
+  const float* ages = p.ages ? p.ages + static_cast<int64_t>(b) * L : nullptr;
+
+  load_tile<T, D>(Ks, static_cast<const T*>(p.k) + kv_off, n0, BN, L);
+  load_tile<T, D>(Vs, static_cast<const T*>(p.v) + kv_off, n0, BN, L);
+  // This thread's two keys (rows of the transposed score tile).
+  const int k0 = n0 + warp * 16 + g, k1 = k0 + 8;
+  const float agek0 = ages && k0 < L ? ages[k0] : 0.f, agek1 = ages && k1 < L ? ages[k1] : 0.f;
+  const int last_key = min(L, n0 + BN) - 1;
+
+  float dk[D / 8][4], dv[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[j][e] = dv[j][e] = 0.f;
+
+  for (int h = hk * G; h < (hk + 1) * G; ++h) {
+    const int64_t q_off = (static_cast<int64_t>(b) * p.Hq + h) * L;
+    const T* q = static_cast<const T*>(p.q) + q_off * D;
+    const T* dout = static_cast<const T*>(p.dout) + q_off * D;
+    const float slope = p.slopes ? p.slopes[h] : 0.f;
+    float dslope = 0.f;
+    for (int m0 = (n0 / BM) * BM; m0 < L; m0 += BM) {
+      // Queries from here on start at or after a patient beginning past our last key: done.
+      if (seg[m0] > last_key) break;
+      __syncthreads();
+      load_tile<T, D>(Qs, q, m0, BM, L);
+      load_tile<T, D>(dOs, dout, m0, BM, L);
+      for (int i = threadIdx.x; i < BM; i += blockDim.x) {
+        const bool in = m0 + i < L;
+        lse_s[i] = in ? p.lse[q_off + m0 + i] : 0.f;
+        delta_s[i] = in ? p.delta[q_off + m0 + i] : 0.f;
+        ages_q[i] = in && ages ? ages[m0 + i] : 0.f;
+        seg_q[i] = in ? seg[m0 + i] : L;  // past the end: matches no key
+      }
+      __syncthreads();
+
+      // S^T = K Q^T for this warp's 16 keys x BM queries.
+      float st[BM / 8][4];
+#pragma unroll
+      for (int j = 0; j < BM / 8; ++j) st[j][0] = st[j][1] = st[j][2] = st[j][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const T* ka = Ks + (warp * 16 + g) * S + kk * 16 + 2 * t;
+        const uint32_t a[4] = {ld_pair(ka), ld_pair(ka + 8 * S), ld_pair(ka + 8), ld_pair(ka + 8 * S + 8)};
+#pragma unroll
+        for (int j = 0; j < BM / 8; ++j) {
+          const T* qb = Qs + (j * 8 + g) * S + kk * 16 + 2 * t;
+          Traits<T>::mma(st[j], a, ld_pair(qb), ld_pair(qb + 8));
+        }
+      }
+      // P^T. (The time gaps are recomputed where needed: cheaper than holding them in registers.)
+#pragma unroll
+      for (int j = 0; j < BM / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = e < 2 ? k0 : k1, qi = j * 8 + 2 * t + (e & 1), query = m0 + qi;
+          float pr = 0.f;
+          if (key < L && allowed(query, key, seg_q[qi], L)) {
+            const float bias = ages ? slope * time_gap(ages_q[qi], e < 2 ? agek0 : agek1) : 0.f;
+            pr = exp2f((st[j][e] * p.scale - bias - lse_s[qi]) * kLog2e);
+          }
+          st[j][e] = pr;
+        }
+      // dV += P^T dO  (A = P^T from registers, B = dO[query][d])
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; ++kk) {
+        const uint32_t a[4] = {Traits<T>::pack(st[2 * kk][0], st[2 * kk][1]), Traits<T>::pack(st[2 * kk][2], st[2 * kk][3]),
+                               Traits<T>::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]),
+                               Traits<T>::pack(st[2 * kk + 1][2], st[2 * kk + 1][3])};
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          const T* db = dOs + (kk * 16 + 2 * t) * S + j * 8 + g;
+          Traits<T>::mma(dv[j], a, ld_col_pair(db, S), ld_col_pair(db + 8 * S, S));
+        }
+      }
+      // dP^T = V dO^T  (A = V rows of our keys, B = dO[query][d] pairs)
+      float dpt[BM / 8][4];
+#pragma unroll
+      for (int j = 0; j < BM / 8; ++j) dpt[j][0] = dpt[j][1] = dpt[j][2] = dpt[j][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const T* va = Vs + (warp * 16 + g) * S + kk * 16 + 2 * t;
+        const uint32_t a[4] = {ld_pair(va), ld_pair(va + 8 * S), ld_pair(va + 8), ld_pair(va + 8 * S + 8)};
+#pragma unroll
+        for (int j = 0; j < BM / 8; ++j) {
+          const T* db = dOs + (j * 8 + g) * S + kk * 16 + 2 * t;
+          Traits<T>::mma(dpt[j], a, ld_pair(db), ld_pair(db + 8));
+        }
+      }
+      // dS^T = P^T (dP^T - delta); the slope gradient; dS^T to shared memory for dQ.
+#pragma unroll
+      for (int j = 0; j < BM / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int qi = j * 8 + 2 * t + (e & 1);
+          const float ds = st[j][e] * (dpt[j][e] - delta_s[qi]);
+          if (ages && ds != 0.f) dslope -= ds * time_gap(ages_q[qi], e < 2 ? agek0 : agek1);
+          st[j][e] = ds;
+          dSs[(warp * 16 + g + (e < 2 ? 0 : 8)) * (BM + 1) + qi] = ds;
+        }
+      // dK += dS^T Q scale  (A = dS^T from registers, B = Q[query][d])
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; ++kk) {
+        const uint32_t a[4] = {Traits<T>::pack(st[2 * kk][0], st[2 * kk][1]), Traits<T>::pack(st[2 * kk][2], st[2 * kk][3]),
+                               Traits<T>::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]),
+                               Traits<T>::pack(st[2 * kk + 1][2], st[2 * kk + 1][3])};
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          const T* qb = Qs + (kk * 16 + 2 * t) * S + j * 8 + g;
+          Traits<T>::mma(dk[j], a, ld_col_pair(qb, S), ld_col_pair(qb + 8 * S, S));
+        }
+      }
+      __syncthreads();
+      // dQ[query][d] += sum_key dS[query][key] K[key][d] scale: warps split the queries into 16-row
+      // slices (BM / 16 of them) and the key dimension in k16 steps.
+      for (int slice = warp; slice < BM / 16; slice += kBwdWarps) {
+        float dq[D / 8][4];
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk) {
+          const int qr = slice * 16 + g, kc = kk * 16 + 2 * t;
+          auto ds = [&](int key, int query) { return dSs[key * (BM + 1) + query]; };
+          const uint32_t a[4] = {Traits<T>::pack(ds(kc, qr), ds(kc + 1, qr)), Traits<T>::pack(ds(kc, qr + 8), ds(kc + 1, qr + 8)),
+                                 Traits<T>::pack(ds(kc + 8, qr), ds(kc + 9, qr)),
+                                 Traits<T>::pack(ds(kc + 8, qr + 8), ds(kc + 9, qr + 8))};
+#pragma unroll
+          for (int j = 0; j < D / 8; ++j) {
+            const T* kb = Ks + (kk * 16 + 2 * t) * S + j * 8 + g;
+            Traits<T>::mma(dq[j], a, ld_col_pair(kb, S), ld_col_pair(kb + 8 * S, S));
+          }
+        }
+        const int qa = m0 + slice * 16 + g, qb = qa + 8;
+        float* dq_out = p.dq_accum + q_off * D;
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          const int c = j * 8 + 2 * t;
+          if (qa < L) {
+            atomicAdd(dq_out + static_cast<int64_t>(qa) * D + c, dq[j][0] * p.scale);
+            atomicAdd(dq_out + static_cast<int64_t>(qa) * D + c + 1, dq[j][1] * p.scale);
+          }
+          if (qb < L) {
+            atomicAdd(dq_out + static_cast<int64_t>(qb) * D + c, dq[j][2] * p.scale);
+            atomicAdd(dq_out + static_cast<int64_t>(qb) * D + c + 1, dq[j][3] * p.scale);
+          }
+        }
+      }
+    }
+    if (p.dslopes) {
+      for (int off = 16; off > 0; off /= 2) dslope += __shfl_xor_sync(0xffffffff, dslope, off);
+      if (lane == 0) atomicAdd(p.dslopes + h, dslope);
+    }
+  }
+
+  T* dk_out = static_cast<T*>(p.dk) + kv_off;
+  T* dv_out = static_cast<T*>(p.dv) + kv_off;
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) {
+    const int c = j * 8 + 2 * t;
+    if (k0 < L) {
+      *reinterpret_cast<uint32_t*>(dk_out + static_cast<int64_t>(k0) * D + c) = Traits<T>::pack(dk[j][0] * p.scale, dk[j][1] * p.scale);
+      *reinterpret_cast<uint32_t*>(dv_out + static_cast<int64_t>(k0) * D + c) = Traits<T>::pack(dv[j][0], dv[j][1]);
+    }
+    if (k1 < L) {
+      *reinterpret_cast<uint32_t*>(dk_out + static_cast<int64_t>(k1) * D + c) = Traits<T>::pack(dk[j][2] * p.scale, dk[j][3] * p.scale);
+      *reinterpret_cast<uint32_t*>(dv_out + static_cast<int64_t>(k1) * D + c) = Traits<T>::pack(dv[j][2], dv[j][3]);
+    }
+  }
+}
+
+template <typename T, int D>
+const char* launch_backward(const AttnParams& p, cudaStream_t stream) {
+  constexpr int BM = bwd_bm<D>();
+  const int64_t rows = static_cast<int64_t>(p.B) * p.Hq * p.L;
+  delta_kernel<T, D><<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(p);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  const size_t smem = (2 * kBwdBN + 2 * BM) * (D + kPad) * sizeof(T) + kBwdBN * (BM + 1) * sizeof(float) +
+                      3 * BM * sizeof(float) + BM * sizeof(int);
+  auto kernel = backward_kernel<T, D>;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  dim3 grid((p.L + kBwdBN - 1) / kBwdBN, p.B * p.Hkv);
+  kernel<<<grid, kBwdWarps * 32, smem, stream>>>(p);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace flash
+
+const char* flash_attention_backward(const AttnParams& p, cudaStream_t stream) {
+  using namespace flash;
+  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? launch_backward<__nv_bfloat16, 64>(p, stream) : launch_backward<__half, 64>(p, stream);
+  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? launch_backward<__nv_bfloat16, 128>(p, stream) : launch_backward<__half, 128>(p, stream);
+  return "flash attention: head dim must be 64 or 128";
+}
+
+}  // namespace chart::kernels

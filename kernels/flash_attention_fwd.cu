@@ -1,0 +1,185 @@
+// Flash attention forward (FlashAttention-2 style, written for chart): one block per 64 query
+// rows of one head; 4 warps, each owning 16 rows; K/V tiles of 64 keys stream through shared
+// memory; scores, the online softmax and the output accumulate in registers.
+// Only key tiles that can be visible are visited: from the first key of the block's first
+// patient to the block's last query (causal), so packed short patients cost little.
+#include <cfloat>
+
+#include "kernels/flash_attention.h"
+#include "kernels/flash_common.cuh"
+
+namespace chart::kernels {
+namespace flash {
+
+constexpr int kBM = 64, kBN = 64, kWarps = 4;
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* Qs = reinterpret_cast<T*>(smem_raw);
+  T* Ks = Qs + kBM * (D + kPad);
+  T* Vs = Ks + kBN * (D + kPad);
+  float* ages_k = reinterpret_cast<float*>(Vs + kBN * (D + kPad));
+
+  const int m0 = blockIdx.x * kBM;
+  const int bh = blockIdx.y, b = bh / p.Hq, h = bh % p.Hq;
+  const int hk = h / (p.Hq / p.Hkv);
+  const int L = p.L;
+  if (m0 >= L) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+
+  const T* q = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.Hq + h) * L * D;
+  const T* k = static_cast<const T*>(p.k) + (static_cast<int64_t>(b) * p.Hkv + hk) * L * D;
+  const T* v = static_cast<const T*>(p.v) + (static_cast<int64_t>(b) * p.Hkv + hk) * L * D;
+  const int32_t* seg = p.seg_start + static_cast<int64_t>(b) * L;
+  const float* ages = p.ages ? p.ages + static_cast<int64_t>(b) * L : nullptr;
+  const float slope = p.slopes ? p.slopes[h] : 0.f;
+
+  load_tile<T, D>(Qs, q, m0, kBM, L);
+  __syncthreads();
+
+  // This thread's two query rows and their patients' first positions.
+  const int r0 = m0 + warp * 16 + g, r1 = r0 + 8;
+  const int s0 = r0 < L ? seg[r0] : 0, s1 = r1 < L ? seg[r1] : 0;
+  const float age0 = ages && r0 < L ? ages[r0] : 0.f, age1 = ages && r1 < L ? ages[r1] : 0.f;
+
+  uint32_t qa[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const T* base = Qs + (warp * 16 + g) * (D + kPad) + kk * 16 + 2 * t;
+    qa[kk][0] = ld_pair(base);
+    qa[kk][1] = ld_pair(base + 8 * (D + kPad));
+    qa[kk][2] = ld_pair(base + 8);
+    qa[kk][3] = ld_pair(base + 8 * (D + kPad) + 8);
+  }
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float row_max[2] = {-FLT_MAX, -FLT_MAX}, row_sum[2] = {0.f, 0.f};
+  const float scale2 = p.scale * kLog2e;  // scores in log2 units, for exp2f
+
+  const int kv_lo = seg[m0];
+  const int kv_hi = min(L, m0 + kBM);
+  for (int n0 = (kv_lo / kBN) * kBN; n0 < kv_hi; n0 += kBN) {
+    __syncthreads();  // the previous tile is no longer read
+    load_tile<T, D>(Ks, k, n0, kBN, L);
+    load_tile<T, D>(Vs, v, n0, kBN, L);
+    if (ages)
+      for (int i = threadIdx.x; i < kBN; i += blockDim.x) ages_k[i] = n0 + i < L ? ages[n0 + i] : 0.f;
+    __syncthreads();
+
+    float s[kBN / 8][4];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j) {
+        const T* kb = Ks + (j * 8 + g) * (D + kPad) + kk * 16 + 2 * t;
+        Traits<T>::mma(s[j], qa[kk], ld_pair(kb), ld_pair(kb + 8));
+      }
+
+    // Scale, bias, mask; the block's new row maxima.
+    float tile_max[2] = {-FLT_MAX, -FLT_MAX};
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = e < 2 ? r0 : r1, col = n0 + j * 8 + 2 * t + (e & 1);
+        float x = -INFINITY;
+        if (allowed(row, col, e < 2 ? s0 : s1, L)) {
+          x = s[j][e] * scale2;
+          if (ages) x -= slope * time_gap(e < 2 ? age0 : age1, ages_k[col - n0]) * kLog2e;
+        }
+        s[j][e] = x;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], x);
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2));
+    }
+    float alpha[2], new_max[2], tile_sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      new_max[r] = fmaxf(row_max[r], tile_max[r]);
+      // A row that has seen no visible key yet keeps max -inf; exp2 of (-inf - finite) is 0.
+      alpha[r] = new_max[r] == -INFINITY ? 1.f : exp2f(row_max[r] - new_max[r]);
+    }
+    uint32_t pa[kBN / 16][4];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) {
+      float pv[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float m = new_max[e / 2];
+        pv[e] = m == -INFINITY ? 0.f : exp2f(s[j][e] - m);
+        tile_sum[e / 2] += pv[e];
+      }
+      pa[j / 2][(j % 2) * 2 + 0] = Traits<T>::pack(pv[0], pv[1]);
+      pa[j / 2][(j % 2) * 2 + 1] = Traits<T>::pack(pv[2], pv[3]);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_sum[r] += __shfl_xor_sync(0xffffffff, tile_sum[r], 1);
+      tile_sum[r] += __shfl_xor_sync(0xffffffff, tile_sum[r], 2);
+      row_sum[r] = row_sum[r] * alpha[r] + tile_sum[r];
+      row_max[r] = new_max[r];
+    }
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[j][0] *= alpha[0];
+      o[j][1] *= alpha[0];
+      o[j][2] *= alpha[1];
+      o[j][3] *= alpha[1];
+    }
+    // O += P V. The A fragment order above is (row g, k 0-7), (row g+8, k 0-7), (g, 8-15), (g+8, 8-15).
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      const uint32_t a[4] = {pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3]};
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        const T* vb = Vs + (kk * 16 + 2 * t) * (D + kPad) + j * 8 + g;
+        Traits<T>::mma(o[j], a, ld_col_pair(vb, D + kPad), ld_col_pair(vb + 8 * (D + kPad), D + kPad));
+      }
+    }
+  }
+
+  T* out = static_cast<T*>(p.o) + (static_cast<int64_t>(b) * p.Hq + h) * L * D;
+  float* lse = p.lse + (static_cast<int64_t>(b) * p.Hq + h) * L;
+  const float inv0 = row_sum[0] > 0 ? 1.f / row_sum[0] : 0.f, inv1 = row_sum[1] > 0 ? 1.f / row_sum[1] : 0.f;
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) {
+    const int c = j * 8 + 2 * t;
+    if (r0 < L) *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(r0) * D + c) = Traits<T>::pack(o[j][0] * inv0, o[j][1] * inv0);
+    if (r1 < L) *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(r1) * D + c) = Traits<T>::pack(o[j][2] * inv1, o[j][3] * inv1);
+  }
+  if (t == 0) {
+    if (r0 < L) lse[r0] = (row_max[0] + log2f(row_sum[0])) * kLn2;
+    if (r1 < L) lse[r1] = (row_max[1] + log2f(row_sum[1])) * kLn2;
+  }
+}
+
+template <typename T, int D>
+const char* launch_forward(const AttnParams& p, cudaStream_t stream) {
+  const size_t smem = (kBM + 2 * kBN) * (D + kPad) * sizeof(T) + kBN * sizeof(float);
+  auto kernel = forward_kernel<T, D>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  dim3 grid((p.L + kBM - 1) / kBM, p.B * p.Hq);
+  kernel<<<grid, kWarps * 32, smem, stream>>>(p);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace flash
+
+const char* flash_attention_forward(const AttnParams& p, cudaStream_t stream) {
+  using namespace flash;
+  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? launch_forward<__nv_bfloat16, 64>(p, stream) : launch_forward<__half, 64>(p, stream);
+  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? launch_forward<__nv_bfloat16, 128>(p, stream) : launch_forward<__half, 128>(p, stream);
+  return "flash attention: head dim must be 64 or 128";
+}
+
+}  // namespace chart::kernels

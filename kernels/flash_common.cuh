@@ -1,0 +1,90 @@
+// Device helpers shared by the flash attention kernels: the m16n8k16 tensor-core MMA, fragment
+// packing, masking and the time-decay bias. Fragment layouts follow the PTX ISA for
+// mma.m16n8k16 (g = lane / 4, t = lane % 4):
+//   A (16x16, row): reg0 = A[g][2t..2t+1], reg1 = A[g+8][2t..], reg2 = A[g][2t+8..], reg3 = A[g+8][2t+8..]
+//   B (16x8, col):  reg0 = B[2t..2t+1][g], reg1 = B[2t+8..2t+9][g]
+//   C (16x8, f32):  c0,c1 = C[g][2t..2t+1], c2,c3 = C[g+8][2t..2t+1]
+// Two neighbouring C tiles (columns 0-7 and 8-15) are exactly one A fragment over k = 16: the
+// probabilities computed for S = Q K^T feed P V without leaving registers.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace chart::kernels::flash {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr int kPad = 8;  // elements of padding per shared-memory row: spreads rows over banks
+
+template <typename T> struct Traits;
+template <> struct Traits<__nv_bfloat16> {
+  static __device__ __forceinline__ uint32_t pack(float a, float b) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+  static __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ __nv_bfloat16 from_float(float x) { return __float2bfloat16(x); }
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <> struct Traits<__half> {
+  static __device__ __forceinline__ uint32_t pack(float a, float b) {
+    __half2 v = __floats2half2_rn(a, b);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+  static __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+  static __device__ __forceinline__ __half from_float(float x) { return __float2half(x); }
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// Two consecutive elements of a shared-memory row as one 32-bit register.
+template <typename T>
+__device__ __forceinline__ uint32_t ld_pair(const T* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+// Two elements one row apart (a column pair) as one register.
+template <typename T>
+__device__ __forceinline__ uint32_t ld_col_pair(const T* p, int row_stride) {
+  T lo = p[0], hi = p[row_stride];
+  uint16_t a = *reinterpret_cast<uint16_t*>(&lo), b = *reinterpret_cast<uint16_t*>(&hi);
+  return static_cast<uint32_t>(a) | (static_cast<uint32_t>(b) << 16);
+}
+
+// Copies rows [row0, row0 + rows) of a [L, D] matrix into shared memory with padded rows,
+// zero-filling rows past L. 16-byte vectors, all threads of the block.
+template <typename T, int D>
+__device__ __forceinline__ void load_tile(T* dst, const T* src, int row0, int rows, int L) {
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr int kPerRow = D / kVec;
+  for (int i = threadIdx.x; i < rows * kPerRow; i += blockDim.x) {
+    int r = i / kPerRow, c = (i % kPerRow) * kVec;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (row0 + r < L) v = *reinterpret_cast<const uint4*>(src + static_cast<int64_t>(row0 + r) * D + c);
+    *reinterpret_cast<uint4*>(dst + r * (D + kPad) + c) = v;
+  }
+}
+
+// Whether query `q` may attend to key `k`: causal, same patient, both inside the sequence.
+__device__ __forceinline__ bool allowed(int q, int k, int q_seg_start, int L) {
+  return q < L && k <= q && k >= q_seg_start;
+}
+
+// log(1 + |age_q - age_k| in days): the time-decay bias is -slope * this.
+__device__ __forceinline__ float time_gap(float age_q, float age_k) {
+  return log1pf(fabsf(age_q - age_k) * 365.25f);
+}
+
+}  // namespace chart::kernels::flash

@@ -1,0 +1,196 @@
+// Parity with the plain-PyTorch reference (scripts/reference_model.py): chart's model, loss and one
+// AdamW step on a packed batch must match what the Python reading the same weights computes.
+// The C++ side writes weights, batch, config, outputs, gradients and the stepped weights into a
+// temporary directory; `reference_model.py check DIR` compares and exits 0 only when they agree.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/json.h"
+#include "data/loader.h"
+#include "model/safetensors.h"
+#include "model/transformer.h"
+#include "tests/test_util.h"
+#include "train/loss.h"
+#include "train/optimizer.h"
+
+namespace chart {
+namespace {
+using testing::TempDir;
+
+constexpr int64_t kVocab = 50;
+
+// B=2 rows of L=24: row 0 packs three patients (9 + 7 + 8 tokens), row 1 two patients (11 + 9)
+// and a padded tail of 4. Ages rise within a patient, some events share a time (dt 0); the last
+// token of each patient and the padding have no target.
+data::Batch packed_batch() {
+  const int64_t B = 2, L = 24;
+  const std::vector<std::vector<int64_t>> lengths = {{9, 7, 8}, {11, 9}};
+  data::Batch b;
+  b.tokens = torch::zeros({B, L}, torch::kInt64);  // [PAD] = 0
+  b.targets = torch::full({B, L}, -1, torch::kInt64);
+  b.ages = torch::zeros({B, L}, torch::kFloat32);
+  b.target_dt = torch::zeros({B, L}, torch::kFloat32);
+  b.segments = torch::full({B, L}, -1, torch::kInt32);
+  auto tok = b.tokens.accessor<int64_t, 2>();
+  auto tgt = b.targets.accessor<int64_t, 2>();
+  auto age = b.ages.accessor<float, 2>();
+  auto dt = b.target_dt.accessor<float, 2>();
+  auto seg = b.segments.accessor<int32_t, 2>();
+  auto random_tokens = torch::randint(3, kVocab, {B, L}, torch::kInt64);
+  for (int64_t r = 0; r < B; ++r) {
+    int64_t j = 0;
+    for (size_t s = 0; s < lengths[r].size(); ++s) {
+      double years = 25.0 + 17.3 * s + 11.1 * r;  // the patient's age at its first token
+      for (int64_t k = 0; k < lengths[r][s]; ++k, ++j) {
+        tok[r][j] = random_tokens[r][j].item<int64_t>();
+        age[r][j] = static_cast<float>(years);
+        seg[r][j] = static_cast<int32_t>(s);
+        years += (k % 3 == 1) ? 0.0 : 0.004 * (k + 1) * (k + 1);  // some same-time events
+      }
+      for (int64_t p = j - lengths[r][s]; p + 1 < j; ++p) {
+        tgt[r][p] = tok[r][p + 1];
+        dt[r][p] = (age[r][p + 1] - age[r][p]) * 365.25f;
+      }
+    }
+  }
+  b.n_targets = b.targets.ge(0).sum().item<int64_t>();
+  return b;
+}
+
+// The model keys, and the optimizer settings with the learning rate the step ran at.
+std::string config_json(const ModelConfig& m, const TrainConfig& t, double lr) {
+  auto b = [](bool x) { return std::string(x ? "true" : "false"); };
+  std::string decay;
+  for (const auto& g : t.decay) decay += (decay.empty() ? "" : ", ") + json_string(g);
+  return fmt::format(
+      "{{\"vocab_size\": {},\n"
+      " \"model\": {{\"d_model\": {}, \"n_layers\": {}, \"n_heads\": {}, \"n_kv_heads\": {}, \"d_ff\": {},"
+      " \"context\": {}, \"rope_theta\": {}, \"norm_eps\": {}, \"time_encoding\": {}, \"time_bias\": {},"
+      " \"tie_embeddings\": {}, \"time_head\": {}, \"dropout\": {}}},\n"
+      " \"train\": {{\"lr\": {}, \"beta1\": {}, \"beta2\": {}, \"eps\": {}, \"weight_decay\": {},"
+      " \"decay\": [{}]}}}}\n",
+      kVocab, m.d_model, m.n_layers, m.n_heads, m.n_kv_heads, m.d_ff, m.context, json_number(m.rope_theta),
+      json_number(m.norm_eps), json_string(m.time_encoding), b(m.time_bias), b(m.tie_embeddings),
+      b(m.time_head), json_number(m.dropout), json_number(lr), json_number(t.beta1), json_number(t.beta2),
+      json_number(t.eps), json_number(t.weight_decay), decay);
+}
+
+NamedTensors parameters_of(const ClinicalTransformer& model, bool grads) {
+  NamedTensors out;
+  for (const auto& p : model->named_parameters())
+    out.emplace_back(p.key(), (grads ? p.value().grad() : p.value()).detach().clone());
+  return out;
+}
+
+// Runs `python scripts/reference_model.py check dir`; returns its exit status, its output in *out.
+int run_reference_check(const std::filesystem::path& dir, std::string* out) {
+  std::string cmd = "\"" + std::string(CHART_PYTHON_EXE) + "\" \"" +
+                    (testing::source_dir() / "scripts" / "reference_model.py").string() + "\" check \"" +
+                    dir.string() + "\" 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void expect_parity(const ModelConfig& mc, const TrainConfig& tc) {
+  if (std::string(CHART_PYTHON_EXE).empty()) GTEST_SKIP() << "no CHART_PYTHON configured";
+  torch::manual_seed(1234);
+  ClinicalTransformer model(mc, kVocab);
+  model->train();
+  data::Batch batch = packed_batch();
+  TempDir dir;
+  save_safetensors(dir / "model.safetensors", parameters_of(model, false));
+  save_safetensors(dir / "batch.safetensors", {{"tokens", batch.tokens}, {"ages", batch.ages},
+                                               {"segments", batch.segments}, {"targets", batch.targets},
+                                               {"target_dt", batch.target_dt}});
+  // The step runs at a warmup learning rate, set on both groups as the trainer does.
+  const double lr = learning_rate(tc, 3);
+  ASSERT_LT(lr, tc.lr);
+  std::ofstream(dir / "config.json") << config_json(mc, tc, lr);
+
+  auto opt = make_optimizer(model, tc);
+  set_learning_rate(*opt, lr);
+  opt->zero_grad();
+  ModelOutput out = model->forward(batch.tokens, batch.ages, batch.segments);
+  LossParts loss = pretraining_loss(out, batch);
+  ASSERT_TRUE(std::isfinite(loss.total.item<double>()));
+  NamedTensors outputs = {{"logits", out.logits.detach()}, {"loss", loss.total.detach()},
+                          {"loss_next_token", loss.next_token.detach()}};
+  if (out.log_rate.defined()) {
+    outputs.emplace_back("log_rate", out.log_rate.detach());
+    outputs.emplace_back("loss_time", loss.time.detach());
+  }
+  save_safetensors(dir / "cpp_out.safetensors", outputs);
+  loss.total.backward();
+  save_safetensors(dir / "cpp_grads.safetensors", parameters_of(model, true));
+  opt->step();
+  save_safetensors(dir / "cpp_after_step.safetensors", parameters_of(model, false));
+
+  std::string output;
+  const int status = run_reference_check(dir.path(), &output);
+  EXPECT_EQ(status, 0) << output;
+  if (status == 0) std::printf("%s", output.c_str());  // the measured differences, for the log
+}
+
+TrainConfig train_config(double lr, std::vector<std::string> decay) {
+  TrainConfig t;
+  t.lr = lr;
+  t.weight_decay = 0.1;
+  t.decay = std::move(decay);
+  return t;
+}
+
+// The default shape, small: grouped-query attention (4 query heads on 2 KV heads), tied
+// embeddings, sinusoidal age encoding, no time bias or time head.
+TEST(ReferenceParity, TiedGroupedQuery) {
+  ModelConfig m;
+  m.d_model = 32;
+  m.n_layers = 2;
+  m.n_heads = 4;
+  m.n_kv_heads = 2;
+  m.context = 24;
+  expect_parity(m, train_config(1e-3, {"matrices"}));
+}
+
+// Everything optional on: the time-decay attention bias, the time-to-next-event head, an untied
+// output head, one KV head for all query heads, an explicit d_ff and rope_theta.
+TEST(ReferenceParity, TimeBiasTimeHeadUntiedOneKvHead) {
+  ModelConfig m;
+  m.d_model = 32;
+  m.n_layers = 2;
+  m.n_heads = 4;
+  m.n_kv_heads = 1;
+  m.d_ff = 48;
+  m.rope_theta = 500.0;
+  m.context = 24;
+  m.time_bias = true;
+  m.time_head = true;
+  m.tie_embeddings = false;
+  expect_parity(m, train_config(3e-3, {"matrices", "other"}));
+}
+
+// No age encoding, no grouping (n_kv_heads 0), one layer, weight decay on every group.
+TEST(ReferenceParity, NoAgeEncodingDecayEverything) {
+  ModelConfig m;
+  m.d_model = 24;
+  m.n_layers = 1;
+  m.n_heads = 2;
+  m.context = 24;
+  m.time_encoding = "none";
+  m.time_bias = true;
+  expect_parity(m, train_config(2e-3, {"matrices", "embeddings", "norms", "other"}));
+}
+
+}  // namespace
+}  // namespace chart
