@@ -25,8 +25,8 @@ struct Command {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
-      {"synth", "--out DIR [--subjects N] [--seed S]",
-       "write a synthetic MEDS dataset with ground-truth labels", {}},
+      {"synth", "--out DIR [--subjects N] [--seed S] [--overwrite]",
+       "write a synthetic MEDS dataset with ground-truth labels", cmd_synth},
       {"prepare", "--meds DIR --out DIR [--config F] [--set k=v]... [--overwrite]",
        "tokenize a MEDS dataset into a token dataset", cmd_prepare},
       {"train", "CONFIG [--set k=v]... [--resume auto|PATH]", "pretrain (1 or N ranks)", cmd_train},
