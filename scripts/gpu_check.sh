@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# ONE command for a machine with an NVIDIA GPU: build (sm_80, sm_90), run every GPU test, the
+# attention benchmark and a training comparison (custom kernels vs the reference path on
+# base.yaml), then print a short table. Needs torch (+ pyarrow), CUDA, cmake and ninja on the
+# machine, and .gpu-bundle/ from scripts/make_gpu_bundle.sh (yaml-cpp, fmt, GoogleTest .debs).
+#   bash scripts/gpu_check.sh [OUT_DIR]       results also land in OUT_DIR (default out/gpu_check)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-out/gpu_check}}
+mkdir -p "$out"
+log() { printf '\n== %s\n' "$*" | tee -a "$out/gpu_check.log"; }
+status=()
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+
+log "dependencies from .gpu-bundle"
+prefix=/tmp/chart-deps
+if [ -d .gpu-bundle/debs ]; then
+  for deb in .gpu-bundle/debs/*.deb; do dpkg -x "$deb" "$prefix"; done
+else
+  echo "no .gpu-bundle/debs: run scripts/make_gpu_bundle.sh on a build machine and carry .gpu-bundle" | tee -a "$out/gpu_check.log"
+fi
+export LD_LIBRARY_PATH=$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+
+log "build"
+start=$(date +%s)
+if CHART_PYTHON=python3 CHART_SKIP_APT=1 CHART_BUILD_DIR=build-gpu \
+   CMAKE_ARGS="-DCMAKE_PREFIX_PATH=$prefix/usr -DCMAKE_INCLUDE_PATH=$prefix/usr/include" \
+   bash scripts/setup.sh >"$out/build.log" 2>&1; then
+  status+=("build|ok|$(( $(date +%s) - start )) s")
+else
+  tail -40 "$out/build.log"; status+=("build|FAILED|see build.log"); printf '%s\n' "${status[@]}"; exit 1
+fi
+build-gpu/chart --version | tee -a "$out/gpu_check.log"
+
+log "GPU tests"
+(cd build-gpu && ctest -R 'AttentionCuda|Attention\.|Model\.' --output-on-failure) >"$out/gpu_tests.log" 2>&1
+rc=$?
+status+=("gpu tests|$([ $rc -eq 0 ] && echo ok || echo FAILED)|$(grep -E 'tests passed|tests failed' "$out/gpu_tests.log" | tail -1)")
+grep -E "Passed|Failed|Skipped|\*\*\*" "$out/gpu_tests.log" | head -20
+
+log "resource usage per kernel (registers, shared memory, spills)"
+cuobjdump -res-usage build-gpu/kernels/libchart_kernels.a 2>/dev/null | grep -E "Function|REG" | sed 's/^ *//' > "$out/kernel_resources.txt"
+head -20 "$out/kernel_resources.txt"
+
+log "attention benchmark"
+build-gpu/tests/bench_attention | tee "$out/bench_attention.md"
+status+=("attention benchmark|$([ -s "$out/bench_attention.md" ] && echo ok || echo FAILED)|bench_attention.md")
+
+log "training: custom kernels vs reference attention, base.yaml, 200 steps"
+data=/tmp/chart-gpu-data
+rm -rf "$data"
+build-gpu/chart synth --out "$data/meds" --subjects 20000 --seed 1 >/dev/null 2>&1
+build-gpu/chart prepare --meds "$data/meds" --out "$data/tokens" >/dev/null 2>&1
+for path in cuda reference; do
+  env_var=""; [ $path = reference ] && env_var="CHART_ATTENTION_REFERENCE=1"
+  rm -rf "$data/run_$path"
+  env $env_var build-gpu/chart train configs/base.yaml --set data.dir="$data/tokens" --set run.dir="$data/run_$path" \
+    --set train.steps=200 --set train.log_every=20 --set train.eval_every=0 --set train.checkpoint_every=0 \
+    --set train.batch_size=8 >"$out/train_$path.log" 2>&1 || echo "train ($path) FAILED" | tee -a "$out/gpu_check.log"
+  cp "$data/run_$path/metrics.jsonl" "$out/metrics_$path.jsonl" 2>/dev/null
+done
+python3 - "$out" <<'PY' | tee "$out/train_compare.md"
+import json, sys, os
+out = sys.argv[1]
+def load(p):
+    try:
+        return {r["step"]: r for r in map(json.loads, open(os.path.join(out, f"metrics_{p}.jsonl"))) if r["split"] == "train"}
+    except OSError:
+        return {}
+a, b = load("cuda"), load("reference")
+print("| step | loss (kernels) | loss (reference) | diff | tokens/s kernels | tokens/s reference | MFU kernels |")
+print("|---|---|---|---|---|---|---|")
+worst = 0
+for s in sorted(set(a) & set(b)):
+    d = abs(a[s]["loss"] - b[s]["loss"]); worst = max(worst, d)
+    print(f"| {s} | {a[s]['loss']:.4f} | {b[s]['loss']:.4f} | {d:.4f} | {a[s]['tokens_per_s']:.0f} | {b[s]['tokens_per_s']:.0f} | {a[s].get('mfu', 0):.3f} |")
+print(f"\nmax |loss difference| = {worst:.4f} (bf16 tolerance: 0.05)")
+PY
+worst=$(grep -o 'max |loss difference| = [0-9.]*' "$out/train_compare.md" | grep -o '[0-9.]*$')
+status+=("base.yaml kernels vs reference|$(python3 -c "print('ok' if '$worst' and float('$worst') < 0.05 else 'FAILED')" 2>/dev/null)|max loss diff ${worst:-?}")
+
+printf '\n| check | result | detail |\n|---|---|---|\n' | tee "$out/summary.md"
+for s in "${status[@]}"; do printf '| %s |\n' "${s//|/ | }"; done | tee -a "$out/summary.md"
