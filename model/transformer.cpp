@@ -7,6 +7,8 @@ namespace chart {
 ClinicalTransformerImpl::ClinicalTransformerImpl(const ModelConfig& c, int64_t vocab)
     : config(c), vocab_size(vocab) {
   tok_emb = register_module("tok_emb", torch::nn::Embedding(vocab, c.d_model));
+  if (c.time_encoding == "sinusoidal")
+    age_proj = register_module("age_proj", torch::nn::Linear(torch::nn::LinearOptions(c.d_model, c.d_model).bias(false)));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.n_layers; ++i) layers->push_back(Block(c));
   norm = register_module("norm", RMSNorm(c.d_model, c.norm_eps));
@@ -39,7 +41,7 @@ torch::Tensor ClinicalTransformerImpl::hidden(const torch::Tensor& tokens, const
                                               const torch::Tensor& segments) {
   const int64_t L = tokens.size(1);
   auto x = tok_emb(tokens);
-  if (config.time_encoding == "sinusoidal") x = x + sinusoidal_age(ages, config.d_model).to(x.dtype());
+  if (age_proj) x = x + age_proj(sinusoidal_age(ages, config.d_model).to(x.dtype()));
   auto [cos, sin] = rotary_tables(L, config.d_model / config.n_heads, config.rope_theta, tokens.device());
   for (const auto& layer : *layers) x = layer->as<Block>()->forward(x, cos, sin, segments, ages);
   return norm(x);

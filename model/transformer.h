@@ -1,7 +1,8 @@
 // The clinical transformer: token embedding + age encoding, pre-norm blocks, a next-token head
 // (tied to the embedding or not) and an optional time-to-next-event head.
 //
-//   h0 = E[token] + age_encoding(age)          (age_encoding: sinusoidal, or none)
+//   h0 = E[token] + W_age sinusoidal(age)      (or no age encoding; W_age learned, so the age
+//                                              features start at the embedding's scale)
 //   h  = Block_n(...Block_1(h0))               (attention causal within each packed patient)
 //   logits = RMSNorm(h) W_out^T                log_rate = RMSNorm(h) w_time + b_time
 #pragma once
@@ -33,6 +34,7 @@ struct ClinicalTransformerImpl : torch::nn::Module {
   ModelConfig config;
   int64_t vocab_size;
   torch::nn::Embedding tok_emb{nullptr};
+  torch::nn::Linear age_proj{nullptr};   // absent unless model.time_encoding = sinusoidal
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
   torch::nn::Linear lm_head{nullptr};    // absent when tied

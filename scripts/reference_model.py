@@ -4,7 +4,7 @@ It reads chart's weights as they are (a safetensors file named like chart's name
 computes what model/layers.cpp, model/transformer.cpp, kernels/attention.cpp, train/loss.cpp and
 train/optimizer.cpp compute:
 
-  x = E[token] + sinusoidal(age in days)         (or no age encoding)
+  x = E[token] + W_age sinusoidal(age in days)   (or no age encoding)
   x = x + Attention(RMSNorm(x)); x = x + SwiGLU(RMSNorm(x))   per block
   logits = RMSNorm(x) W_out^T   (W_out = E when tied);   log_rate = RMSNorm(x) w_time + b_time
 
@@ -162,6 +162,7 @@ class ClinicalTransformer(nn.Module):
         super().__init__()
         self.config = c
         self.tok_emb = nn.Embedding(vocab_size, c.d_model)
+        self.age_proj = nn.Linear(c.d_model, c.d_model, bias=False) if c.time_encoding == "sinusoidal" else None
         self.layers = nn.ModuleList(Block(c) for _ in range(c.n_layers))
         self.norm = RMSNorm(c.d_model, c.norm_eps)
         self.lm_head = None if c.tie_embeddings else nn.Linear(c.d_model, vocab_size, bias=False)
@@ -181,8 +182,8 @@ class ClinicalTransformer(nn.Module):
         """tokens [B, L] int64, ages [B, L] years, segments [B, L] int -> logits [B, L, V], log_rate [B, L] or None"""
         c = self.config
         x = self.tok_emb(tokens)
-        if c.time_encoding == "sinusoidal":
-            x = x + sinusoidal_age(ages, c.d_model).to(x.dtype)
+        if self.age_proj is not None:
+            x = x + self.age_proj(sinusoidal_age(ages, c.d_model).to(x.dtype))
         cos, sin = rotary_tables(tokens.size(1), c.d_model // c.n_heads, c.rope_theta, tokens.device)
         for layer in self.layers:
             x = layer(x, cos, sin, segments, ages)

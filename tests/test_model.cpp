@@ -94,10 +94,10 @@ TEST(Model, ShapesAndParameterCount) {
   EXPECT_EQ(out.logits.sizes(), (std::vector<int64_t>{1, 16, 40}));
   EXPECT_EQ(out.logits.scalar_type(), torch::kFloat32);
   EXPECT_EQ(out.log_rate.sizes(), (std::vector<int64_t>{1, 16}));
-  // tok_emb + per layer (q, k, v, o, gate, up, down, 2 norms) + final norm + time head
+  // tok_emb + age_proj + per layer (q, k, v, o, gate, up, down, 2 norms) + final norm + time head
   const int64_t d = 32, ff = 128, kv = 2 * 8;
   int64_t per_layer = d * d + 2 * d * kv + d * d + 3 * d * ff + 2 * d;
-  EXPECT_EQ(model->parameter_count(), 40 * d + 2 * per_layer + d + (d + 1));
+  EXPECT_EQ(model->parameter_count(), 40 * d + d * d + 2 * per_layer + d + (d + 1));
   EXPECT_GT(model->flops_per_token(16), 6.0 * 2 * per_layer);
 }
 

@@ -85,7 +85,8 @@ std::string config_json(const ModelConfig& m, const TrainConfig& t, double lr) {
 NamedTensors parameters_of(const ClinicalTransformer& model, bool grads) {
   NamedTensors out;
   for (const auto& p : model->named_parameters())
-    out.emplace_back(p.key(), (grads ? p.value().grad() : p.value()).detach().clone());
+    if (grads && !p.value().grad().defined()) ADD_FAILURE() << "no gradient for " << p.key();
+    else out.emplace_back(p.key(), (grads ? p.value().grad() : p.value()).detach().clone());
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <csignal>
 #include <thread>
@@ -93,6 +94,19 @@ int run_training(const Config& cfg, const std::string& resume) {
   model->to(dev.device);
   auto optimizer = make_optimizer(model, tc);
   TrainerState st;
+  if (!ckpt && model->time_head) {
+    // Start the waiting-time head at the data's mean gap (rate = 1 / mean days), so its loss
+    // starts near its floor instead of swamping the next-token loss in the first steps.
+    data::LoaderOptions peek;
+    peek.context = cfg.model.context;
+    peek.batch_size = tc.batch_size;
+    peek.prefetch = 0;
+    data::Batch b = data::Loader(ds, "train", peek).next();
+    auto valid = b.targets.ge(0);
+    double mean_dt = b.target_dt.clamp_min(1.0 / 1440.0).masked_select(valid).mean().item<double>();
+    torch::NoGradGuard no_grad;
+    model->time_head->bias.fill_(-std::log(mean_dt));
+  }
   if (ckpt) {
     st = load_checkpoint(*ckpt, model, optimizer.get());
     info("train: resumed from {} (step {}, epoch {})", ckpt->string(), st.step, st.loader.epoch);
