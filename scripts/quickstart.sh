@@ -25,6 +25,7 @@ if built prepare; then
 fi
 if built train; then
   step "pretrain configs/tiny.yaml: $out/pretrain"
+  rm -rf "$out/pretrain"  # the demo starts over each time; real runs continue with --resume auto
   $chart train configs/tiny.yaml --set data.dir="$out/tokens" --set run.dir="$out/pretrain"
 fi
 for cmd in synth prepare train finetune eval; do
