@@ -1,6 +1,9 @@
 #include "train/trainer.h"
 
 #include <ATen/autocast_mode.h>
+#ifdef CHART_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #include <yaml-cpp/yaml.h>
 
 #include <atomic>
@@ -53,6 +56,18 @@ double peak_flops(const DeviceChoice& d) {
 
 std::string section_yaml(const std::string& yaml, const char* section) {
   return YAML::Dump(YAML::Load(yaml)[section]);
+}
+
+// Peak GPU memory allocated by this process's tensors, GiB; 0 on the CPU.
+double peak_gpu_gib(const DeviceChoice& d) {
+#ifdef CHART_HAVE_CUDA
+  if (d.device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.device.index());
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak /
+           double(1 << 30);
+  }
+#endif
+  return 0;
 }
 
 data::Batch to_device(data::Batch b, torch::Device d) {
@@ -198,6 +213,7 @@ int run_training(const Config& cfg, const std::string& resume) {
           {"tokens_per_s", tps}, {"tokens_seen", double(st.tokens_seen)}, {"peak_rss_gib", peak_rss_gib()}};
       if (cfg.model.time_head) m.emplace_back("time_loss", time_loss);
       if (peak > 0) m.emplace_back("mfu", flops_per_token * tps / peak);
+      if (dev.device.is_cuda()) m.emplace_back("peak_gpu_gib", peak_gpu_gib(dev));
       metrics.write(st.step, "train", m);
       progress.update(st.step, fmt::format("loss {:.4f} | {} tok/s | lr {:.2e}", loss, format_count(tps), lr));
       interval_start = std::chrono::steady_clock::now();
