@@ -1,6 +1,9 @@
 #include "core/sha256.h"
 
 #include <cstdio>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <cstring>
 #include <vector>
 
@@ -19,13 +22,58 @@ constexpr uint32_t K[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
 
 inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+#if defined(__x86_64__)
+// The same compression with the x86 SHA extensions (SHA-NI), ~5x the portable code; used when the
+// CPU has them. The known-answer tests cover whichever path runs.
+__attribute__((target("sha,sse4.1"))) void block_shani(uint32_t* h, const uint8_t* p) {
+  const __m128i shuffle = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i tmp = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h));       // DCBA
+  __m128i state1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + 4));  // HGFE
+  tmp = _mm_shuffle_epi32(tmp, 0xB1);                                        // CDAB
+  state1 = _mm_shuffle_epi32(state1, 0x1B);                                  // EFGH
+  __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);                          // ABEF
+  state1 = _mm_blend_epi16(state1, tmp, 0xF0);                               // CDGH
+  const __m128i abef = state0, cdgh = state1;
+  __m128i w[4];
+  for (int i = 0; i < 4; ++i)
+    w[i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * i)), shuffle);
+  for (int r = 0; r < 16; ++r) {
+    __m128i cur = w[r % 4];
+    if (r >= 4) {
+      // w[r] = sha256msg2(sha256msg1(w[r-4], w[r-3]) + alignr(w[r-1], w[r-2], 4), w[r-1])
+      __m128i m = _mm_sha256msg1_epu32(w[r % 4], w[(r + 1) % 4]);
+      m = _mm_add_epi32(m, _mm_alignr_epi8(w[(r + 3) % 4], w[(r + 2) % 4], 4));
+      cur = w[r % 4] = _mm_sha256msg2_epu32(m, w[(r + 3) % 4]);
+    }
+    __m128i msg = _mm_add_epi32(cur, _mm_loadu_si128(reinterpret_cast<const __m128i*>(K + 4 * r)));
+    state1 = _mm_sha256rnds2_epu32(state1, state0, msg);
+    msg = _mm_shuffle_epi32(msg, 0x0E);
+    state0 = _mm_sha256rnds2_epu32(state0, state1, msg);
+  }
+  state0 = _mm_add_epi32(state0, abef);
+  state1 = _mm_add_epi32(state1, cdgh);
+  tmp = _mm_shuffle_epi32(state0, 0x1B);                                     // FEBA
+  state1 = _mm_shuffle_epi32(state1, 0xB1);                                  // DCHG
+  state0 = _mm_blend_epi16(tmp, state1, 0xF0);                               // DCBA
+  state1 = _mm_alignr_epi8(state1, tmp, 8);                                  // ABEF
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h), state0);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h + 4), state1);
+}
+const bool kHaveShaNi = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1");
+#else
+const bool kHaveShaNi = false;
+#endif
 }  // namespace
 
-Sha256::Sha256()
-    : h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-         0x5be0cd19} {}
+Sha256::Sha256(bool portable)
+    : h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19},
+      portable_(portable) {}
 
 void Sha256::block(const uint8_t* p) {
+#if defined(__x86_64__)
+  if (kHaveShaNi && !portable_) return block_shani(h_.data(), p);
+#endif
   uint32_t w[64];
   for (int i = 0; i < 16; ++i)
     w[i] = uint32_t(p[4 * i]) << 24 | uint32_t(p[4 * i + 1]) << 16 | uint32_t(p[4 * i + 2]) << 8 |

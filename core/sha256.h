@@ -10,7 +10,8 @@ namespace chart {
 
 class Sha256 {
  public:
-  Sha256();
+  // portable: never use the CPU's SHA instructions (for tests of the portable code).
+  explicit Sha256(bool portable = false);
   void update(const void* data, size_t n);
   void update(std::string_view s) { update(s.data(), s.size()); }
   std::string hex();  // finishes the hash; call once
@@ -21,6 +22,7 @@ class Sha256 {
   std::array<uint8_t, 64> buf_;
   size_t buf_len_ = 0;
   uint64_t total_ = 0;
+  bool portable_ = false;
 };
 
 std::string sha256_hex(std::string_view bytes);

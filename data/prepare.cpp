@@ -54,6 +54,7 @@ void parallel_for(size_t n, int threads, const std::function<void(size_t)>& job)
 struct FileOutput {  // what pass 2 learned from one input file
   std::vector<int64_t> subjects;
   std::map<std::string, SplitCounts> splits;
+  std::map<std::string, std::string> sha256;  // shard path (relative) -> checksum
 };
 
 }  // namespace
@@ -152,6 +153,9 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
     for (auto& [split, w] : writers) {
       w->finish();
       fo.splits[split].shards += 1;
+      // Checksummed here, in parallel and while the shard is still in the page cache.
+      const std::string rel = split + "/" + fmt::format("shard_{:05d}.bin", i);
+      fo.sha256[rel] = sha256_file(stage.path() / rel);
     }
     rows += reader.rows_read();
     std::lock_guard<std::mutex> lock(counter_mutex);
@@ -207,11 +211,14 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
   for (const auto& e : fs::recursive_directory_iterator(stage.path()))
     if (e.is_regular_file()) written.push_back(fs::relative(e.path(), stage.path()));
   std::sort(written.begin(), written.end());
+  std::map<std::string, std::string> known;
+  for (const auto& fo : outputs) known.insert(fo.sha256.begin(), fo.sha256.end());
   first = true;
   for (const auto& rel : written) {
+    auto k = known.find(rel.generic_string());
     m += fmt::format("{}\n    {}: {{\"bytes\": {}, \"sha256\": {}}}", first ? "" : ",",
                      json_string(rel.generic_string()), fs::file_size(stage.path() / rel),
-                     json_string(sha256_file(stage.path() / rel)));
+                     json_string(k != known.end() ? k->second : sha256_file(stage.path() / rel)));
     first = false;
   }
   m += "\n  }\n}\n";

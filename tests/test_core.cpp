@@ -30,6 +30,20 @@ TEST(Sha256, KnownVectors) {
   EXPECT_EQ(h.hex(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
+TEST(Sha256, PortableAndAcceleratedPathsAgree) {
+  std::string data;
+  for (int i = 0; i < 100000; ++i) data += static_cast<char>((i * 131) ^ (i >> 5));
+  for (size_t n : {0, 1, 55, 56, 63, 64, 65, 1000, 100000}) {
+    Sha256 fast, portable(/*portable=*/true);
+    fast.update(data.data(), n);
+    portable.update(data.data(), n);
+    EXPECT_EQ(fast.hex(), portable.hex()) << n;
+  }
+  Sha256 portable(true);
+  portable.update("abc");
+  EXPECT_EQ(portable.hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
 TEST(Files, AtomicWriteLeavesOnlyTheFile) {
   TempDir dir;
   write_file_atomic(dir / "a.txt", "hello");
