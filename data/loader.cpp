@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/mix.h"
 
 namespace chart::data {
 namespace {
@@ -10,12 +11,6 @@ namespace {
 constexpr double kMicrosPerYear = 365.25 * 86400.0 * 1e6;
 constexpr double kMicrosPerDay = 86400.0 * 1e6;
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // Windows a subject of `len` tokens yields without packing: each needs a token and its target.
 int64_t subject_windows(int64_t len, int64_t context) {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/mix.h"
 #include "core/files.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -20,12 +21,6 @@
 namespace chart::data {
 namespace {
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // Runs job(i) for i in [0, n) on `threads` threads; the first exception stops the rest and is
 // rethrown here.

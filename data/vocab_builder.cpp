@@ -2,14 +2,10 @@
 
 #include <algorithm>
 
+#include "core/mix.h"
+
 namespace chart::data {
 namespace {
-uint64_t mix(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 bool heap_less(const std::pair<uint64_t, float>& a, const std::pair<uint64_t, float>& b) {
   return a.first != b.first ? a.first < b.first : a.second < b.second;
 }
