@@ -120,9 +120,8 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
       // dV += P^T dO  (A = P^T from registers, B = dO[query][d])
 #pragma unroll
       for (int kk = 0; kk < BM / 16; ++kk) {
-        const uint32_t a[4] = {Traits<T>::pack(st[2 * kk][0], st[2 * kk][1]), Traits<T>::pack(st[2 * kk][2], st[2 * kk][3]),
-                               Traits<T>::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]),
-                               Traits<T>::pack(st[2 * kk + 1][2], st[2 * kk + 1][3])};
+        uint32_t a[4];
+        c_tiles_to_a<T>(st, kk, a);
 #pragma unroll
         for (int j = 0; j < D / 8; ++j) {
           const T* db = dOs + (kk * 16 + 2 * t) * S + j * 8 + g;
@@ -157,9 +156,8 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
       // dK += dS^T Q scale  (A = dS^T from registers, B = Q[query][d])
 #pragma unroll
       for (int kk = 0; kk < BM / 16; ++kk) {
-        const uint32_t a[4] = {Traits<T>::pack(st[2 * kk][0], st[2 * kk][1]), Traits<T>::pack(st[2 * kk][2], st[2 * kk][3]),
-                               Traits<T>::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]),
-                               Traits<T>::pack(st[2 * kk + 1][2], st[2 * kk + 1][3])};
+        uint32_t a[4];
+        c_tiles_to_a<T>(st, kk, a);
 #pragma unroll
         for (int j = 0; j < D / 8; ++j) {
           const T* qb = Qs + (kk * 16 + 2 * t) * S + j * 8 + g;

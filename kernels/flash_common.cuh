@@ -50,6 +50,15 @@ template <> struct Traits<__half> {
   }
 };
 
+// The A fragment (16 x k16) made of two neighbouring C tiles c[2kk] and c[2kk + 1] (see above).
+template <typename T, int N>
+__device__ __forceinline__ void c_tiles_to_a(const float (&c)[N][4], int kk, uint32_t (&a)[4]) {
+  a[0] = Traits<T>::pack(c[2 * kk][0], c[2 * kk][1]);
+  a[1] = Traits<T>::pack(c[2 * kk][2], c[2 * kk][3]);
+  a[2] = Traits<T>::pack(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+  a[3] = Traits<T>::pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
 // Two consecutive elements of a shared-memory row as one 32-bit register.
 template <typename T>
 __device__ __forceinline__ uint32_t ld_pair(const T* p) {
