@@ -50,9 +50,15 @@ class FlashAttention : public torch::autograd::Function<FlashAttention> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor q, torch::Tensor k,
                                torch::Tensor v, torch::Tensor seg_start, torch::Tensor ages, torch::Tensor slopes) {
     c10::cuda::CUDAGuard guard(q.device());
-    q = q.contiguous();
-    k = k.contiguous();
-    v = v.contiguous();
+    // The kernels read rows as 16-byte vectors: contiguous and 16-byte aligned (a view with an odd
+    // storage offset is copied).
+    auto aligned = [](torch::Tensor t) {
+      t = t.contiguous();
+      return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 ? t : t.clone();
+    };
+    q = aligned(q);
+    k = aligned(k);
+    v = aligned(v);
     auto o = torch::empty_like(q);
     auto lse = torch::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(torch::kFloat32));
     AttnParams p = params(q, k, v, seg_start, ages, slopes);
@@ -70,6 +76,7 @@ class FlashAttention : public torch::autograd::Function<FlashAttention> {
     auto ages = saved[6], slopes = saved[7];
     c10::cuda::CUDAGuard guard(q.device());
     auto dout = grads[0].to(q.scalar_type()).contiguous();
+    if (reinterpret_cast<uintptr_t>(dout.data_ptr()) % 16 != 0) dout = dout.clone();
     auto dq_accum = torch::zeros(q.sizes(), q.options().dtype(torch::kFloat32));
     auto delta = torch::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(torch::kFloat32));
     auto dk = torch::empty_like(k), dv = torch::empty_like(v);
@@ -102,11 +109,22 @@ torch::Tensor attention_cuda(const torch::Tensor& q, const torch::Tensor& k, con
                              const torch::Tensor& segments, const torch::Tensor& ages, const torch::Tensor& slopes) {
   TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
               "attention: q, k, v must share a dtype");
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && k.sizes() == v.sizes() && q.size(0) == k.size(0) &&
+                  q.size(2) == k.size(2) && q.size(3) == k.size(3),
+              "attention: q [B, Hq, L, D] and k, v [B, Hkv, L, D] disagree: ", q.sizes(), " ", k.sizes(), " ", v.sizes());
+  TORCH_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0, "attention: ", q.size(1),
+              " query heads are not a multiple of ", k.size(1), " KV heads");
+  TORCH_CHECK(segments.dim() == 2 && segments.size(0) == q.size(0) && segments.size(1) == q.size(2),
+              "attention: segments must be [B, L]");
+  TORCH_CHECK(q.size(0) * q.size(1) <= 65535, "attention: batch x heads = ", q.size(0) * q.size(1),
+              " exceeds the kernels' grid limit (65535); use a smaller batch");
+  if (q.numel() == 0) return torch::empty_like(q);
   auto seg_start = segment_starts(segments.to(q.device()));
   torch::Tensor a, s;
   if (ages.defined() && slopes.defined()) {
+    TORCH_CHECK(ages.sizes() == segments.sizes(), "attention: ages must be [B, L]");
     a = ages.to(q.device(), torch::kFloat32).contiguous();
-    s = slopes.to(torch::kFloat32).contiguous();
+    s = slopes.to(q.device(), torch::kFloat32).contiguous();
   }
   return FlashAttention::apply(q, k, v, seg_start, a, s);
 }

@@ -104,8 +104,9 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       new_max[r] = fmaxf(row_max[r], tile_max[r]);
-      // A row that has seen no visible key yet keeps max -inf; exp2 of (-inf - finite) is 0.
-      alpha[r] = new_max[r] == -INFINITY ? 1.f : exp2f(row_max[r] - new_max[r]);
+      // Maxima start at -FLT_MAX, not -inf: a row with no visible key yet gets alpha = 1 and
+      // p = exp2(-inf) = 0, never inf - inf.
+      alpha[r] = exp2f(row_max[r] - new_max[r]);
     }
     uint32_t pa[kBN / 16][4];
 #pragma unroll
@@ -113,8 +114,7 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
       float pv[4];
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float m = new_max[e / 2];
-        pv[e] = m == -INFINITY ? 0.f : exp2f(s[j][e] - m);
+        pv[e] = exp2f(s[j][e] - new_max[e / 2]);
         tile_sum[e / 2] += pv[e];
       }
       pa[j / 2][(j % 2) * 2 + 0] = Traits<T>::pack(pv[0], pv[1]);
