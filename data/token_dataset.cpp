@@ -17,8 +17,8 @@ TokenDataset TokenDataset::open(const std::filesystem::path& dir) {
   if (!fs::exists(dir / "manifest.json"))
     throw Error(fmt::format("{} is not a complete token dataset (no manifest.json)", dir.string()),
                 "run `chart prepare --meds MEDS_DIR --out " + dir.string() + "`");
-  std::string tsv = read_file(dir / "vocab.tsv");
-  TokenDataset ds(dir, Vocab::load(dir / "vocab.tsv"));
+  const std::string tsv = read_file(dir / "vocab.tsv");  // read once: parsed and hashed
+  TokenDataset ds(dir, Vocab::parse(tsv, (dir / "vocab.tsv").string()));
   ds.vocab_hash_ = sha256_hex(tsv);
   const VocabHash hash = vocab_hash_from_hex(ds.vocab_hash_);
   for (const auto& split : split_names()) {

@@ -68,9 +68,10 @@ std::string Vocab::to_tsv() const {
   return out;
 }
 
-Vocab Vocab::load(const std::filesystem::path& tsv) {
-  std::string text = read_file(tsv);
-  if (text.rfind(kHeader, 0) != 0) fail("{}: not a chart vocabulary (bad header)", tsv.string());
+Vocab Vocab::load(const std::filesystem::path& tsv) { return parse(read_file(tsv), tsv.string()); }
+
+Vocab Vocab::parse(const std::string& text, const std::string& name) {
+  if (text.rfind(kHeader, 0) != 0) fail("{}: not a chart vocabulary (bad header)", name);
   Vocab v;
   std::istringstream in(text.substr(std::string(kHeader).size()));
   std::string line;
@@ -86,12 +87,12 @@ Vocab Vocab::load(const std::filesystem::path& tsv) {
       start = tab + 1;
     }
     if (f.size() != 5 || f[0] != std::to_string(v.size()))
-      fail("{}:{}: malformed vocabulary line", tsv.string(), lineno);
+      fail("{}:{}: malformed vocabulary line", name, lineno);
     TokenKind kind = f[2] == "special" ? TokenKind::kSpecial
                      : f[2] == "time" ? TokenKind::kTime
                      : f[2] == "quantile" ? TokenKind::kQuantile
                      : f[2] == "code" ? TokenKind::kCode
-                                      : (fail("{}:{}: unknown token kind '{}'", tsv.string(), lineno, f[2]),
+                                      : (fail("{}:{}: unknown token kind '{}'", name, lineno, f[2]),
                                          TokenKind::kCode);
     std::vector<float> cuts;
     std::istringstream cs(f[4]);
@@ -105,7 +106,7 @@ Vocab Vocab::load(const std::filesystem::path& tsv) {
     v.add(f[1], kind, std::stoll(f[3]), std::move(cuts));
   }
   if (v.size() < 3 || v.tokens_[kPad] != "[PAD]" || v.tokens_[kBos] != "[BOS]" || v.tokens_[kUnk] != "[UNK]")
-    fail("{}: vocabulary lacks the special tokens [PAD] [BOS] [UNK]", tsv.string());
+    fail("{}: vocabulary lacks the special tokens [PAD] [BOS] [UNK]", name);
   return v;
 }
 

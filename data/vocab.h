@@ -34,6 +34,7 @@ class Vocab {
   Vocab& operator=(const Vocab&) = delete;
 
   static Vocab load(const std::filesystem::path& tsv);  // throws chart::Error naming the line
+  static Vocab parse(const std::string& text, const std::string& name);  // vocab.tsv's contents
   std::string to_tsv() const;
 
   size_t size() const { return tokens_.size(); }

@@ -19,6 +19,26 @@ namespace flash {
 constexpr int kBwdBN = 64, kBwdWarps = 4;
 template <int D> __host__ __device__ constexpr int bwd_bm() { return D == 64 ? 64 : 32; }  // fits registers at D=128
 
+// acc (16 x N) = R T^T for 16 rows R of a padded [*, D] shared-memory matrix (this warp's keys)
+// and the first N rows of another, T (the query tile): both operands are rows, loaded as pairs.
+template <typename T, int D, int N>
+__device__ __forceinline__ void rows_times_tile_t(const T* rows, const T* tile, float (&acc)[N / 8][4]) {
+  constexpr int S = D + kPad;
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const T* ra = rows + g * S + kk * 16 + 2 * t;
+    const uint32_t a[4] = {ld_pair(ra), ld_pair(ra + 8 * S), ld_pair(ra + 8), ld_pair(ra + 8 * S + 8)};
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j) {
+      const T* tb = tile + (j * 8 + g) * S + kk * 16 + 2 * t;
+      Traits<T>::mma(acc[j], a, ld_pair(tb), ld_pair(tb + 8));
+    }
+  }
+}
+
 template <typename T, int D>
 __global__ void delta_kernel(AttnParams p) {
   // One warp per query row: delta = sum_d dO * O.
@@ -92,18 +112,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
 
       // S^T = K Q^T for this warp's 16 keys x BM queries.
       float st[BM / 8][4];
-#pragma unroll
-      for (int j = 0; j < BM / 8; ++j) st[j][0] = st[j][1] = st[j][2] = st[j][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        const T* ka = Ks + (warp * 16 + g) * S + kk * 16 + 2 * t;
-        const uint32_t a[4] = {ld_pair(ka), ld_pair(ka + 8 * S), ld_pair(ka + 8), ld_pair(ka + 8 * S + 8)};
-#pragma unroll
-        for (int j = 0; j < BM / 8; ++j) {
-          const T* qb = Qs + (j * 8 + g) * S + kk * 16 + 2 * t;
-          Traits<T>::mma(st[j], a, ld_pair(qb), ld_pair(qb + 8));
-        }
-      }
+      rows_times_tile_t<T, D, BM>(Ks + warp * 16 * S, Qs, st);
       // P^T. (The time gaps are recomputed where needed: cheaper than holding them in registers.)
 #pragma unroll
       for (int j = 0; j < BM / 8; ++j)
@@ -130,18 +139,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
       }
       // dP^T = V dO^T  (A = V rows of our keys, B = dO[query][d] pairs)
       float dpt[BM / 8][4];
-#pragma unroll
-      for (int j = 0; j < BM / 8; ++j) dpt[j][0] = dpt[j][1] = dpt[j][2] = dpt[j][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        const T* va = Vs + (warp * 16 + g) * S + kk * 16 + 2 * t;
-        const uint32_t a[4] = {ld_pair(va), ld_pair(va + 8 * S), ld_pair(va + 8), ld_pair(va + 8 * S + 8)};
-#pragma unroll
-        for (int j = 0; j < BM / 8; ++j) {
-          const T* db = dOs + (j * 8 + g) * S + kk * 16 + 2 * t;
-          Traits<T>::mma(dpt[j], a, ld_pair(db), ld_pair(db + 8));
-        }
-      }
+      rows_times_tile_t<T, D, BM>(Vs + warp * 16 * S, dOs, dpt);
       // dS^T = P^T (dP^T - delta); the slope gradient; dS^T to shared memory for dQ.
 #pragma unroll
       for (int j = 0; j < BM / 8; ++j)
