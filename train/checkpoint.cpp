@@ -64,8 +64,9 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
   save_safetensors(stage.path() / "rng.safetensors", rng);
   write_file_atomic(stage.path() / "trainer_state.yaml",
                     fmt::format("format: chart-checkpoint\nversion: 1\nstep: {}\nloader_epoch: {}\n"
-                                "loader_step: {}\ntokens_seen: {}\n",
-                                state.step, state.loader.epoch, state.loader.step, state.tokens_seen));
+                                "loader_step: {}\ntokens_seen: {}\nvocab_hash: {}\n",
+                                state.step, state.loader.epoch, state.loader.step, state.tokens_seen,
+                                state.vocab_hash));
   write_file_atomic(stage.path() / "config.yaml", config_yaml);
   std::string sums;
   for (const char* f : kFiles) sums += sha256_file(stage.path() / f) + "  " + f + "\n";
@@ -162,6 +163,7 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
   st.loader.epoch = s["loader_epoch"].as<int64_t>();
   st.loader.step = s["loader_step"].as<int64_t>();
   st.tokens_seen = s["tokens_seen"].as<int64_t>();
+  if (s["vocab_hash"]) st.vocab_hash = s["vocab_hash"].as<std::string>();
   return st;
 }
 

@@ -23,6 +23,7 @@ struct TrainerState {
   int64_t step = 0;  // optimizer steps completed
   data::LoaderState loader;
   int64_t tokens_seen = 0;
+  std::string vocab_hash;  // of the dataset trained on: fine-tuning checks it (train/pretrained.h)
 };
 
 // Writes step_<state.step>, points `latest` at it, then keeps only the newest keep_last.

@@ -126,6 +126,7 @@ int run_training(const Config& cfg, const std::string& resume) {
     st = load_checkpoint(*ckpt, model, optimizer.get());
     info("train: resumed from {} (step {}, epoch {})", ckpt->string(), st.step, st.loader.epoch);
   }
+  st.vocab_hash = ds.vocab_hash();
   fs::create_directories(run_dir);
   write_file_atomic(run_dir / "config.yaml", config_yaml);
   MetricsLog metrics(run_dir, ckpt ? st.step : -1);
