@@ -92,6 +92,15 @@ struct TaskConfig {
   std::string labels;  // a MEDS label directory or parquet file
 };
 
+// Data parallelism over several processes (torchrun, srun); inert in a single process.
+struct DistConfig {
+  std::string backend = "auto";  // auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
+  double timeout_s = 300;        // a rank waits this long for another before exiting non-zero
+  double bucket_mb = 25;         // gradient bucket size, MiB, for the overlapped all-reduce
+  std::string reduce_dtype = "fp32";  // fp32 | bf16: the dtype gradients are summed in
+  bool zero1 = false;            // shard AdamW state across ranks (ZeRO stage 1)
+};
+
 struct Config {
   DataConfig data;
   RunConfig run;
@@ -100,6 +109,7 @@ struct Config {
   TrainConfig train;
   InitConfig init;
   TaskConfig task;
+  DistConfig dist;
 };
 
 // Reads `path` (empty: defaults only), applies each "a.b=value" override in order (value is YAML:
