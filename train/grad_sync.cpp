@@ -27,6 +27,7 @@ struct GradSync::State {
   bool sync = false;
   bool alive = true;
   size_t next = 0;  // the next bucket to start, in order
+  size_t started_in_backward = 0;
 
   void start(Bucket& b) {
     for (size_t i = 0; i < b.params.size(); ++i) {
@@ -97,6 +98,7 @@ GradSync::GradSync(Dist& dist, std::vector<torch::Tensor> params, const DistConf
 GradSync::~GradSync() { s_->alive = false; }
 
 size_t GradSync::bucket_count() const { return s_->buckets.size(); }
+size_t GradSync::started_in_backward() const { return s_->started_in_backward; }
 
 void GradSync::prepare(bool sync) {
   s_->sync = sync;
@@ -110,6 +112,7 @@ void GradSync::prepare(bool sync) {
 
 void GradSync::finish() {
   if (!s_->sync) return;
+  s_->started_in_backward = s_->next;
   // Parameters that got no gradient this step never fired their hook: start the rest in order.
   while (s_->next < s_->buckets.size()) s_->start(s_->buckets[s_->next++]);
   for (auto& b : s_->buckets) {

@@ -38,6 +38,8 @@ class GradSync {
   // every bucket and writes the sums back into the parameters' .grad.
   void finish();
   size_t bucket_count() const;
+  // Of the last synchronised step's buckets, how many started during backward (the rest at finish()).
+  size_t started_in_backward() const;
 
   struct State;  // buckets and flags, reached by the autograd hooks through a weak pointer
 

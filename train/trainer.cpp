@@ -233,7 +233,8 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
   std::optional<Progress> progress;
   if (main) progress.emplace("train: step", tc.steps);
   auto interval_start = std::chrono::steady_clock::now();
-  int64_t interval_tokens = 0;
+  int64_t interval_tokens = 0, interval_steps = 0;
+  double interval_sync_wait_s = 0;  // time from the end of backward until the gradients are summed
   int64_t last_saved = ckpt ? st.step : -1;
   auto save = [&] {
     if (st.step != last_saved) save_checkpoint(run_dir, config_yaml, model, *optimizer, st, tc.keep_last, &dist);
@@ -278,7 +279,12 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
       if (l.time.defined()) time_loss += l.time.item<double>();
       interval_tokens += b.tokens.numel();  // positions processed, as throughput is usually counted
     }
-    if (grad_sync) grad_sync->finish();
+    if (grad_sync) {
+      auto t0 = std::chrono::steady_clock::now();
+      grad_sync->finish();
+      interval_sync_wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    ++interval_steps;
     st.tokens_seen += static_cast<int64_t>(step_totals[0]);  // tokens actually learned from, all ranks
     const double max_norm = tc.grad_clip > 0 ? tc.grad_clip : std::numeric_limits<double>::infinity();
     const double grad_norm = torch::nn::utils::clip_grad_norm_(params, max_norm);
@@ -302,6 +308,10 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
             {"loss", loss}, {"ppl", std::exp(loss)}, {"lr", lr}, {"grad_norm", grad_norm},
             {"tokens_per_s", tps}, {"tokens_seen", double(st.tokens_seen)}, {"peak_rss_gib", rss[0].item<double>()}};
         if (dist.world_size() > 1) m.emplace_back("tokens_per_s_per_rank", tps / dist.world_size());
+        // On the CPU the wait is the communication backward did not hide (on a GPU the wait only
+        // queues the copy behind NCCL's stream, so it is not reported there).
+        if (grad_sync && !dev.device.is_cuda())
+          m.emplace_back("grad_sync_wait_ms", 1e3 * interval_sync_wait_s / std::max<int64_t>(1, interval_steps));
         if (cfg.model.time_head) m.emplace_back("time_loss", time_loss);
         if (peak > 0) m.emplace_back("mfu", flops_per_token * tps / dist.world_size() / peak);
         if (dev.device.is_cuda()) m.emplace_back("peak_gpu_gib", rss[1].item<double>());
@@ -310,6 +320,8 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
       }
       interval_start = std::chrono::steady_clock::now();
       interval_tokens = 0;
+      interval_steps = 0;
+      interval_sync_wait_s = 0;
     }
     if (can_eval && (st.step % tc.eval_every == 0 || st.step == tc.steps)) {
       double eval_loss = evaluate();
@@ -320,6 +332,9 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
     }
     if ((tc.checkpoint_every > 0 && st.step % tc.checkpoint_every == 0) || st.step == tc.steps) save();
   }
+  if (main && grad_sync)
+    info("dist: in the last step, {} of {} gradient bucket(s) started their all-reduce during backward",
+         grad_sync->started_in_backward(), grad_sync->bucket_count());
   if (main) {
     progress->finish(fmt::format("{} tokens", st.tokens_seen));
     info("train: done; checkpoint {}", (run_dir / "checkpoints" / ("step_" + std::to_string(st.step))).string());
