@@ -339,6 +339,14 @@ void Dist::collective_failed(const std::exception& e) {
               "another rank probably failed first (see its log); dist.timeout_s bounds how long ranks wait");
 }
 
+bool Dist::is_communication_error(const std::exception& e) {
+  if (dynamic_cast<const c10::DistError*>(&e)) return true;
+  const std::string w = e.what();
+  for (const char* s : {"gloo", "Gloo", "NCCL", "nccl", "Connection", "connection", "Timed out", "timed out", "Socket"})
+    if (w.find(s) != std::string::npos) return true;
+  return false;
+}
+
 void Dist::finish() {
   if (!active()) return;
   stop_ = true;

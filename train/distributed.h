@@ -70,6 +70,8 @@ class Dist {
   // A collective threw `e`: wait (bounded) for the watchdog to name the rank at fault, which ends
   // the process; if it does not, throw chart::Error with e's text.
   [[noreturn]] void collective_failed(const std::exception& e);
+  // Whether e comes from communication (c10d, Gloo, NCCL, a socket) rather than this rank's own work.
+  static bool is_communication_error(const std::exception& e);
   // Orderly end: the watchdog stops and every rank passes a last barrier before any exits.
   void finish();
 

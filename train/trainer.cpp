@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 #ifdef CHART_HAVE_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 #include <yaml-cpp/yaml.h>
 
@@ -351,6 +352,9 @@ int run_training(const Config& cfg, const std::string& resume) {
                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const LaunchEnv env = launch_env();
   DeviceChoice dev = choose_device(tc.device, tc.precision, env.local_rank);
+#ifdef CHART_HAVE_CUDA
+  if (dev.device.is_cuda()) c10::cuda::set_device(dev.device.index());  // kernels use the current device's stream
+#endif
   Dist dist(env, cfg.dist, dev.device);
   int rc = 0;
   try {
@@ -360,6 +364,10 @@ int run_training(const Config& cfg, const std::string& resume) {
     throw;
   } catch (const std::exception& e) {
     if (!dist.active()) throw;
+    if (!Dist::is_communication_error(e)) {  // e.g. out of memory: this rank is at fault
+      dist.report_failure(e.what());
+      throw;
+    }
     dist.collective_failed(e);
   }
   dist.finish();
