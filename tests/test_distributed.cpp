@@ -210,6 +210,18 @@ TEST(Distributed, TwoRanksMatchOneRankAndZero1AndResumeOnOneRank) {
   auto lr = losses(dir / "resumed"), l1 = losses(dir / "one");
   EXPECT_NEAR(lr.at({6, "train"}), l1.at({6, "train"}), 2e-5);
 
+  // 2 ranks resume their own run (--resume auto, rank 0 choosing) bit-identically.
+  fs::copy(dir / "two", dir / "two_again", fs::copy_options::recursive);
+  fs::remove_all(dir / "two_again/checkpoints/step_6");
+  write_file_atomic(dir / "two_again/checkpoints/latest", "step_3\n");
+  rc = run_ranks(2, train_args(tok, dir / "two_again", "--set train.batch_size=4 --resume auto"), dir / "two_again", &logs);
+  ASSERT_EQ(rc, (std::vector<int>{0, 0})) << logs;
+  EXPECT_NE(logs.find("resumed from " + (dir / "two_again/checkpoints/step_3").string()), std::string::npos) << logs;
+  EXPECT_EQ(max_weight_difference(dir / "two/checkpoints/step_6/model.safetensors",
+                                  dir / "two_again/checkpoints/step_6/model.safetensors"), 0.0);
+  EXPECT_EQ(read_file(dir / "two/checkpoints/step_6/optimizer.safetensors"),
+            read_file(dir / "two_again/checkpoints/step_6/optimizer.safetensors"));
+
   // A plain 2-rank checkpoint resumes on 1 rank with another per-rank batch: the loader position
   // is converted, so no window is seen twice.
   ASSERT_EQ(testing::run_chart(train_args(tok, dir / "resized", "--set train.batch_size=4 --resume " +

@@ -93,7 +93,18 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
   auto ds = data::TokenDataset::open(cfg.data.dir);
   const std::string config_yaml = config_to_yaml(cfg);
 
-  auto ckpt = resume_checkpoint(run_dir, resume);
+  // Rank 0 picks and verifies the checkpoint (reading every byte once, not once per rank) and
+  // tells the others its step.
+  std::optional<fs::path> ckpt = main ? resume_checkpoint(run_dir, resume) : std::nullopt;
+  if (dist.active() && !resume.empty()) {
+    double mine = 0;  // 0: none; else 1 + its step (auto picks among step_<N>), or 1 for --resume PATH
+    if (main && ckpt)
+      mine = resume == "auto" ? 1.0 + std::stod(ckpt->filename().string().substr(5)) : 1.0;
+    const double chosen = dist.sum({mine})[0];
+    if (!main && chosen > 0)
+      ckpt = resume == "auto" ? run_dir / "checkpoints" / fmt::format("step_{}", static_cast<int64_t>(chosen) - 1)
+                              : fs::path(resume);
+  }
   if (!ckpt && resume.empty() && fs::exists(run_dir / "checkpoints" / "latest"))
     throw Error(fmt::format("{} already holds checkpoints of an earlier run", run_dir.string()),
                 "pass --resume auto to continue it, or choose another run.dir");
