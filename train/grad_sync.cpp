@@ -28,6 +28,7 @@ struct GradSync::State {
   bool alive = true;
   size_t next = 0;  // the next bucket to start, in order
   size_t started_in_backward = 0;
+  int64_t all_reduces = 0;
 
   void start(Bucket& b) {
     for (size_t i = 0; i < b.params.size(); ++i) {
@@ -40,6 +41,7 @@ struct GradSync::State {
     }
     std::vector<torch::Tensor> v{b.flat};
     b.work = dist->backend().allreduce(v, c10d::AllreduceOptions{c10d::ReduceOp::SUM});
+    ++all_reduces;
   }
   void start_ready() {
     while (next < buckets.size() && buckets[next].ready == buckets[next].params.size()) start(buckets[next++]);
@@ -99,6 +101,7 @@ GradSync::~GradSync() { s_->alive = false; }
 
 size_t GradSync::bucket_count() const { return s_->buckets.size(); }
 size_t GradSync::started_in_backward() const { return s_->started_in_backward; }
+int64_t GradSync::all_reduces() const { return s_->all_reduces; }
 
 void GradSync::prepare(bool sync) {
   s_->sync = sync;

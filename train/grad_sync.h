@@ -40,6 +40,7 @@ class GradSync {
   size_t bucket_count() const;
   // Of the last synchronised step's buckets, how many started during backward (the rest at finish()).
   size_t started_in_backward() const;
+  int64_t all_reduces() const;  // bucket all-reduces started so far (micro-steps start none)
 
   struct State;  // buckets and flags, reached by the autograd hooks through a weak pointer
 

@@ -145,8 +145,10 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
     torch::NoGradGuard no_grad;
     model->time_head->bias.fill_(-std::log(mean_dt));
   }
+  int64_t ckpt_step = 0;
   if (ckpt) {
     st = load_checkpoint(*ckpt, model, optimizer.get(), dist.rank());
+    ckpt_step = st.step;
     if (main) info("train: resumed from {} (step {}, epoch {})", ckpt->string(), st.step, st.loader.epoch);
   }
   // Every rank starts from rank 0's weights (they agree already when seeded alike; this makes sure).
@@ -345,8 +347,10 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
     if ((tc.checkpoint_every > 0 && st.step % tc.checkpoint_every == 0) || st.step == tc.steps) save();
   }
   if (main && grad_sync)
-    info("dist: in the last step, {} of {} gradient bucket(s) started their all-reduce during backward",
-         grad_sync->started_in_backward(), grad_sync->bucket_count());
+    info("dist: in the last step, {} of {} gradient bucket(s) started their all-reduce during backward; "
+         "{} bucket all-reduces in {} steps of {} micro-batches",
+         grad_sync->started_in_backward(), grad_sync->bucket_count(), grad_sync->all_reduces(),
+         st.step - (ckpt ? ckpt_step : 0), tc.grad_accum);
   if (main) {
     progress->finish(fmt::format("{} tokens", st.tokens_seen));
     info("train: done; checkpoint {}", (run_dir / "checkpoints" / ("step_" + std::to_string(st.step))).string());
