@@ -233,7 +233,8 @@ TEST(Distributed, TwoRanksMatchOneRankAndZero1AndResumeOnOneRank) {
   EXPECT_NE(out.find("continuing epoch"), std::string::npos) << out;
 }
 
-// A killed rank, then a stopped (hung) rank: the other exits non-zero, naming it.
+// A killed rank, a stopped (hung) rank, a rank failing on its own: the other exits non-zero,
+// naming it.
 TEST(Distributed, DeadOrHungRankMakesTheOthersExitNamingIt) {
   TempDir dir;
   fs::path tok = make_tokens(dir);
@@ -254,6 +255,15 @@ TEST(Distributed, DeadOrHungRankMakesTheOthersExitNamingIt) {
     EXPECT_NE(rc, -1) << "rank 0 hung after rank 1 got signal " << sig << "\n" << log;
     EXPECT_NE(log.find("rank 1 stopped responding"), std::string::npos) << log;
   }
+  // A rank that fails on its own (here: no dataset) tells the others why.
+  const int port = free_port();
+  const std::string args = train_args(tok, dir / "bad", "--set train.batch_size=4 --set dist.timeout_s=4");
+  pid_t r0 = spawn_rank(0, 2, port, args, dir / "r0.log");
+  pid_t r1 = spawn_rank(1, 2, port, args + " --set data.dir=" + (dir / "nothing").string(), dir / "r1.log");
+  EXPECT_EQ(wait_exit(r1, 120), 1);
+  EXPECT_EQ(wait_exit(r0, 120), 1);
+  const std::string log = read_file(dir / "r0.log");
+  EXPECT_NE(log.find("rank 1 failed at step 0"), std::string::npos) << log;
 }
 
 TEST(Distributed, LaunchMistakesAreClearErrors) {
