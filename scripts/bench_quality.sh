@@ -4,7 +4,8 @@
 # all of them on held_out beside the oracle AUROC (the labels' true probabilities).
 #   bash scripts/bench_quality.sh [OUT]        (default out/quality)
 # Environment: SUBJECTS (20000), PRETRAIN_CONFIG (configs/quality.yaml), PRETRAIN_STEPS (from the
-# config), FT_STEPS (300), SAMPLES (10 zero-shot trajectories per label row), ZS_EXAMPLES (0: all).
+# config), FT_STEPS (300), FT_CONTEXT (finetune.context; 0: the model's), SAMPLES (10 zero-shot
+# trajectories per label row), ZS_EXAMPLES (0: all).
 # Stages whose output exists are skipped, so an interrupted run continues. Prints a markdown table
 # (docs/quality.md records one).
 set -euo pipefail
@@ -16,6 +17,7 @@ pretrain_config=${PRETRAIN_CONFIG:-configs/quality.yaml}
 ft_steps=${FT_STEPS:-300}
 samples=${SAMPLES:-10}
 zs_examples=${ZS_EXAMPLES:-0}
+ft_context=${FT_CONTEXT:-0}
 [ -x "$chart" ] || bash scripts/setup.sh
 mkdir -p "$out"
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -49,7 +51,8 @@ for task in ${TASKS:-mortality_365d ckd_onset_180d}; do
       rm -rf "$run"
       log "$task: fine-tune ($recipe)"
       timed "$task-finetune-$recipe" $chart finetune configs/finetune/$recipe.yaml --set init.checkpoint="$out/pretrain" \
-        --set task.labels="$labels" --set run.dir="$run" --set train.steps=$steps
+        --set task.labels="$labels" --set run.dir="$run" --set train.steps=$steps \
+        --set finetune.context="$ft_context"
     fi
     [ -f "$run-eval/eval.json" ] || timed "$task-eval-$recipe" $chart eval configs/finetune/$recipe.yaml \
       --set init.checkpoint="$run" --set task.labels="$labels" --set run.dir="$run-eval"
