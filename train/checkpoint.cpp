@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* kFiles[] = {"model.safetensors", "optimizer.safetensors", "rng.safetensors",
-                        "trainer_state.yaml", "config.yaml"};
+                        "trainer_state.yaml", "config.yaml", "model_card.json", "MODEL_CARD.md"};
 
 std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) {
   std::vector<std::pair<int64_t, fs::path>> out;
@@ -40,7 +40,8 @@ at::Generator& cpu_generator() {
 }  // namespace
 
 fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml, ClinicalTransformer& model,
-                         torch::optim::AdamW& optimizer, const TrainerState& state, int64_t keep_last) {
+                         torch::optim::AdamW& optimizer, const TrainerState& state, int64_t keep_last,
+                         ModelCard card) {
   const fs::path ckpt_dir = run_dir / "checkpoints";
   fs::create_directories(ckpt_dir);
   const std::string name = "step_" + std::to_string(state.step);
@@ -68,6 +69,8 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
                                 state.step, state.loader.epoch, state.loader.step, state.tokens_seen,
                                 state.vocab_hash));
   write_file_atomic(stage.path() / "config.yaml", config_yaml);
+  fill_model_card(card, *model, config_yaml, state.step, state.tokens_seen, state.vocab_hash);
+  write_model_card(stage.path(), card);
   std::string sums;
   for (const char* f : kFiles) sums += sha256_file(stage.path() / f) + "  " + f + "\n";
   write_file_atomic(stage.path() / "SHA256SUMS", sums);
@@ -82,20 +85,32 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
   return ckpt_dir / name;
 }
 
+void verify_sha256sums(const fs::path& dir, const std::vector<std::string>& required) {
+  if (!fs::is_directory(dir)) fail("{} does not exist", dir.string());
+  if (!fs::exists(dir / "SHA256SUMS")) fail("{} has no SHA256SUMS: incomplete", dir.string());
+  std::istringstream in(read_file(dir / "SHA256SUMS"));
+  std::string hash, file;
+  std::vector<std::string> listed;
+  while (in >> hash >> file) {
+    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
+      fail("{}: SHA256SUMS names a path outside it: {}", dir.string(), file);
+    if (!fs::exists(dir / file)) fail("{}: {} is missing", dir.string(), file);
+    if (sha256_file(dir / file) != hash) fail("{}: {} does not match its checksum", dir.string(), file);
+    listed.push_back(file);
+  }
+  for (const auto& r : required)
+    if (std::find(listed.begin(), listed.end(), r) == listed.end())
+      fail("{}: SHA256SUMS does not list {}", dir.string(), r);
+}
+
 void verify_checkpoint(const fs::path& dir) {
   if (!fs::is_directory(dir)) fail("checkpoint {} does not exist", dir.string());
   if (!fs::exists(dir / "SHA256SUMS")) fail("checkpoint {} has no SHA256SUMS: incomplete", dir.string());
-  std::istringstream in(read_file(dir / "SHA256SUMS"));
-  std::string hash, file;
-  int n = 0;
-  while (in >> hash >> file) {
-    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-      fail("checkpoint {}: SHA256SUMS names a path outside it: {}", dir.string(), file);
-    if (!fs::exists(dir / file)) fail("checkpoint {}: {} is missing", dir.string(), file);
-    if (sha256_file(dir / file) != hash) fail("checkpoint {}: {} does not match its checksum", dir.string(), file);
-    ++n;
+  try {
+    verify_sha256sums(dir, {"model.safetensors", "config.yaml", "trainer_state.yaml"});
+  } catch (const Error& e) {
+    throw Error("checkpoint " + std::string(e.what()), e.hint());
   }
-  if (n != static_cast<int>(std::size(kFiles))) fail("checkpoint {}: SHA256SUMS lists {} files, expected {}", dir.string(), n, std::size(kFiles));
 }
 
 std::optional<fs::path> resume_checkpoint(const fs::path& run_dir, const std::string& resume) {
@@ -144,6 +159,8 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
       auto a = moments.tensors.find("exp_avg/" + p.key());
       if (a == moments.tensors.end()) continue;  // saved before the first step
       auto state = std::make_unique<torch::optim::AdamWParamState>();
+      if (!moments.tensors.count("step/" + p.key()) || !moments.tensors.count("exp_avg_sq/" + p.key()))
+        fail("{}: incomplete AdamW state for '{}'", (dir / "optimizer.safetensors").string(), p.key());
       state->step(moments.tensors.at("step/" + p.key()).item<int64_t>());
       state->exp_avg(a->second.to(p.value().device()).clone());
       state->exp_avg_sq(moments.tensors.at("exp_avg_sq/" + p.key()).to(p.value().device()).clone());
@@ -151,19 +168,24 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
     }
   }
   Safetensors rng = load_safetensors(dir / "rng.safetensors");
+  if (!rng.tensors.count("cpu")) fail("{}: no tensor 'cpu' (the CPU generator state)", (dir / "rng.safetensors").string());
   cpu_generator().set_state(rng.tensors.at("cpu"));
   if (torch::cuda::is_available() && rng.tensors.count("cuda"))
   {
     at::Generator cuda = at::globalContext().defaultGenerator(at::kCUDA);  // a handle to the global one
     cuda.set_state(rng.tensors.at("cuda"));
   }
-  YAML::Node s = YAML::LoadFile((dir / "trainer_state.yaml").string());
   TrainerState st;
-  st.step = s["step"].as<int64_t>();
-  st.loader.epoch = s["loader_epoch"].as<int64_t>();
-  st.loader.step = s["loader_step"].as<int64_t>();
-  st.tokens_seen = s["tokens_seen"].as<int64_t>();
-  if (s["vocab_hash"]) st.vocab_hash = s["vocab_hash"].as<std::string>();
+  try {
+    YAML::Node s = YAML::LoadFile((dir / "trainer_state.yaml").string());
+    st.step = s["step"].as<int64_t>();
+    st.loader.epoch = s["loader_epoch"].as<int64_t>();
+    st.loader.step = s["loader_step"].as<int64_t>();
+    st.tokens_seen = s["tokens_seen"].as<int64_t>();
+    if (s["vocab_hash"]) st.vocab_hash = s["vocab_hash"].as<std::string>();
+  } catch (const YAML::Exception& e) {
+    fail("{}: not a valid trainer state: {}", (dir / "trainer_state.yaml").string(), e.what());
+  }
   return st;
 }
 

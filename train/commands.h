@@ -7,5 +7,6 @@ namespace chart {
 int cmd_synth(Args& args);    // train/cmd_synth.cpp
 int cmd_prepare(Args& args);  // train/cmd_prepare.cpp
 int cmd_train(Args& args);    // train/cmd_train.cpp
+int cmd_export(Args& args);   // train/cmd_export.cpp
 
 }  // namespace chart

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "data/loader.h"
 #include "data/token_dataset.h"
@@ -22,7 +23,9 @@
 #include "train/checkpoint.h"
 #include "train/loss.h"
 #include "train/metrics.h"
+#include "train/model_card.h"
 #include "train/optimizer.h"
+#include "train/pretrained.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -122,6 +125,18 @@ int run_training(const Config& cfg, const std::string& resume) {
     torch::NoGradGuard no_grad;
     model->time_head->bias.fill_(-std::log(mean_dt));
   }
+  ModelCard card;
+  card.data = data_lineage(ds.dir(), "train");
+  if (!ckpt && !cfg.init.checkpoint.empty()) {
+    // Continued pretraining from a checkpoint or an exported Hugging Face directory.
+    Pretrained init = load_pretrained(cfg.init.checkpoint);
+    check_vocab(init, ds.vocab_hash(), cfg.data.dir);
+    for (const auto& name : copy_pretrained_weights(init, *model))
+      warn("train: {} has '{}', which this model does not: not used", init.dir.string(), name);
+    info("train: weights initialised from {} (step {})", init.dir.string(), init.step);
+  }
+  if (!cfg.init.checkpoint.empty())
+    card.set_section("init", fmt::format("{{\"checkpoint\": {}}}", json_string(cfg.init.checkpoint)));
   if (ckpt) {
     st = load_checkpoint(*ckpt, model, optimizer.get());
     info("train: resumed from {} (step {}, epoch {})", ckpt->string(), st.step, st.loader.epoch);
@@ -222,12 +237,14 @@ int run_training(const Config& cfg, const std::string& resume) {
     }
     if (can_eval && (st.step % tc.eval_every == 0 || st.step == tc.steps)) {
       double eval_loss = evaluate();
+      card.set_metric("tuning_loss", eval_loss);
       metrics.write(st.step, "tuning", {{"loss", eval_loss}, {"ppl", std::exp(eval_loss)}});
       info("train: step {} tuning loss {:.4f}", st.step, eval_loss);
     }
     const bool stop = g_stop_signal != 0;
     if ((tc.checkpoint_every > 0 && st.step % tc.checkpoint_every == 0) || st.step == tc.steps || stop) {
-      if (st.step != last_saved) save_checkpoint(run_dir, config_yaml, model, *optimizer, st, tc.keep_last);
+      card.set_metric("train_loss", loss);
+      if (st.step != last_saved) save_checkpoint(run_dir, config_yaml, model, *optimizer, st, tc.keep_last, card);
       last_saved = st.step;
     }
     if (stop) {
