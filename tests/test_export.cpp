@@ -173,6 +173,23 @@ TEST(Export, TimeFeaturesAreRefusedOrDroppedOnRequestAndChartStillImportsLossles
   Inputs in = packed_inputs(a.vocab_size);
   EXPECT_TRUE(torch::equal(logits_of(a, in), logits_of(b, in)));
 
+  // The lossless path from Python: reference_model.py reads the export (with the dropped
+  // tensors) and the checkpoint into identical models.
+  if (!std::string(CHART_PYTHON_EXE).empty()) {
+    const std::string script =
+        "import sys; sys.path.insert(0, sys.argv[1]); import reference_model as r; "
+        "a, _ = r.load_checkpoint(sys.argv[2]); b, _ = r.load_checkpoint(sys.argv[3]); "
+        "sa, sb = a.state_dict(), b.state_dict(); "
+        "assert sorted(sa) == sorted(sb) and all(sa[k].equal(sb[k]) for k in sa), 'differ'; "
+        "assert a.age_proj is not None and a.time_head is not None; print('same', len(sa))";
+    out.clear();
+    EXPECT_EQ(run_python("-c \"" + script + "\" " + (testing::source_dir() / "scripts").string() + " " +
+                             ckpt.string() + " " + (dir / "hf").string(),
+                         &out),
+              0)
+        << out;
+  }
+
   EXPECT_EQ(run_chart(base + " --drop-time-features", &out), 1);
   EXPECT_TRUE(contains(out, "already exists")) << out;
   EXPECT_EQ(run_chart(base + " --drop-time-features --overwrite", &out), 0) << out;

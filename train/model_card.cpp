@@ -3,6 +3,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
+#include <cmath>
+#include <cstdlib>
 #include <ctime>
 
 #include "core/error.h"
@@ -126,6 +128,14 @@ std::string scalar_at(const YAML::Node& n, const char* const* path, size_t len) 
 
 std::string scalar(const YAML::Node& root, std::initializer_list<const char*> path) {
   return scalar_at(root, path.begin(), path.size());
+}
+
+// A metric for a person: 4 decimals ("3.6297"), or the text as it is when not a number.
+std::string short_number(const YAML::Node& n) {
+  if (!n.IsScalar()) return "?";
+  if (!is_json_number(n.Scalar())) return n.Scalar();
+  const double v = std::strtod(n.Scalar().c_str(), nullptr);
+  return std::fabs(v) >= 1e-3 && std::fabs(v) < 1e6 ? fmt::format("{:.4f}", v) : fmt::format("{:.4g}", v);
 }
 
 }  // namespace
@@ -278,7 +288,7 @@ std::string model_card_markdown(const std::string& card_json) {
   std::string metrics;
   if (c["metrics"] && c["metrics"].IsMap())
     for (const auto& kv : c["metrics"])
-      metrics += (metrics.empty() ? "" : ", ") + kv.first.Scalar() + " " + (kv.second.IsScalar() ? kv.second.Scalar() : "?");
+      metrics += (metrics.empty() ? "" : ", ") + kv.first.Scalar() + " " + short_number(kv.second);
   md += fmt::format("| final metrics | {} |\n", metrics.empty() ? "none recorded" : metrics);
   md += fmt::format("| card written | {} |\n", s({"created_utc"}));
   static const char* kFixed[] = {"format", "version", "kind", "created_utc", "model", "training_data",

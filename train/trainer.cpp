@@ -220,6 +220,7 @@ int run_training(const Config& cfg, const std::string& resume) {
     optimizer->step();
     ++st.step;
     st.loader = loader.state();
+    card.set_metric("train_loss", loss);  // the model card's final metrics: the last step's loss
 
     if (st.step % tc.log_every == 0 || st.step == tc.steps) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();
@@ -243,7 +244,6 @@ int run_training(const Config& cfg, const std::string& resume) {
     }
     const bool stop = g_stop_signal != 0;
     if ((tc.checkpoint_every > 0 && st.step % tc.checkpoint_every == 0) || st.step == tc.steps || stop) {
-      card.set_metric("train_loss", loss);
       if (st.step != last_saved) save_checkpoint(run_dir, config_yaml, model, *optimizer, st, tc.keep_last, card);
       last_saved = st.step;
     }
