@@ -10,7 +10,9 @@ forward on that batch (tests/test_export.cpp writes it). The script
   2. runs it on (tokens, attention_mask=mask) with positions 0.. and compares the logits at the
      real tokens with chart's: max abs diff < tol;
   3. with --checkpoint, also loads the checkpoint with scripts/reference_model.py (the lossless
-     path, time features included) and compares its logits the same way.
+     path, time features included) and compares its logits the same way;
+  4. with --resave DIR, writes the loaded model with save_pretrained (what a researcher does after
+     changing it in Python), for chart to import back.
 Prints one line per check with the measured difference; exits 0 when all pass, 1 otherwise.
 """
 import argparse
@@ -26,6 +28,7 @@ def main():
     ap.add_argument("export_dir")
     ap.add_argument("batch")
     ap.add_argument("--checkpoint", help="also check scripts/reference_model.py on this chart checkpoint")
+    ap.add_argument("--resave", help="save_pretrained the loaded model into this directory")
     ap.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -74,6 +77,8 @@ def main():
         with torch.no_grad():
             logits, _ = ref(tokens, batch["ages"].float(), batch["segments"].int())
         compare("scripts/reference_model.py on the checkpoint vs chart", logits)
+    if args.resave:
+        model.save_pretrained(args.resave)
     print("PASS" if not failures else f"FAIL: {', '.join(failures)}")
     return 1 if failures else 0
 

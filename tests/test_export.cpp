@@ -355,7 +355,7 @@ TEST(ExportEndToEnd, TransformersLogitsMatchChartAndTheExportRoundTrips) {
                                                {"ages", b.ages}, {"segments", b.segments}, {"logits", logits}});
   const int rc = run_python((testing::source_dir() / "scripts" / "check_hf_export.py").string() + " " +
                                 (dir / "hf").string() + " " + (dir / "batch.safetensors").string() +
-                                " --checkpoint " + ckpt.string(),
+                                " --checkpoint " + ckpt.string() + " --resave " + (dir / "resaved").string(),
                             &out);
   EXPECT_EQ(rc, 0) << out;
   std::printf("%s", out.c_str());  // the measured differences, for the log
@@ -364,6 +364,13 @@ TEST(ExportEndToEnd, TransformersLogitsMatchChartAndTheExportRoundTrips) {
   Pretrained back = load_pretrained((dir / "hf").string());
   expect_same_weights(p, back);
   EXPECT_TRUE(torch::equal(logits, logits_of(back, in)));
+
+  // A directory transformers wrote (save_pretrained: its own safetensors writer, no SHA256SUMS,
+  // no chart_config.yaml; config.json keeps the "chart" key) comes back identical too.
+  if (rc == 0) {
+    ASSERT_FALSE(fs::exists(dir / "resaved" / "chart_config.yaml"));
+    expect_same_weights(p, load_pretrained((dir / "resaved").string()));
+  }
 
   // `chart train` starts from the export (continued pretraining); at learning rate 0 its first
   // checkpoint holds exactly the exported weights, and its card names where it started.
