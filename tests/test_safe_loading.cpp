@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/sha256.h"
+#include "data/vocab.h"
 #include "model/safetensors.h"
 #include "model/safetensors_layout.h"
 #include "model/transformer.h"
@@ -165,6 +166,25 @@ TEST(SafeLoading, LayoutMatchesTheParser) {
   EXPECT_EQ(l.data_start % 8, 0u);
   EXPECT_EQ(safetensors_dtype_size("BF16"), 2u);
   EXPECT_EQ(safetensors_dtype_size("F8_E5M2"), 0u);
+}
+
+// vocab.tsv travels with exports: a bad number in it is a chart::Error naming the line (std::stof
+// and std::stoll threw std::invalid_argument / std::out_of_range before; found by fuzz_vocab).
+TEST(SafeLoading, VocabularyWithBadNumbersIsRefused) {
+  const std::string head = "# chart vocabulary v1\nid\ttoken\tkind\tsubjects\tcuts\n";
+  const std::string specials = "0\t[PAD]\tspecial\t0\t\n1\t[BOS]\tspecial\t0\t\n2\t[UNK]\tspecial\t0\t\n";
+  EXPECT_EQ(data::Vocab::parse(head + specials + "3\tLAB//x\tcode\t12\t0.5,1.5\n", "ok").size(), 4u);
+  for (const std::string bad : {"3\tLAB//x\tcode\tmany\t\n", "3\tLAB//x\tcode\t12\t0.5,1e99\n",
+                                "3\tLAB//x\tcode\t12\t0.5,,x\n", "3\tLAB//x\tcode\t99999999999999999999\t\n"}) {
+    try {
+      data::Vocab::parse(head + specials + bad, "vocab.tsv");
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const Error& e) {
+      EXPECT_TRUE(contains(e.what(), "vocab.tsv:6")) << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not a chart::Error: " << e.what();
+    }
+  }
 }
 
 // A checkpoint directory with damage: checksums catch it; a lying file with matching (rewritten)

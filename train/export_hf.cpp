@@ -161,6 +161,8 @@ HfExportResult export_hf(const std::string& checkpoint, const fs::path& out, con
     fail("checkpoint {}: tied embeddings but a separate lm_head.weight", p.dir.string());
   const fs::path vocab = find_vocab(p, o);
   const data::Vocab v = data::Vocab::load(vocab);
+  // A checkpoint from before vocabulary hashes were recorded gets the hash of the file shipped.
+  if (p.vocab_hash.empty()) p.vocab_hash = sha256_file(vocab);
   if (static_cast<int64_t>(v.size()) != p.vocab_size)
     fail("{} has {} tokens, the checkpoint's embedding {} rows", vocab.string(), v.size(), p.vocab_size);
 
