@@ -95,7 +95,44 @@ void bind(Binder& b, Config& c) {
     b.field("threads", t.threads, 0, 4096);
   });
   b.section("init", [&] { b.field("checkpoint", c.init.checkpoint); });
-  b.section("task", [&] { b.field("labels", c.task.labels); });
+  b.section("task", [&] {
+    b.field("labels", c.task.labels);
+    b.field("name", c.task.name);
+  });
+  b.section("finetune", [&] {
+    auto& f = c.finetune;
+    b.choice("recipe", f.recipe, {"full", "lora", "probe"});
+    b.field("context", f.context, 0, 1 << 20);
+    b.field("lora_rank", f.lora_rank, 1, 4096);
+    b.field("lora_alpha", f.lora_alpha, 0.0, 1e6);
+    b.field("lora_targets", f.lora_targets);
+    b.choice("class_weighting", f.class_weighting, {"balanced", "none"});
+    b.field("patience", f.patience, 0, kMaxInt);
+    b.field("head_lr_scale", f.head_lr_scale, 0.0, 1e6);
+  });
+  b.section("eval", [&] {
+    auto& e = c.eval;
+    b.choice("split", e.split, {"train", "tuning", "held_out"});
+    b.field("predictions", e.predictions);
+    b.field("bootstrap", e.bootstrap, 0, 1000000);
+    b.field("ece_bins", e.ece_bins, 1, 1000);
+    b.field("threshold", e.threshold, 0.0, 1.0);
+    b.field("batch_size", e.batch_size, 1, 1 << 20);
+  });
+  b.section("generate", [&] {
+    auto& g = c.generate;
+    b.choice("split", g.split, {"train", "tuning", "held_out"});
+    b.field("samples", g.samples, 1, 1 << 20);
+    b.field("horizon", g.horizon);
+    b.field("outcome_codes", g.outcome_codes);
+    b.field("stop_codes", g.stop_codes);
+    b.field("max_new_tokens", g.max_new_tokens, 0, 1 << 20);
+    b.field("prompt_tokens", g.prompt_tokens, 0, 1 << 20);
+    b.field("temperature", g.temperature, 1e-6, 100.0);
+    b.field("top_k", g.top_k, 0, 1 << 24);
+    b.field("batch_size", g.batch_size, 1, 1 << 20);
+    b.field("max_examples", g.max_examples, 0, kMaxInt);
+  });
 }
 
 // "configs/tiny.yaml:12" for a key read from a file, "--set" for one an override created.
@@ -400,6 +437,10 @@ void validate(const Config& c) {
     fail("config: prepare.tuning_fraction + prepare.held_out_fraction must be below 1 (got {})",
          c.prepare.tuning_fraction + c.prepare.held_out_fraction);
   if (c.prepare.time_bins.empty()) fail("config: prepare.time_bins must not be empty");
+  for (const auto& t : c.finetune.lora_targets)
+    if (t != "wq" && t != "wk" && t != "wv" && t != "wo" && t != "w_gate" && t != "w_up" && t != "w_down")
+      fail("config: finetune.lora_targets: unknown projection '{}' (wq, wk, wv, wo, w_gate, w_up, w_down)", t);
+  if (c.generate.outcome_codes.empty()) fail("config: generate.outcome_codes must name at least one code");
   for (const auto& g : c.train.decay)
     if (g != "matrices" && g != "embeddings" && g != "norms" && g != "other")
       fail("config: train.decay: unknown parameter group '{}' (matrices, embeddings, norms, other)", g);

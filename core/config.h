@@ -90,6 +90,45 @@ struct InitConfig {
 
 struct TaskConfig {
   std::string labels;  // a MEDS label directory or parquet file
+  std::string name;    // for reports and the model card; "": the labels' directory name
+};
+
+// `chart finetune`: a classification head on a pretrained backbone. Steps, learning rate,
+// batch size, schedule and evaluation cadence come from train.*.
+struct FinetuneConfig {
+  std::string recipe = "full";  // full | lora | probe (frozen backbone, features computed once)
+  int64_t context = 0;          // tokens before prediction_time fed to the model; 0: model.context
+  int64_t lora_rank = 8;
+  double lora_alpha = 16.0;     // the adapter's output is scaled by alpha / rank
+  std::vector<std::string> lora_targets = {"wq", "wk", "wv", "wo"};  // projections given adapters
+  std::string class_weighting = "balanced";  // balanced (positives weighted n_neg/n_pos) | none
+  int64_t patience = 5;         // evaluations on the tuning split without improvement; 0: never stop early
+  double head_lr_scale = 1.0;   // the head's learning rate is train.lr times this
+};
+
+// `chart eval`: metrics, predictions and a report for one split.
+struct EvalConfig {
+  std::string split = "held_out";
+  std::string predictions;      // score this predictions.parquet instead of running a model
+  int64_t bootstrap = 1000;     // resamples for the 95% intervals; 0: none
+  int64_t ece_bins = 10;
+  double threshold = 0.5;       // predicted_boolean_value = probability >= threshold
+  int64_t batch_size = 64;
+};
+
+// `chart generate`: zero-shot risk by sampling future timelines from a pretrained model.
+struct GenerateConfig {
+  std::string split = "held_out";
+  int64_t samples = 20;          // trajectories per (subject, prediction_time)
+  std::string horizon = "365d";  // stop a trajectory once its clock passes prediction_time + horizon
+  std::vector<std::string> outcome_codes = {"MEDS_DEATH"};  // reaching one counts; "X*" matches a prefix
+  std::vector<std::string> stop_codes = {"MEDS_DEATH"};     // the timeline ends here
+  int64_t max_new_tokens = 0;    // per trajectory; 0: model.context minus the prompt
+  int64_t prompt_tokens = 0;     // history fed as the prompt; 0: half of model.context
+  double temperature = 1.0;
+  int64_t top_k = 0;             // 0: sample from the full distribution
+  int64_t batch_size = 256;      // trajectories decoded together
+  int64_t max_examples = 0;      // 0: every label row of the split
 };
 
 struct Config {
@@ -100,6 +139,9 @@ struct Config {
   TrainConfig train;
   InitConfig init;
   TaskConfig task;
+  FinetuneConfig finetune;
+  EvalConfig eval;
+  GenerateConfig generate;
 };
 
 // Reads `path` (empty: defaults only), applies each "a.b=value" override in order (value is YAML:

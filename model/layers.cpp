@@ -53,11 +53,10 @@ torch::Tensor sinusoidal_age(const torch::Tensor& ages_years, int64_t d_model) {
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
     : n_heads(c.n_heads), n_kv_heads(resolved_kv_heads(c)), head_dim(c.d_model / c.n_heads) {
-  auto lin = [](int64_t in, int64_t out) { return torch::nn::LinearOptions(in, out).bias(false); };
-  wq = register_module("wq", torch::nn::Linear(lin(c.d_model, n_heads * head_dim)));
-  wk = register_module("wk", torch::nn::Linear(lin(c.d_model, n_kv_heads * head_dim)));
-  wv = register_module("wv", torch::nn::Linear(lin(c.d_model, n_kv_heads * head_dim)));
-  wo = register_module("wo", torch::nn::Linear(lin(n_heads * head_dim, c.d_model)));
+  wq = register_module("wq", Projection(c.d_model, n_heads * head_dim));
+  wk = register_module("wk", Projection(c.d_model, n_kv_heads * head_dim));
+  wv = register_module("wv", Projection(c.d_model, n_kv_heads * head_dim));
+  wo = register_module("wo", Projection(n_heads * head_dim, c.d_model));
   if (c.time_bias) {
     // ALiBi-style geometric slopes, one per head, then learned: some heads look far back in time.
     auto h = torch::arange(1, n_heads + 1, torch::kFloat32);
@@ -78,11 +77,59 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   return wo(y.transpose(1, 2).reshape({B, L, n_heads * head_dim}));
 }
 
+void KVCache::select_rows(const torch::Tensor& index) {
+  for (auto& t : k) t = t.index_select(0, index);
+  for (auto& t : v) t = t.index_select(0, index);
+  ages = ages.index_select(0, index);
+  valid = valid.index_select(0, index);
+}
+
+void KVCache::repeat_rows(int64_t times) {
+  for (auto& t : k) t = t.repeat_interleave(times, 0);
+  for (auto& t : v) t = t.repeat_interleave(times, 0);
+  ages = ages.repeat_interleave(times, 0);
+  valid = valid.repeat_interleave(times, 0);
+}
+
+torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const torch::Tensor& cos,
+                                            const torch::Tensor& sin, KVCache& cache, int64_t layer,
+                                            int64_t start) {
+  using torch::indexing::Slice;
+  const int64_t N = x.size(0), T = x.size(1), end = start + T;
+  auto q = wq(x).view({N, T, n_heads, head_dim}).transpose(1, 2);
+  auto k = wk(x).view({N, T, n_kv_heads, head_dim}).transpose(1, 2);
+  auto v = wv(x).view({N, T, n_kv_heads, head_dim}).transpose(1, 2);
+  q = apply_rotary(q, cos.slice(0, start, end), sin.slice(0, start, end));
+  k = apply_rotary(k, cos.slice(0, start, end), sin.slice(0, start, end));
+  cache.k[layer].index_put_({Slice(), Slice(), Slice(start, end)}, k);
+  cache.v[layer].index_put_({Slice(), Slice(), Slice(start, end)}, v);
+  auto keys = cache.k[layer].slice(2, 0, end), values = cache.v[layer].slice(2, 0, end);
+  if (n_kv_heads != n_heads) {
+    keys = keys.repeat_interleave(n_heads / n_kv_heads, 1);
+    values = values.repeat_interleave(n_heads / n_kv_heads, 1);
+  }
+  // Query i (cache position start+i) sees real keys at positions <= its own; a padding query
+  // sees itself, so its (ignored) output stays finite instead of a softmax over nothing.
+  auto qpos = torch::arange(start, end, torch::dtype(torch::kLong).device(x.device())).view({T, 1});
+  auto kpos = torch::arange(0, end, torch::dtype(torch::kLong).device(x.device())).view({1, end});
+  auto allowed = (kpos <= qpos).unsqueeze(0) & cache.valid.slice(1, 0, end).unsqueeze(1);  // [N, T, end]
+  allowed = (allowed | (kpos == qpos).unsqueeze(0)).unsqueeze(1);                          // [N, 1, T, end]
+  torch::Tensor mask = allowed;
+  if (time_slopes.defined()) {
+    auto days = cache.ages.slice(1, 0, end) * 365.25;                                        // [N, end]
+    auto qdays = days.slice(1, start, end);                                                  // [N, T]
+    auto decay = torch::log1p((qdays.unsqueeze(2) - days.unsqueeze(1)).abs()).unsqueeze(1);  // [N, 1, T, end]
+    auto bias = -time_slopes.to(torch::kFloat32).view({1, -1, 1, 1}) * decay;
+    mask = bias.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).to(q.dtype());
+  }
+  auto y = at::scaled_dot_product_attention(q, keys, values, mask);
+  return wo(y.transpose(1, 2).reshape({N, T, n_heads * head_dim}));
+}
+
 SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t d_ff) {
-  auto lin = [](int64_t in, int64_t out) { return torch::nn::LinearOptions(in, out).bias(false); };
-  w_gate = register_module("w_gate", torch::nn::Linear(lin(d_model, d_ff)));
-  w_up = register_module("w_up", torch::nn::Linear(lin(d_model, d_ff)));
-  w_down = register_module("w_down", torch::nn::Linear(lin(d_ff, d_model)));
+  w_gate = register_module("w_gate", Projection(d_model, d_ff));
+  w_up = register_module("w_up", Projection(d_model, d_ff));
+  w_down = register_module("w_down", Projection(d_ff, d_model));
 }
 
 torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
@@ -104,6 +151,12 @@ torch::Tensor BlockImpl::forward(torch::Tensor x, const torch::Tensor& cos, cons
   auto m = mlp(mlp_norm(x));
   if (dropout > 0) m = torch::dropout(m, dropout, is_training());
   return x + m;
+}
+
+torch::Tensor BlockImpl::forward_cached(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                        KVCache& cache, int64_t layer, int64_t start) {
+  x = x + attn->forward_cached(attn_norm(x), cos, sin, cache, layer, start);
+  return x + mlp(mlp_norm(x));
 }
 
 }  // namespace chart

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "core/config.h"
+#include "model/projection.h"
 
 namespace chart {
 
@@ -26,13 +27,31 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, con
 // encodes age): [B, L] years -> [B, L, d_model].
 torch::Tensor sinusoidal_age(const torch::Tensor& ages_years, int64_t d_model);
 
+// Keys and values of every position decoded so far, per layer, in buffers of `capacity`
+// positions, plus each position's age and whether it is a real token (not left padding).
+struct KVCache {
+  std::vector<torch::Tensor> k, v;  // per layer [N, n_kv_heads, capacity, head_dim]
+  torch::Tensor ages;               // [N, capacity] float32
+  torch::Tensor valid;              // [N, capacity] bool
+  int64_t length = 0;               // positions filled
+  int64_t capacity = 0;
+  // Keeps rows `index` [M] only (finished trajectories leave the batch).
+  void select_rows(const torch::Tensor& index);
+  // Repeats each row `times` times in place (one prompt, many sampled futures).
+  void repeat_rows(int64_t times);
+};
+
 struct AttentionImpl : torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& c);
   // x: [B, L, d]; segments [B, L]; ages [B, L] (used only with time_bias)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& segments, const torch::Tensor& ages);
+  // New positions [N, T, d] at cache positions [start, start+T): their keys/values go into
+  // layer `layer` of the cache (whose ages/valid are already filled for them).
+  torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                               KVCache& cache, int64_t layer, int64_t start);
   int64_t n_heads, n_kv_heads, head_dim;
-  torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
+  Projection wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
   torch::Tensor time_slopes;  // [n_heads], only with model.time_bias
 };
 TORCH_MODULE(Attention);
@@ -40,7 +59,7 @@ TORCH_MODULE(Attention);
 struct SwiGLUImpl : torch::nn::Module {
   SwiGLUImpl(int64_t d_model, int64_t d_ff);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear w_gate{nullptr}, w_up{nullptr}, w_down{nullptr};
+  Projection w_gate{nullptr}, w_up{nullptr}, w_down{nullptr};
 };
 TORCH_MODULE(SwiGLU);
 
@@ -48,6 +67,8 @@ struct BlockImpl : torch::nn::Module {
   explicit BlockImpl(const ModelConfig& c);
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& segments, const torch::Tensor& ages);
+  torch::Tensor forward_cached(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, KVCache& cache,
+                               int64_t layer, int64_t start);
   RMSNorm attn_norm{nullptr}, mlp_norm{nullptr};
   Attention attn{nullptr};
   SwiGLU mlp{nullptr};

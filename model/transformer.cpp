@@ -56,6 +56,82 @@ ModelOutput ClinicalTransformerImpl::forward(const torch::Tensor& tokens, const 
   return out;
 }
 
+void ClinicalTransformerImpl::add_classifier(int64_t n_outputs) {
+  if (cls_head) return;
+  cls_head = register_module("cls_head", torch::nn::Linear(config.d_model, n_outputs));
+  torch::NoGradGuard no_grad;
+  cls_head->weight.normal_(0.0, 0.02);
+  cls_head->bias.zero_();
+  cls_head->to(tok_emb->weight.device());
+}
+
+torch::Tensor ClinicalTransformerImpl::features(const torch::Tensor& tokens, const torch::Tensor& ages,
+                                                const torch::Tensor& segments, const torch::Tensor& last_index) {
+  auto h = hidden(tokens, ages, segments);                                 // [B, L, d]
+  auto idx = last_index.to(h.device()).view({-1, 1, 1}).expand({h.size(0), 1, h.size(2)});
+  return h.gather(1, idx).squeeze(1);                                      // [B, d]
+}
+
+torch::Tensor ClinicalTransformerImpl::classify(const torch::Tensor& tokens, const torch::Tensor& ages,
+                                                const torch::Tensor& segments, const torch::Tensor& last_index) {
+  TORCH_CHECK(cls_head, "classify() needs add_classifier() first");
+  return cls_head(features(tokens, ages, segments, last_index));
+}
+
+void ClinicalTransformerImpl::add_lora(int64_t rank, double alpha, const std::vector<std::string>& targets) {
+  for (const auto& layer : *layers) {
+    auto block = layer->as<Block>();
+    for (const auto& t : targets) {
+      Projection p = t == "wq" ? block->attn->wq : t == "wk" ? block->attn->wk : t == "wv" ? block->attn->wv
+                   : t == "wo" ? block->attn->wo : t == "w_gate" ? block->mlp->w_gate
+                   : t == "w_up" ? block->mlp->w_up : t == "w_down" ? block->mlp->w_down : nullptr;
+      TORCH_CHECK(p, "add_lora: unknown projection ", t);
+      p->add_lora(rank, alpha);
+    }
+  }
+}
+
+void ClinicalTransformerImpl::merge_lora() {
+  for (const auto& layer : *layers) {
+    auto block = layer->as<Block>();
+    for (Projection p : {block->attn->wq, block->attn->wk, block->attn->wv, block->attn->wo, block->mlp->w_gate,
+                         block->mlp->w_up, block->mlp->w_down})
+      p->merge_lora();
+  }
+}
+
+torch::Tensor ClinicalTransformerImpl::decode(const torch::Tensor& tokens, const torch::Tensor& ages,
+                                              const torch::Tensor& valid, KVCache& cache) {
+  using torch::indexing::Slice;
+  const int64_t N = tokens.size(0), T = tokens.size(1), start = cache.length;
+  TORCH_CHECK(start + T <= cache.capacity, "decode: the cache holds ", cache.capacity, " positions");
+  cache.ages.index_put_({Slice(), Slice(start, start + T)}, ages.to(torch::kFloat32));
+  cache.valid.index_put_({Slice(), Slice(start, start + T)}, valid);
+  auto x = tok_emb(tokens);
+  if (age_proj) x = x + age_proj(sinusoidal_age(ages, config.d_model).to(x.dtype()));
+  auto [cos, sin] = rotary_tables(cache.capacity, config.d_model / config.n_heads, config.rope_theta, tokens.device());
+  int64_t i = 0;
+  for (const auto& layer : *layers) x = layer->as<Block>()->forward_cached(x, cos, sin, cache, i++, start);
+  cache.length = start + T;
+  auto h = norm(x.select(1, T - 1));  // [N, d]
+  (void)N;
+  return lm_head ? lm_head(h) : torch::nn::functional::linear(h, tok_emb->weight);
+}
+
+KVCache ClinicalTransformerImpl::new_cache(int64_t rows, int64_t capacity) const {
+  KVCache c;
+  const int64_t kv = resolved_kv_heads(config), hd = config.d_model / config.n_heads;
+  auto opts = tok_emb->weight.options();
+  for (int64_t i = 0; i < config.n_layers; ++i) {
+    c.k.push_back(torch::zeros({rows, kv, capacity, hd}, opts));
+    c.v.push_back(torch::zeros({rows, kv, capacity, hd}, opts));
+  }
+  c.ages = torch::zeros({rows, capacity}, opts.dtype(torch::kFloat32));
+  c.valid = torch::zeros({rows, capacity}, opts.dtype(torch::kBool));
+  c.capacity = capacity;
+  return c;
+}
+
 int64_t ClinicalTransformerImpl::parameter_count() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();

@@ -26,6 +26,23 @@ struct ClinicalTransformerImpl : torch::nn::Module {
   torch::Tensor hidden(const torch::Tensor& tokens, const torch::Tensor& ages,
                        const torch::Tensor& segments);  // final normalised hidden states [B, L, d]
   int64_t parameter_count() const;
+
+  // Fine-tuning: a linear head on the hidden state of each row's last token (last_index [B]).
+  void add_classifier(int64_t n_outputs);
+  torch::Tensor features(const torch::Tensor& tokens, const torch::Tensor& ages, const torch::Tensor& segments,
+                         const torch::Tensor& last_index);  // [B, d_model]
+  torch::Tensor classify(const torch::Tensor& tokens, const torch::Tensor& ages, const torch::Tensor& segments,
+                         const torch::Tensor& last_index);  // [B, n_outputs] logits
+  // LoRA adapters on the named projections of every block (model/projection.h), and their merge.
+  void add_lora(int64_t rank, double alpha, const std::vector<std::string>& targets);
+  void merge_lora();
+
+  // Incremental decoding (chart generate): runs `tokens` [N, T] through the model, appending
+  // their keys and values to `cache`, and returns the logits of the last position [N, V].
+  // `valid` [N, T] marks real tokens (left padding is not); padded keys are never attended.
+  torch::Tensor decode(const torch::Tensor& tokens, const torch::Tensor& ages, const torch::Tensor& valid,
+                       KVCache& cache);
+  KVCache new_cache(int64_t rows, int64_t capacity) const;  // zeroed, on the model's device
   // Training FLOPs per token (forward + backward): 6 N + 12 n_layers d_model L (attention scores
   // and values over an L-token context, each a multiply-add, times 3 for the backward), where N
   // counts the matrix weights that multiply each token (embeddings are looked up, not multiplied).
@@ -39,6 +56,7 @@ struct ClinicalTransformerImpl : torch::nn::Module {
   RMSNorm norm{nullptr};
   torch::nn::Linear lm_head{nullptr};    // absent when tied
   torch::nn::Linear time_head{nullptr};  // absent unless model.time_head
+  torch::nn::Linear cls_head{nullptr};   // present after add_classifier (fine-tuned models)
 
  private:
   void init_weights();

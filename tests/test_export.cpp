@@ -2,7 +2,8 @@
 //   ExportEndToEnd: a tiny trained model (time_encoding none) exported, loaded by Hugging Face
 //     transformers (installed from scripts/requirements.txt) whose logits must match chart's to
 //     1e-4 in fp32; reference_model.py's lossless path likewise; export -> import gives
-//     identical weights and logits; `chart train` starts from the export.
+//     identical weights and logits; `chart train` and `chart finetune` start from the export,
+//     and the model card travels through finetune and eval.
 //   Export.*: refusal of time features, the lossy opt-in (lossless for chart itself), tampered or
 //     foreign directories. ModelCard.*: the card in every checkpoint and its API.
 #include <gtest/gtest.h>
@@ -383,6 +384,38 @@ TEST(ExportEndToEnd, TransformersLogitsMatchChartAndTheExportRoundTrips) {
   Pretrained again = load_pretrained((dir / "run2").string());
   for (const auto& [name, t] : p.tensors) EXPECT_TRUE(torch::equal(t, again.tensors.at(name))) << name;
   EXPECT_TRUE(contains(read_file(dir / "run2" / "checkpoints" / "step_1" / "model_card.json"), "\"init\"")) << out;
+
+  // `chart finetune` starts from the export as well. Its card holds the task and, as its base, the
+  // export's card (with the export section); `chart eval` carries the card on with its evaluation.
+  ASSERT_EQ(run_python((testing::source_dir() / "tests" / "finetune_fixture.py").string() + " labels " +
+                           (dir / "meds").string() + " " + (dir / "labels").string(),
+                       &out),
+            0)
+      << out;
+  ASSERT_EQ(run_chart("finetune " + (testing::source_dir() / "configs/finetune/full.yaml").string() +
+                          " --set init.checkpoint=" + (dir / "hf").string() + " --set task.labels=" +
+                          (dir / "labels").string() + " --set data.dir=" + (dir / "tok").string() + " --set run.dir=" +
+                          (dir / "ft").string() + " --set train.steps=2 --set train.eval_every=0 --set train.threads=2",
+                      &out),
+            0)
+      << out;
+  YAML::Node ft = YAML::Load(read_model_card_json(load_pretrained((dir / "ft").string()).dir));
+  EXPECT_EQ(ft["kind"].as<std::string>(), "finetuned");
+  EXPECT_EQ(ft["task"]["recipe"].as<std::string>(), "full");
+  EXPECT_EQ(ft["base_model"]["export"]["architecture"].as<std::string>(), "LlamaForCausalLM");
+  EXPECT_EQ(ft["training_data"]["manifest_sha256"].as<std::string>(), sha256_file(dir / "tok" / "manifest.json"));
+  ASSERT_EQ(run_chart("eval " + (testing::source_dir() / "configs/finetune/full.yaml").string() +
+                          " --set init.checkpoint=" + (dir / "ft").string() + " --set task.labels=" +
+                          (dir / "labels").string() + " --set data.dir=" + (dir / "tok").string() + " --set run.dir=" +
+                          (dir / "ev").string() + " --set eval.bootstrap=20",
+                      &out),
+            0)
+      << out;
+  YAML::Node ev = YAML::Load(read_model_card_json(dir / "ev"));
+  EXPECT_EQ(ev["kind"].as<std::string>(), "finetuned");
+  EXPECT_GT(ev["evaluation"]["n"].as<int64_t>(), 0);
+  EXPECT_EQ(ev["evaluation"]["split"].as<std::string>(), "held_out");
+  EXPECT_TRUE(contains(read_file(dir / "ev" / "MODEL_CARD.md"), "## evaluation"));
 }
 
 }  // namespace

@@ -76,7 +76,9 @@ TEST(SafeLoading, EveryTruncationIsRefused) {
   const std::string ok = valid_file();
   for (size_t n = 0; n < ok.size(); ++n) {
     const std::string msg = refusal(ok.substr(0, n));
-    if (n < 8) EXPECT_TRUE(contains(msg, "too short")) << n << ": " << msg;
+    if (n < 8) {
+      EXPECT_TRUE(contains(msg, "too short")) << n << ": " << msg;
+    }
   }
 }
 

@@ -85,6 +85,32 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
   return ckpt_dir / name;
 }
 
+fs::path save_model_checkpoint(const fs::path& run_dir, const std::string& config_yaml, torch::nn::Module& model,
+                               const TrainerState& state, const std::vector<std::pair<std::string, std::string>>& extra) {
+  const fs::path ckpt_dir = run_dir / "checkpoints";
+  fs::create_directories(ckpt_dir);
+  const std::string name = "step_" + std::to_string(state.step);
+  StagingDir stage(ckpt_dir / name);
+  NamedTensors weights;
+  for (const auto& p : model.named_parameters()) weights.emplace_back(p.key(), p.value());
+  save_safetensors(stage.path() / "model.safetensors", weights, {{"step", std::to_string(state.step)}});
+  write_file_atomic(stage.path() / "trainer_state.yaml",
+                    fmt::format("format: chart-checkpoint\nversion: 1\nstep: {}\ntokens_seen: {}\nvocab_hash: {}\n",
+                                state.step, state.tokens_seen, state.vocab_hash));
+  write_file_atomic(stage.path() / "config.yaml", config_yaml);
+  std::vector<std::string> files = {"model.safetensors", "trainer_state.yaml", "config.yaml"};
+  for (const auto& [file, text] : extra) {
+    write_file_atomic(stage.path() / file, text);
+    files.push_back(file);
+  }
+  std::string sums;
+  for (const auto& f : files) sums += sha256_file(stage.path() / f) + "  " + f + "\n";
+  write_file_atomic(stage.path() / "SHA256SUMS", sums);
+  stage.commit(/*replace=*/true);
+  write_file_atomic(ckpt_dir / "latest", name + "\n");
+  return ckpt_dir / name;
+}
+
 void verify_sha256sums(const fs::path& dir, const std::vector<std::string>& required) {
   if (!fs::is_directory(dir)) fail("{} does not exist", dir.string());
   if (!fs::exists(dir / "SHA256SUMS")) fail("{} has no SHA256SUMS: incomplete", dir.string());

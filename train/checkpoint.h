@@ -36,6 +36,12 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, cons
                                       ClinicalTransformer& model, torch::optim::AdamW& optimizer,
                                       const TrainerState& state, int64_t keep_last, ModelCard card = {});
 
+// A weights-only checkpoint (a fine-tuned model): model.safetensors, config.yaml,
+// trainer_state.yaml and `extra` files (name, text), checksummed, step_<state.step>, `latest`.
+std::filesystem::path save_model_checkpoint(const std::filesystem::path& run_dir, const std::string& config_yaml,
+                                            torch::nn::Module& model, const TrainerState& state,
+                                            const std::vector<std::pair<std::string, std::string>>& extra = {});
+
 // Throws chart::Error naming the file that is missing or does not match its checksum. Every file
 // SHA256SUMS lists must match, and model.safetensors, config.yaml and trainer_state.yaml must be
 // among them (older checkpoints without a model card verify too).

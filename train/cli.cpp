@@ -30,9 +30,9 @@ const std::vector<Command>& commands() {
       {"prepare", "--meds DIR --out DIR [--config F] [--set k=v]... [--overwrite]",
        "tokenize a MEDS dataset into a token dataset", cmd_prepare},
       {"train", "CONFIG [--set k=v]... [--resume auto|PATH]", "pretrain (1 or N ranks)", cmd_train},
-      {"finetune", "CONFIG [--set k=v]...", "fine-tune on MEDS labels", {}},
-      {"eval", "CONFIG [--set k=v]...", "metrics, predictions and a report", {}},
-      {"generate", "CONFIG [--set k=v]...", "zero-shot risk by sampling future timelines", {}},
+      {"finetune", "CONFIG [--set k=v]...", "fine-tune on MEDS labels", cmd_finetune},
+      {"eval", "CONFIG [--set k=v]...", "metrics, predictions and a report", cmd_eval},
+      {"generate", "CONFIG [--set k=v]...", "zero-shot risk by sampling future timelines", cmd_generate},
       {"export", "--checkpoint PATH --out DIR [--format hf] [--drop-time-features] [--vocab F] [--overwrite]",
        "export a checkpoint for Hugging Face transformers", cmd_export},
   };

@@ -1,6 +1,5 @@
 #include "train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #ifdef CHART_HAVE_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
@@ -20,6 +19,7 @@
 #include "data/token_dataset.h"
 #include "model/device.h"
 #include "model/transformer.h"
+#include "train/autocast.h"
 #include "train/checkpoint.h"
 #include "train/loss.h"
 #include "train/metrics.h"
@@ -33,21 +33,6 @@ namespace {
 
 std::atomic<int> g_stop_signal{0};
 void on_stop_signal(int sig) { g_stop_signal = sig; }
-
-// bf16 autocast on the GPU for the forward pass; a no-op in fp32.
-struct AutocastGuard {
-  bool on;
-  explicit AutocastGuard(const DeviceChoice& d) : on(d.compute_dtype != torch::kFloat32) {
-    if (!on) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, d.compute_dtype);
-  }
-  ~AutocastGuard() {
-    if (!on) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
-  }
-};
 
 // Dense bf16 peak of the GPU, for MFU; 0 when unknown.
 double peak_flops(const DeviceChoice& d) {

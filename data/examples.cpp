@@ -1,0 +1,81 @@
+#include "data/examples.h"
+
+#include <unordered_map>
+
+#include "core/log.h"
+
+namespace chart::data {
+namespace {
+constexpr double kMicrosPerYear = 365.25 * 86400.0 * 1e6;
+}
+
+ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>& labels) {
+  struct Where {
+    const char* split;
+    SubjectRef ref;
+  };
+  static const char* kSplits[] = {"train", "tuning", "held_out"};
+  std::unordered_map<int64_t, Where> where;
+  for (const char* split : kSplits) {
+    const auto& shards = ds.shards(split);
+    for (const SubjectRef& ref : ds.subjects(split))
+      where[shards[ref.shard].subject(ref.entry).subject_id] = {split, ref};
+  }
+  ExampleSplits out;
+  for (const char* split : kSplits) out.by_split[split];
+  for (const LabelRow& row : labels) {
+    auto it = where.find(row.subject_id);
+    if (it == where.end()) {
+      ++out.unknown_subjects;
+      continue;
+    }
+    const TokenShard& sh = ds.shards(it->second.split)[it->second.ref.shard];
+    const SubjectEntry& e = sh.subject(it->second.ref.entry);
+    const int64_t* times = sh.times() + e.token_start;
+    uint32_t n = 0;
+    while (n < e.n_tokens && times[n] <= row.prediction_time_us) ++n;  // stop at the first later token
+    if (n == 0) {
+      ++out.empty_prefix;
+      continue;
+    }
+    out.by_split[it->second.split].push_back({row, it->second.split, it->second.ref, n});
+  }
+  if (out.unknown_subjects > 0)
+    warn("{} label rows name subjects that are not in {} (dropped)", out.unknown_subjects, ds.dir().string());
+  if (out.empty_prefix > 0)
+    warn("{} label rows predict before the subject's first event (dropped)", out.empty_prefix);
+  return out;
+}
+
+ExampleBatch collate(const TokenDataset& ds, const std::vector<Example>& examples, size_t begin, size_t end,
+                     int64_t L) {
+  const int64_t B = static_cast<int64_t>(end - begin);
+  ExampleBatch b;
+  b.tokens = torch::zeros({B, L}, torch::kInt64);  // [PAD] is 0
+  b.ages = torch::zeros({B, L}, torch::kFloat32);
+  b.segments = torch::full({B, L}, -1, torch::kInt32);
+  b.last_index = torch::empty({B}, torch::kInt64);
+  b.labels = torch::empty({B}, torch::kFloat32);
+  for (int64_t r = 0; r < B; ++r) {
+    const Example& ex = examples[begin + static_cast<size_t>(r)];
+    const TokenShard* sh = &ds.shards(ex.split)[ex.ref.shard];
+    const SubjectEntry& e = sh->subject(ex.ref.entry);
+    const int64_t n = std::min<int64_t>(ex.n_tokens, L);
+    const int64_t from = ex.n_tokens - n;
+    const uint32_t* t = sh->tokens() + e.token_start + from;
+    const int64_t* tm = sh->times() + e.token_start + from;
+    int64_t* tok = b.tokens.data_ptr<int64_t>() + r * L;
+    float* age = b.ages.data_ptr<float>() + r * L;
+    int32_t* seg = b.segments.data_ptr<int32_t>() + r * L;
+    for (int64_t j = 0; j < n; ++j) {
+      tok[j] = t[j];
+      age[j] = static_cast<float>((tm[j] - e.birth_us) / kMicrosPerYear);
+      seg[j] = 0;
+    }
+    b.last_index[r] = n - 1;
+    b.labels[r] = ex.row.label ? 1.0f : 0.0f;
+  }
+  return b;
+}
+
+}  // namespace chart::data

@@ -1,0 +1,48 @@
+// Labelled examples for fine-tuning and evaluation: each label row joined to its subject in a
+// token dataset, cut at its prediction time.
+//
+// An example sees the subject's tokens strictly up to and including prediction_time: the prefix
+// ends before the first token whose time is later (a time-interval token carries the time of
+// the event it leads to, so the gap to a future event is not seen either). Nothing after
+// prediction_time can reach the model. A subject's split is the token dataset's, so fine-tuning
+// never trains on subjects the pretraining held out.
+#pragma once
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/labels.h"
+#include "data/token_dataset.h"
+
+namespace chart::data {
+
+struct Example {
+  LabelRow row;
+  const char* split = nullptr;  // "train", "tuning" or "held_out" (static strings)
+  SubjectRef ref;
+  uint32_t n_tokens = 0;  // tokens at or before prediction_time
+};
+
+struct ExampleSplits {
+  std::map<std::string, std::vector<Example>> by_split;  // train, tuning, held_out
+  int64_t unknown_subjects = 0;  // label rows whose subject is not in the dataset
+  int64_t empty_prefix = 0;      // label rows before the subject's first token (dropped)
+};
+
+ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>& labels);
+
+struct ExampleBatch {
+  torch::Tensor tokens;      // [B, L] int64, the last L tokens of each prefix, then [PAD]
+  torch::Tensor ages;        // [B, L] float32, years
+  torch::Tensor segments;    // [B, L] int32, 0 on tokens, -1 on padding
+  torch::Tensor last_index;  // [B] int64, position of each prefix's last token
+  torch::Tensor labels;      // [B] float32, 0 or 1
+};
+
+// Examples[begin, end) as one batch of `context` positions per row.
+ExampleBatch collate(const TokenDataset& ds, const std::vector<Example>& examples, size_t begin, size_t end,
+                     int64_t context);
+
+}  // namespace chart::data

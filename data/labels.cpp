@@ -1,0 +1,172 @@
+#include "data/labels.h"
+
+#include <arrow/api.h>
+#include <arrow/io/api.h>
+#include <parquet/arrow/reader.h>
+#include <parquet/arrow/writer.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/files.h"
+
+namespace chart::data {
+namespace fs = std::filesystem;
+namespace {
+
+std::vector<fs::path> parquet_files(const fs::path& path) {
+  if (!fs::exists(path)) fail("labels {} do not exist", path.string());
+  if (!fs::is_directory(path)) return {path};
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(path))
+    if (e.is_regular_file() && e.path().extension() == ".parquet") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) fail("labels directory {} holds no .parquet file", path.string());
+  return files;
+}
+
+std::shared_ptr<arrow::Table> read_table(const fs::path& file) {
+  const std::string name = file.string();
+  auto opened = arrow::io::ReadableFile::Open(name);
+  if (!opened.ok()) fail("{}: cannot open: {}", name, opened.status().message());
+  auto reader = parquet::arrow::OpenFile(*opened, arrow::default_memory_pool());
+  if (!reader.ok()) fail("{}: not a readable parquet file: {}", name, reader.status().message());
+  std::shared_ptr<arrow::Table> table;
+  auto st = (*reader)->ReadTable(&table);
+  if (!st.ok()) fail("{}: cannot read: {}", name, st.message());
+  auto combined = table->CombineChunks();
+  if (!combined.ok()) fail("{}: cannot read: {}", name, combined.status().message());
+  return *combined;
+}
+
+// The column `name` as one array of `type`, or an error naming the file.
+std::shared_ptr<arrow::Array> column(const arrow::Table& t, const std::string& name, arrow::Type::type type,
+                                     const fs::path& file, bool required = true) {
+  auto c = t.GetColumnByName(name);
+  if (!c) {
+    if (!required) return nullptr;
+    fail("{}: no column '{}' (columns: {})", file.string(), name, fmt::join(t.ColumnNames(), ", "));
+  }
+  if (c->type()->id() != type)
+    fail("{}: column '{}' has type {}, expected {}", file.string(), name, c->type()->ToString(),
+         arrow::internal::ToString(type));
+  if (c->num_chunks() == 0) return nullptr;
+  return c->chunk(0);
+}
+
+void no_nulls(const std::shared_ptr<arrow::Array>& a, const std::string& name, const fs::path& file) {
+  if (!a || a->null_count() == 0) return;
+  for (int64_t i = 0; i < a->length(); ++i)
+    if (a->IsNull(i)) fail("{} row {}: '{}' is null", file.string(), i, name);
+}
+
+int64_t to_micros(const arrow::TimestampArray& a, int64_t i) {
+  switch (static_cast<const arrow::TimestampType&>(*a.type()).unit()) {
+    case arrow::TimeUnit::SECOND: return a.Value(i) * 1000000;
+    case arrow::TimeUnit::MILLI: return a.Value(i) * 1000;
+    case arrow::TimeUnit::MICRO: return a.Value(i);
+    case arrow::TimeUnit::NANO: return a.Value(i) / 1000;
+  }
+  return a.Value(i);
+}
+
+// Rows shared by labels and predictions: subject_id, prediction_time, boolean_value.
+std::vector<LabelRow> read_label_columns(const arrow::Table& t, const fs::path& file) {
+  auto sid = column(t, "subject_id", arrow::Type::INT64, file);
+  auto ptime = column(t, "prediction_time", arrow::Type::TIMESTAMP, file);
+  if (!t.GetColumnByName("boolean_value")) {
+    for (const char* other : {"integer_value", "float_value", "categorical_value"})
+      if (t.GetColumnByName(other))
+        throw Error(fmt::format("{}: labels with '{}' are not supported yet: only boolean_value", file.string(), other),
+                    "binarise the label (e.g. value > threshold) into a boolean_value column");
+  }
+  auto value = column(t, "boolean_value", arrow::Type::BOOL, file);
+  auto truth = column(t, "true_probability", arrow::Type::DOUBLE, file, /*required=*/false);
+  no_nulls(sid, "subject_id", file);
+  no_nulls(ptime, "prediction_time", file);
+  no_nulls(value, "boolean_value", file);
+  std::vector<LabelRow> rows(static_cast<size_t>(t.num_rows()));
+  if (t.num_rows() == 0) return rows;
+  auto& s = static_cast<const arrow::Int64Array&>(*sid);
+  auto& p = static_cast<const arrow::TimestampArray&>(*ptime);
+  auto& v = static_cast<const arrow::BooleanArray&>(*value);
+  for (int64_t i = 0; i < t.num_rows(); ++i) {
+    LabelRow& r = rows[static_cast<size_t>(i)];
+    r.subject_id = s.Value(i);
+    r.prediction_time_us = to_micros(p, i);
+    r.label = v.Value(i);
+    if (truth && !truth->IsNull(i)) r.true_probability = static_cast<const arrow::DoubleArray&>(*truth).Value(i);
+  }
+  return rows;
+}
+
+void check(const arrow::Status& st, const fs::path& path) {
+  if (!st.ok()) fail("cannot write {}: {}", path.string(), st.ToString());
+}
+
+}  // namespace
+
+std::vector<LabelRow> read_labels(const fs::path& path) {
+  std::vector<LabelRow> all;
+  for (const auto& file : parquet_files(path)) {
+    auto rows = read_label_columns(*read_table(file), file);
+    all.insert(all.end(), rows.begin(), rows.end());
+  }
+  if (all.empty()) fail("labels {} hold no rows", path.string());
+  return all;
+}
+
+void write_predictions(const fs::path& path, const std::vector<Prediction>& preds, double threshold) {
+  arrow::Int64Builder sid;
+  arrow::TimestampBuilder ptime(arrow::timestamp(arrow::TimeUnit::MICRO), arrow::default_memory_pool());
+  arrow::BooleanBuilder value, predicted;
+  arrow::DoubleBuilder prob;
+  for (const auto& p : preds) {
+    check(sid.Append(p.row.subject_id), path);
+    check(ptime.Append(p.row.prediction_time_us), path);
+    check(value.Append(p.row.label), path);
+    check(predicted.Append(p.probability >= threshold), path);
+    check(prob.Append(p.probability), path);
+  }
+  std::vector<std::shared_ptr<arrow::Array>> arrays(5);
+  check(sid.Finish(&arrays[0]), path);
+  check(ptime.Finish(&arrays[1]), path);
+  check(value.Finish(&arrays[2]), path);
+  check(predicted.Finish(&arrays[3]), path);
+  check(prob.Finish(&arrays[4]), path);
+  auto schema = arrow::schema({arrow::field("subject_id", arrow::int64(), false),
+                               arrow::field("prediction_time", arrow::timestamp(arrow::TimeUnit::MICRO), false),
+                               arrow::field("boolean_value", arrow::boolean()),
+                               arrow::field("predicted_boolean_value", arrow::boolean()),
+                               arrow::field("predicted_boolean_probability", arrow::float64())});
+  auto table = arrow::Table::Make(schema, arrays);
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    auto sink = arrow::io::FileOutputStream::Open(tmp.string());
+    if (!sink.ok()) fail("cannot write {}: {}", tmp.string(), sink.status().ToString());
+    check(parquet::arrow::WriteTable(*table, arrow::default_memory_pool(), *sink, 1 << 20), tmp);
+    check((*sink)->Close(), tmp);
+  }
+  fsync_file(tmp);
+  fs::rename(tmp, path);
+  fsync_dir(path.has_parent_path() ? path.parent_path() : fs::path("."));
+}
+
+std::vector<Prediction> read_predictions(const fs::path& path) {
+  if (!fs::is_regular_file(path)) fail("predictions {} do not exist", path.string());
+  auto table = read_table(path);
+  auto rows = read_label_columns(*table, path);
+  auto prob = column(*table, "predicted_boolean_probability", arrow::Type::DOUBLE, path);
+  no_nulls(prob, "predicted_boolean_probability", path);
+  std::vector<Prediction> out(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    out[i].row = rows[i];
+    out[i].probability = static_cast<const arrow::DoubleArray&>(*prob).Value(static_cast<int64_t>(i));
+    if (!(out[i].probability >= 0 && out[i].probability <= 1))
+      fail("{} row {}: predicted_boolean_probability {} is not in [0, 1]", path.string(), i, out[i].probability);
+  }
+  return out;
+}
+
+}  // namespace chart::data

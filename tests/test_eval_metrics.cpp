@@ -1,0 +1,299 @@
+// train/eval_metrics and train/report: binary metrics against hand-computed cases and brute
+// force (scikit-learn agrees to 1e-14 on random tied data, checked by hand), bootstrap
+// intervals, bad input, and the HTML report's plots, escaping and loss curves.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <regex>
+
+#include "core/error.h"
+#include "core/mix.h"
+#include "tests/test_util.h"
+#include "train/eval_metrics.h"
+#include "train/report.h"
+
+namespace chart {
+namespace {
+using testing::TempDir;
+
+// Random probabilities rounded to `decimals` (ties) and labels that depend on them.
+void random_data(size_t n, int decimals, uint64_t seed, std::vector<double>* p, std::vector<int>* y) {
+  p->clear();
+  y->clear();
+  double scale = std::pow(10.0, decimals);
+  for (size_t i = 0; i < n; ++i) {
+    double u = static_cast<double>(mix(seed * 1000003 + 2 * i) >> 11) / 9007199254740992.0;
+    double v = static_cast<double>(mix(seed * 1000003 + 2 * i + 1) >> 11) / 9007199254740992.0;
+    p->push_back(std::round(u * scale) / scale);
+    y->push_back(v < 0.2 + 0.6 * u ? 1 : 0);
+  }
+}
+
+TEST(BinaryMetrics, PerfectReversedAndTiedRankings) {
+  std::vector<double> p = {0.1, 0.2, 0.8, 0.9};
+  BinaryMetrics perfect = binary_metrics(p, {0, 0, 1, 1});
+  EXPECT_DOUBLE_EQ(perfect.auroc, 1.0);
+  EXPECT_DOUBLE_EQ(perfect.auprc, 1.0);
+  BinaryMetrics reversed = binary_metrics(p, {1, 1, 0, 0});
+  EXPECT_DOUBLE_EQ(reversed.auroc, 0.0);
+  EXPECT_DOUBLE_EQ(reversed.auprc, 0.5 * (1.0 / 3) + 0.5 * (2.0 / 4));  // P at R=.5 is 1/3, at R=1 2/4
+  BinaryMetrics tied = binary_metrics({0.5, 0.5, 0.5, 0.5, 0.5}, {1, 0, 0, 1, 0});
+  EXPECT_DOUBLE_EQ(tied.auroc, 0.5);
+  EXPECT_DOUBLE_EQ(tied.auprc, 0.4);  // one threshold: precision = prevalence
+  EXPECT_EQ(tied.n, 5);
+  EXPECT_EQ(tied.n_pos, 2);
+}
+
+TEST(BinaryMetrics, SmallCasesByHand) {
+  // scikit-learn's documented example: roc_auc 0.75, average_precision 0.8333...
+  BinaryMetrics m = binary_metrics({0.1, 0.4, 0.35, 0.8}, {0, 0, 1, 1});
+  EXPECT_DOUBLE_EQ(m.auroc, 0.75);
+  EXPECT_NEAR(m.auprc, 5.0 / 6, 1e-15);
+  // A tie between a positive and a negative: it counts half in AUROC and is one threshold in AP
+  // (pairs: 0.5 vs 0.5 -> 1/2, the other three -> 1; thresholds 0.9: P=1 R=1/2, 0.5: P=2/3 R=1).
+  BinaryMetrics t = binary_metrics({0.5, 0.5, 0.2, 0.9}, {1, 0, 0, 1});
+  EXPECT_DOUBLE_EQ(t.auroc, 3.5 / 4);
+  EXPECT_NEAR(t.auprc, 0.5 * 1 + 0.5 * (2.0 / 3), 1e-15);
+  BinaryMetrics t2 = binary_metrics({0.5, 0.5, 0.2, 0.9}, {0, 1, 0, 1});  // order inside a tie is irrelevant
+  EXPECT_DOUBLE_EQ(t2.auprc, t.auprc);
+  EXPECT_DOUBLE_EQ(binary_metrics({0.2, 0.7}, {0, 1}).brier, (0.04 + 0.09) / 2);
+}
+
+TEST(BinaryMetrics, MatchesBruteForceOnTiedRandomData) {
+  std::vector<double> p;
+  std::vector<int> y;
+  random_data(700, 1, 3, &p, &y);  // 11 distinct values: heavy ties
+  double pairs = 0, wins = 0;
+  for (size_t i = 0; i < p.size(); ++i)
+    for (size_t j = 0; j < p.size(); ++j)
+      if (y[i] == 1 && y[j] == 0) pairs += 1, wins += p[i] > p[j] ? 1 : p[i] == p[j] ? 0.5 : 0;
+  // Average precision by its definition: each distinct threshold, recall gained x precision.
+  double pos = std::count(y.begin(), y.end(), 1), ap = 0, prev_recall = 0;
+  for (int k = 10; k >= 0; --k) {
+    double tp = 0, all = 0;
+    for (size_t i = 0; i < p.size(); ++i)
+      if (p[i] >= k / 10.0 - 1e-9) all += 1, tp += y[i];
+    if (all == 0) continue;
+    ap += (tp / pos - prev_recall) * (tp / all);
+    prev_recall = tp / pos;
+  }
+  BinaryMetrics m = binary_metrics(p, y);
+  EXPECT_NEAR(m.auroc, wins / pairs, 1e-12);
+  EXPECT_NEAR(m.auprc, ap, 1e-12);
+}
+
+TEST(BinaryMetrics, EceOfCalibratedAndMiscalibratedPredictions) {
+  std::vector<int> y = {1, 0, 0, 0, 1, 1, 1, 0};
+  std::vector<double> calibrated = {0.25, 0.25, 0.25, 0.25, 0.75, 0.75, 0.75, 0.75};
+  std::vector<double> overconfident = {0.05, 0.05, 0.05, 0.05, 0.95, 0.95, 0.95, 0.95};
+  EXPECT_NEAR(binary_metrics(calibrated, y).ece, 0.0, 1e-15);
+  EXPECT_NEAR(binary_metrics(overconfident, y).ece, 0.2, 1e-15);
+  // p = 1 falls in the last bin, p = 0 in the first.
+  EXPECT_NEAR(binary_metrics({0.0, 1.0}, {0, 1}).ece, 0.0, 1e-15);
+  std::vector<CalibrationBin> bins = calibration_bins(overconfident, y, 10);
+  ASSERT_EQ(bins.size(), 2u);  // eight empty bins dropped
+  EXPECT_DOUBLE_EQ(bins[0].mean_predicted, 0.05);
+  EXPECT_DOUBLE_EQ(bins[0].fraction_positive, 0.25);
+  EXPECT_EQ(bins[1].n, 4);
+  EXPECT_DOUBLE_EQ(bins[1].fraction_positive, 0.75);
+}
+
+TEST(BinaryMetrics, DegenerateInputsAreNaN) {
+  BinaryMetrics empty = binary_metrics({}, {});
+  EXPECT_TRUE(std::isnan(empty.auroc) && std::isnan(empty.auprc) && std::isnan(empty.brier) && std::isnan(empty.ece));
+  EXPECT_EQ(empty.n, 0);
+  BinaryMetrics one_class = binary_metrics({0.2, 0.9}, {0, 0});
+  EXPECT_TRUE(std::isnan(one_class.auroc) && std::isnan(one_class.auprc));
+  EXPECT_NEAR(one_class.brier, (0.04 + 0.81) / 2, 1e-15);
+  BinaryEvaluation e = evaluate_binary({0.2, 0.9, 0.4}, {1, 1, 1}, 50, 1);
+  EXPECT_TRUE(std::isnan(e.auroc.lo) && std::isnan(e.auprc.hi));
+  EXPECT_TRUE(std::isfinite(e.brier.lo) && e.brier.lo <= e.brier.hi);
+  EXPECT_EQ(e.bootstrap_redrawn, 0);
+  EXPECT_TRUE(roc_curve({0.2, 0.9}, {0, 0}).x.empty());
+  EXPECT_TRUE(precision_recall_curve({0.2, 0.9}, {0, 0}).x.empty());
+  BinaryEvaluation none = evaluate_binary({}, {}, 100, 1);
+  EXPECT_TRUE(std::isnan(none.brier.lo));
+}
+
+TEST(BinaryMetrics, BadInputNamesTheIndex) {
+  auto message = [](auto f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([] { binary_metrics({0.1, 0.2}, {0}); }).find("2 predictions but 1 labels"), std::string::npos);
+  EXPECT_NE(message([] { binary_metrics({0.1, 0.2, 1.5}, {0, 1, 1}); }).find("prediction 2 is 1.5"), std::string::npos);
+  EXPECT_NE(message([] { binary_metrics({NAN, 0.2}, {0, 1}); }).find("prediction 0"), std::string::npos);
+  EXPECT_NE(message([] { binary_metrics({-0.1}, {0}); }).find("prediction 0"), std::string::npos);
+  EXPECT_NE(message([] { evaluate_binary({0.1, 0.2}, {0, 2}); }).find("label 1 is 2"), std::string::npos);
+  EXPECT_NE(message([] { roc_curve({0.1}, {0, 1}); }).find("1 predictions but 2"), std::string::npos);
+  EXPECT_NE(message([] { calibration_bins({0.1}, {0}, 0); }).find("0 calibration bins"), std::string::npos);
+}
+
+TEST(BinaryEvaluation, BootstrapIntervalsContainPointNarrowWithNAndFollowTheSeed) {
+  std::vector<double> p;
+  std::vector<int> y;
+  random_data(250, 2, 5, &p, &y);
+  BinaryEvaluation small = evaluate_binary(p, y, 400, 11);
+  random_data(4000, 2, 5, &p, &y);
+  BinaryEvaluation large = evaluate_binary(p, y, 400, 11);
+  for (const BinaryEvaluation* e : {&small, &large}) {
+    EXPECT_EQ(e->bootstrap_samples, 400);
+    EXPECT_LT(e->auroc.lo, e->point.auroc);
+    EXPECT_GT(e->auroc.hi, e->point.auroc);
+    EXPECT_LT(e->auprc.lo, e->point.auprc);
+    EXPECT_GT(e->auprc.hi, e->point.auprc);
+    EXPECT_LT(e->brier.lo, e->point.brier);
+    EXPECT_GT(e->brier.hi, e->point.brier);
+    EXPECT_LT(e->ece.lo, e->ece.hi);
+  }
+  // 16x the data: intervals about 4x narrower; require at least 2x.
+  EXPECT_LT(2 * (large.auroc.hi - large.auroc.lo), small.auroc.hi - small.auroc.lo);
+  EXPECT_LT(2 * (large.auprc.hi - large.auprc.lo), small.auprc.hi - small.auprc.lo);
+  EXPECT_LT(2 * (large.brier.hi - large.brier.lo), small.brier.hi - small.brier.lo);
+
+  BinaryEvaluation again = evaluate_binary(p, y, 400, 11), other = evaluate_binary(p, y, 400, 12);
+  EXPECT_EQ(again.auroc.lo, large.auroc.lo);
+  EXPECT_EQ(again.auprc.hi, large.auprc.hi);
+  EXPECT_EQ(again.ece.lo, large.ece.lo);
+  EXPECT_NE(other.auroc.lo, large.auroc.lo);
+  EXPECT_EQ(other.point.auroc, large.point.auroc);
+}
+
+TEST(BinaryEvaluation, OneClassResamplesAreRedrawn) {
+  // One positive in ten: about a third of the resamples miss it and are drawn again.
+  std::vector<double> p = {0.9, 0.1, 0.2, 0.3, 0.1, 0.4, 0.2, 0.3, 0.5, 0.6};
+  std::vector<int> y = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  BinaryEvaluation e = evaluate_binary(p, y, 300, 2);
+  EXPECT_GT(e.bootstrap_redrawn, 30);
+  EXPECT_TRUE(std::isfinite(e.auroc.lo) && std::isfinite(e.auprc.lo));
+  EXPECT_DOUBLE_EQ(e.point.auroc, 1.0);
+}
+
+TEST(Curves, RocAndPrecisionRecallPoints) {
+  std::vector<double> p = {0.1, 0.4, 0.35, 0.8};
+  std::vector<int> y = {0, 0, 1, 1};
+  Curve roc = roc_curve(p, y);
+  EXPECT_EQ(roc.x, (std::vector<double>{0, 0, 0.5, 0.5, 1}));
+  EXPECT_EQ(roc.y, (std::vector<double>{0, 0.5, 0.5, 1, 1}));
+  Curve pr = precision_recall_curve(p, y);
+  EXPECT_EQ(pr.x, (std::vector<double>{0, 0.5, 0.5, 1, 1}));
+  EXPECT_EQ(pr.y, (std::vector<double>{1, 1, 0.5, 2.0 / 3, 0.5}));
+  Curve tied = roc_curve({0.5, 0.5, 0.5}, {1, 0, 1});  // one threshold: straight to (1,1)
+  EXPECT_EQ(tied.x, (std::vector<double>{0, 1}));
+}
+
+// ---- report ----------------------------------------------------------------------------------
+
+ReportInputs perfect_inputs() {
+  std::vector<double> p = {0.1, 0.2, 0.3, 0.7, 0.8, 0.9};
+  std::vector<int> y = {0, 0, 0, 1, 1, 1};
+  ReportInputs in;
+  in.title = "readmission";
+  in.facts = {{"task", "<script>alert(1)</script>"}, {"checkpoint", "a & b"}};
+  in.model = evaluate_binary(p, y, 50, 1);
+  in.roc = {{"model", roc_curve(p, y)}};
+  in.pr = {{"model", precision_recall_curve(p, y)}};
+  in.calibration = calibration_bins(p, y);
+  return in;
+}
+
+std::string svg_of_class(const std::string& html, const std::string& cls) {
+  size_t start = html.find("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"" + cls + "\"");
+  if (start == std::string::npos) return "";
+  return html.substr(start, html.find("</svg>", start) - start);
+}
+
+TEST(Report, HasThePlotsAndEscapesCallerText) {
+  TempDir dir;
+  ReportInputs in = perfect_inputs();
+  in.oracle = in.model;
+  in.roc.push_back({"oracle <b>", in.roc[0].curve});
+  in.loss_runs = {{"pretraining", dir / "missing" / "metrics.jsonl"}};
+  std::string html = render_report_html(in);
+  for (const char* cls : {"roc", "pr", "calibration", "loss"}) EXPECT_FALSE(svg_of_class(html, cls).empty()) << cls;
+  EXPECT_EQ(html.find("<script>"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
+  EXPECT_NE(html.find("a &amp; b"), std::string::npos);
+  EXPECT_NE(html.find("oracle &lt;b&gt;"), std::string::npos);
+  EXPECT_NE(html.find("oracle (true probabilities)"), std::string::npos);  // the metrics table row
+  EXPECT_NE(html.find("no metrics (file not found)"), std::string::npos);
+  // Self-contained: no scripts, no links or sources; the only URL is the SVG namespace.
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("src="), std::string::npos);
+  EXPECT_EQ(html.find("href="), std::string::npos);
+  EXPECT_EQ(std::regex_replace(html, std::regex("http://www.w3.org/2000/svg"), "").find("http"), std::string::npos);
+  write_report(dir / "report.html", in);
+  std::ifstream f(dir / "report.html");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(f), {}), html);
+}
+
+TEST(Report, PerfectRocPolylineGoesThroughTopLeft) {
+  std::string roc = svg_of_class(render_report_html(perfect_inputs()), "roc");
+  std::smatch frame, line;
+  ASSERT_TRUE(std::regex_search(roc, frame, std::regex(R"re(<rect x="([0-9.]+)" y="([0-9.]+)"[^>]*class="frame")re")));
+  // The first series polyline is the chance diagonal, the model comes after it.
+  std::string model = roc.substr(roc.rfind("<polyline"));
+  ASSERT_TRUE(std::regex_search(model, line, std::regex(R"re(points="([^"]*)")re")));
+  std::string top_left = frame[1].str() + "," + frame[2].str();
+  EXPECT_NE((" " + line[1].str() + " ").find(" " + top_left + " "), std::string::npos) << line[1] << " vs " << top_left;
+}
+
+TEST(Report, RendersAnUndefinedEvaluation) {
+  ReportInputs in;  // one class only: AUROC and AUPRC undefined, curves empty
+  in.title = "empty";
+  in.model = evaluate_binary({0.1, 0.3}, {0, 0}, 20, 1);
+  in.roc = {{"model", roc_curve({0.1, 0.3}, {0, 0})}};
+  in.pr = {{"model", precision_recall_curve({0.1, 0.3}, {0, 0})}};
+  std::string html = render_report_html(in);
+  EXPECT_NE(html.find("<td>n/a</td>"), std::string::npos);
+  EXPECT_EQ(html.find("nan"), std::string::npos);
+  EXPECT_FALSE(svg_of_class(html, "calibration").empty());
+}
+
+TEST(Report, LossCurvesFromMetricsJsonl) {
+  TempDir dir;
+  {
+    std::ofstream f(dir / "metrics.jsonl");
+    f << R"({"step": 20, "split": "train", "loss": 2.5, "lr": 1e-3})"
+      << "\n"
+      << R"({"step": 10, "split": "train", "loss": 3.0})"
+      << "\n"
+      << R"({"step": 10, "split": "tuning", "loss": 3.25, "note": "a \"quoted\" \u00e9"})"
+      << "\n"
+      << R"({"step": 30, "split": "train", "loss": null})"
+      << "\n"  // diverged: skipped
+      << R"({"step": 40, "split": "train", "loss": 2.0, "x": {"a": 1}})"
+      << "\n"  // nested: skipped
+      << R"({"step": 50, "split": "train")"
+      << "\n"   // truncated: skipped
+      << "\n";  // blank: ignored
+  }
+  LossCurves lc = read_loss_curves(dir / "metrics.jsonl");
+  EXPECT_TRUE(lc.found);
+  EXPECT_EQ(lc.skipped_lines, 3);
+  ASSERT_EQ(lc.by_split.size(), 2u);
+  EXPECT_EQ(lc.by_split["train"], (std::vector<std::pair<double, double>>{{10, 3.0}, {20, 2.5}}));
+  EXPECT_EQ(lc.by_split["tuning"], (std::vector<std::pair<double, double>>{{10, 3.25}}));
+
+  { std::ofstream empty(dir / "empty.jsonl"); }
+  EXPECT_TRUE(read_loss_curves(dir / "empty.jsonl").found);
+  EXPECT_FALSE(read_loss_curves(dir / "nope.jsonl").found);
+
+  ReportInputs in = perfect_inputs();
+  in.loss_runs = {{"fine-tuning", dir / "metrics.jsonl"}, {"pretraining", dir / "empty.jsonl"}};
+  std::string html = render_report_html(in);
+  std::string loss = svg_of_class(html, "loss");
+  EXPECT_NE(loss.find(">train<"), std::string::npos);
+  EXPECT_NE(loss.find(">tuning<"), std::string::npos);
+  EXPECT_NE(loss.find("<polyline"), std::string::npos);
+  EXPECT_NE(html.find("3 lines skipped"), std::string::npos);
+  EXPECT_NE(html.find(">no metrics<"), std::string::npos);  // the empty run
+}
+
+}  // namespace
+}  // namespace chart

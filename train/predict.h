@@ -1,0 +1,20 @@
+// A fine-tuned model's probability of the positive class for labelled examples (fine-tuning's
+// tuning evaluations and `chart eval`).
+#pragma once
+#include <vector>
+
+#include "data/examples.h"
+#include "model/device.h"
+#include "model/transformer.h"
+
+namespace chart {
+
+// Batched, in eval mode and without gradients; the model's train/eval mode is restored.
+std::vector<double> predict_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
+                                          const std::vector<data::Example>& examples, int64_t context,
+                                          int64_t batch_size, const DeviceChoice& dev);
+
+// The context a fine-tuned model reads: finetune.context, or the checkpoint's model.context.
+int64_t finetune_context(const Config& cfg);
+
+}  // namespace chart

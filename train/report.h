@@ -1,0 +1,54 @@
+// The report `chart eval` writes: one self-contained HTML file (no scripts, no external assets)
+// with a facts header, a metrics table with 95% intervals, and inline SVG plots drawn here: ROC,
+// precision-recall, reliability diagram, and the loss curves of the runs behind the checkpoint.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "train/eval_metrics.h"
+
+namespace chart {
+
+struct Series {
+  std::string name;  // legend text, e.g. "model" or "oracle"
+  Curve curve;
+};
+
+struct LossRun {
+  std::string title;                    // e.g. "pretraining", "fine-tuning"
+  std::filesystem::path metrics_jsonl;  // a run directory's metrics.jsonl; may be missing
+};
+
+struct ReportInputs {
+  std::string title;
+  std::vector<std::pair<std::string, std::string>> facts;  // shown in order: task, checkpoint...
+  BinaryEvaluation model;
+  std::optional<BinaryEvaluation> oracle;   // synthetic data: metrics of the true probabilities
+  std::vector<Series> roc, pr;              // model first, then the oracle if any
+  std::vector<CalibrationBin> calibration;  // the model's reliability diagram
+  std::vector<LossRun> loss_runs;
+};
+
+// The loss curves of one metrics.jsonl: per split, (step, loss) sorted by step.
+struct LossCurves {
+  bool found = false;  // the file exists and could be read
+  std::map<std::string, std::vector<std::pair<double, double>>> by_split;
+  int64_t skipped_lines = 0;  // malformed, or without step, split and a finite loss
+};
+
+// Reads the lines of metrics.jsonl (flat JSON objects of strings and numbers) that the loss
+// plots need; never throws: a missing file gives found = false, a bad line is counted, skipped.
+LossCurves read_loss_curves(const std::filesystem::path& metrics_jsonl);
+
+// The whole report as one HTML document; pure apart from reading the loss runs' files.
+std::string render_report_html(const ReportInputs& in);
+
+// Renders the report and writes it to `html` atomically (write_file_atomic).
+void write_report(const std::filesystem::path& html, const ReportInputs& in);
+
+}  // namespace chart
