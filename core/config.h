@@ -123,8 +123,8 @@ struct GenerateConfig {
   std::string horizon = "365d";  // stop a trajectory once its clock passes prediction_time + horizon
   std::vector<std::string> outcome_codes = {"MEDS_DEATH"};  // reaching one counts; "X*" matches a prefix
   std::vector<std::string> stop_codes = {"MEDS_DEATH"};     // the timeline ends here
-  int64_t max_new_tokens = 0;    // per trajectory; 0: model.context minus the prompt
-  int64_t prompt_tokens = 0;     // history fed as the prompt; 0: half of model.context
+  int64_t max_new_tokens = 0;    // sampled per trajectory in all; 0: 8 x model.context
+  int64_t prompt_tokens = 0;     // history that prompts each context window; 0: half of model.context
   double temperature = 1.0;
   int64_t top_k = 0;             // 0: sample from the full distribution
   int64_t batch_size = 256;      // trajectories decoded together

@@ -49,7 +49,7 @@ for task in ${TASKS:-mortality_365d ckd_onset_180d}; do
       rm -rf "$run"
       log "$task: fine-tune ($recipe)"
       timed "$task-finetune-$recipe" $chart finetune configs/finetune/$recipe.yaml --set init.checkpoint="$out/pretrain" \
-        --set task.labels="$labels" --set run.dir="$run" --set train.steps=$steps --set finetune.context=256
+        --set task.labels="$labels" --set run.dir="$run" --set train.steps=$steps
     fi
     [ -f "$run-eval/eval.json" ] || timed "$task-eval-$recipe" $chart eval configs/finetune/$recipe.yaml \
       --set init.checkpoint="$run" --set task.labels="$labels" --set run.dir="$run-eval"

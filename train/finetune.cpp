@@ -190,7 +190,7 @@ int run_finetune(const Config& cfg_in) {
   Progress progress("finetune: step", tc.steps);
   auto t0 = std::chrono::steady_clock::now();
   int64_t seen = 0;
-  double loss_sum = 0;
+  double loss_sum = 0, plain_sum = 0;  // weighted (the objective) and unweighted
   int64_t loss_n = 0;
   while (step < tc.steps) {
     const double lr = learning_rate(tc, step);
@@ -198,7 +198,10 @@ int run_finetune(const Config& cfg_in) {
     optimizer.zero_grad();
     std::vector<int64_t> idx;
     while (static_cast<int64_t>(idx.size()) < tc.batch_size) {
-      if (cursor == n_train) order = epoch_order(n_train, static_cast<uint64_t>(tc.seed), ++epoch), cursor = 0;
+      if (cursor == n_train) {
+        order = epoch_order(n_train, static_cast<uint64_t>(tc.seed), ++epoch);
+        cursor = 0;
+      }
       idx.push_back(order[static_cast<size_t>(cursor++)]);
     }
     torch::Tensor logits, y;
@@ -219,6 +222,8 @@ int run_finetune(const Config& cfg_in) {
     }
     auto loss = torch::binary_cross_entropy_with_logits(logits.to(torch::kFloat32), y, {}, pos_weight_t);
     loss.backward();
+    // Logged unweighted too, on the scale of the tuning loss.
+    plain_sum += torch::binary_cross_entropy_with_logits(logits.detach().to(torch::kFloat32), y).item<double>();
     if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, tc.grad_clip);
     optimizer.step();
     ++step;
@@ -228,9 +233,10 @@ int run_finetune(const Config& cfg_in) {
 
     if (step % tc.log_every == 0 || step == tc.steps) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      metrics.write(step, "train", {{"loss", loss_sum / loss_n}, {"lr", lr}, {"examples_per_s", seen / std::max(1e-9, secs)}});
-      progress.update(step, fmt::format("loss {:.4f} | lr {:.2e}", loss_sum / loss_n, lr));
-      loss_sum = 0, loss_n = 0, seen = 0;
+      metrics.write(step, "train", {{"loss", plain_sum / loss_n}, {"weighted_loss", loss_sum / loss_n}, {"lr", lr},
+                                    {"examples_per_s", seen / std::max(1e-9, secs)}});
+      progress.update(step, fmt::format("loss {:.4f} | lr {:.2e}", plain_sum / loss_n, lr));
+      loss_sum = 0, plain_sum = 0, loss_n = 0, seen = 0;
       t0 = std::chrono::steady_clock::now();
     }
     if (can_tune && (step % tc.eval_every == 0 || step == tc.steps)) {

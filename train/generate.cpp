@@ -99,10 +99,8 @@ int run_generate(const Config& cfg_in) {
   check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
   const int64_t L = cfg.model.context;
   const int64_t P = g.prompt_tokens > 0 ? g.prompt_tokens : L / 2;
-  const int64_t max_new = g.max_new_tokens > 0 ? g.max_new_tokens : L - P;
-  if (P + max_new > L)
-    fail("generate.prompt_tokens ({}) + generate.max_new_tokens ({}) exceed the model's context {}", P, max_new, L);
-  if (max_new < 1) fail("generate: no room for new tokens (prompt {} of context {})", P, L);
+  if (P >= L) fail("generate.prompt_tokens ({}) must be below the model's context {}", P, L);
+  const int64_t budget = g.max_new_tokens > 0 ? g.max_new_tokens : 8 * L;
   const int64_t horizon_us = data::parse_duration(g.horizon, "generate.horizon");
   const TokenRoles roles = token_roles(ds.vocab(), g);
 
@@ -123,75 +121,114 @@ int run_generate(const Config& cfg_in) {
   const int64_t K = g.samples;
   const int64_t per_chunk = std::max<int64_t>(1, g.batch_size / K);  // examples decoded together
   std::vector<data::Prediction> preds;
-  int64_t generated = 0, truncated = 0, trajectories = 0, hits_total = 0;
+  int64_t generated = 0, truncated = 0, trajectories = 0, hits_total = 0, windows = 0;
   auto t0 = std::chrono::steady_clock::now();
   Progress progress("generate: example", static_cast<int64_t>(ex.size()));
+
+  // One sampled future: its whole token history (prompt, then what was sampled), its clock.
+  struct Trajectory {
+    std::vector<int64_t> tokens;
+    std::vector<float> ages;
+    double age = 0, elapsed_us = 0;  // clock of the last token; time past prediction_time (<= 0 at first)
+    int64_t generated = 0;
+    bool hit = false;
+  };
+  // Left-pads the last P tokens of each listed trajectory into [n, P] prompt tensors.
+  auto prompts = [&](const std::vector<Trajectory>& traj, const std::vector<size_t>& rows) {
+    const int64_t n = static_cast<int64_t>(rows.size());
+    auto tokens = torch::zeros({n, P}, torch::kInt64), ages = torch::zeros({n, P}, torch::kFloat32);
+    auto valid = torch::zeros({n, P}, torch::kBool);
+    for (int64_t r = 0; r < n; ++r) {
+      const Trajectory& t = traj[rows[static_cast<size_t>(r)]];
+      const int64_t len = std::min<int64_t>(P, static_cast<int64_t>(t.tokens.size()));
+      const size_t from = t.tokens.size() - static_cast<size_t>(len);
+      for (int64_t j = 0; j < len; ++j) {
+        tokens[r][P - len + j] = t.tokens[from + static_cast<size_t>(j)];
+        ages[r][P - len + j] = t.ages[from + static_cast<size_t>(j)];
+      }
+      valid[r].slice(0, P - len, P).fill_(true);
+    }
+    return std::make_tuple(tokens.to(dev.device), ages.to(dev.device), valid.to(dev.device));
+  };
+
   for (size_t c = 0; c < ex.size(); c += static_cast<size_t>(per_chunk)) {
     const size_t end = std::min(ex.size(), c + static_cast<size_t>(per_chunk));
     const int64_t G = static_cast<int64_t>(end - c);
-    // The prompt, left-padded to P so every row's next position is the same.
-    auto b = data::collate(ds, ex, c, end, P);
-    auto tokens = torch::zeros({G, P}, torch::kInt64), ages = torch::zeros({G, P}, torch::kFloat32);
-    auto valid = torch::zeros({G, P}, torch::kBool);
-    std::vector<double> age(static_cast<size_t>(G * K)), elapsed(static_cast<size_t>(G * K));
+    std::vector<Trajectory> traj(static_cast<size_t>(G * K));
     for (int64_t r = 0; r < G; ++r) {
-      const int64_t n = b.last_index[r].item<int64_t>() + 1;
-      tokens[r].slice(0, P - n, P).copy_(b.tokens[r].slice(0, 0, n));
-      ages[r].slice(0, P - n, P).copy_(b.ages[r].slice(0, 0, n));
-      valid[r].slice(0, P - n, P).fill_(true);
       const data::Example& e = ex[c + static_cast<size_t>(r)];
       const auto& sh = ds.shards(e.split)[e.ref.shard];
-      const int64_t last_time = sh.times()[sh.subject(e.ref.entry).token_start + e.n_tokens - 1];
-      for (int64_t k = 0; k < K; ++k) {
-        age[static_cast<size_t>(r * K + k)] = b.ages[r][n - 1].item<double>();
-        elapsed[static_cast<size_t>(r * K + k)] = double(last_time - e.row.prediction_time_us);  // <= 0
+      const auto& entry = sh.subject(e.ref.entry);
+      const int64_t n = std::min<int64_t>(e.n_tokens, P), from = e.n_tokens - n;
+      Trajectory t;
+      for (int64_t j = from; j < e.n_tokens; ++j) {
+        t.tokens.push_back(sh.tokens()[entry.token_start + j]);
+        t.ages.push_back(static_cast<float>((sh.times()[entry.token_start + j] - entry.birth_us) / kMicrosPerYear));
       }
+      const int64_t last_time = sh.times()[entry.token_start + e.n_tokens - 1];
+      t.age = double(last_time - entry.birth_us) / kMicrosPerYear;
+      t.elapsed_us = double(last_time - e.row.prediction_time_us);
+      for (int64_t k = 0; k < K; ++k) traj[static_cast<size_t>(r * K + k)] = t;
     }
-    KVCache cache = model->new_cache(G, P + max_new);
-    torch::Tensor logits;
-    {
-      AutocastGuard autocast(dev);
-      logits = model->decode(tokens.to(dev.device), ages.to(dev.device), valid.to(dev.device), cache);
-    }
-    cache.repeat_rows(K);
-    logits = logits.repeat_interleave(K, 0);
-    std::vector<int64_t> row_of(static_cast<size_t>(G * K));  // live cache row -> trajectory
-    for (int64_t i = 0; i < G * K; ++i) row_of[static_cast<size_t>(i)] = i;
-    std::vector<uint8_t> hit(static_cast<size_t>(G * K), 0);
-    for (int64_t step = 0; step < max_new && !row_of.empty(); ++step) {
-      auto next = sample(logits, banned, g.temperature, g.top_k).cpu();
-      const int64_t* tok = next.data_ptr<int64_t>();
-      generated += static_cast<int64_t>(row_of.size());
-      std::vector<int64_t> keep;
-      std::vector<float> new_ages;
-      for (size_t i = 0; i < row_of.size(); ++i) {
-        const size_t t = static_cast<size_t>(row_of[i]);
-        const int64_t id = tok[i];
-        elapsed[t] += double(roles.advance_us[static_cast<size_t>(id)]);
-        age[t] += double(roles.advance_us[static_cast<size_t>(id)]) / kMicrosPerYear;
-        if (elapsed[t] > double(horizon_us)) continue;  // past the horizon: no hit
-        if (roles.outcome[static_cast<size_t>(id)]) { hit[t] = 1; continue; }
-        if (roles.stop[static_cast<size_t>(id)]) continue;
-        if (step + 1 == max_new) { ++truncated; continue; }
-        keep.push_back(static_cast<int64_t>(i));
-        new_ages.push_back(static_cast<float>(age[t]));
+    // Windows of the model's context: a trajectory still going when its window is full starts a
+    // new one, prompted with its last P tokens (its history, then what it sampled).
+    std::vector<size_t> live;  // trajectories in this window, in cache row order
+    for (size_t i = 0; i < traj.size(); ++i) live.push_back(i);
+    for (bool first = true; !live.empty(); first = false) {
+      ++windows;
+      KVCache cache = model->new_cache(first ? G : static_cast<int64_t>(live.size()), L);
+      torch::Tensor logits;
+      {
+        // The first window's prompts are shared by each example's K samples: prefill once each.
+        std::vector<size_t> rows;
+        if (first) for (int64_t r = 0; r < G; ++r) rows.push_back(static_cast<size_t>(r * K));
+        auto [tokens, ages, valid] = prompts(traj, first ? rows : live);
+        AutocastGuard autocast(dev);
+        logits = model->decode(tokens, ages, valid, cache);
       }
-      if (keep.empty()) break;
-      auto keep_t = torch::tensor(keep, torch::kInt64);
-      auto input = next.index_select(0, keep_t).unsqueeze(1);
-      if (keep.size() < row_of.size()) {
-        cache.select_rows(keep_t.to(dev.device));
-        std::vector<int64_t> rows;
-        for (int64_t i : keep) rows.push_back(row_of[static_cast<size_t>(i)]);
-        row_of = rows;
+      if (first) {
+        cache.repeat_rows(K);
+        logits = logits.repeat_interleave(K, 0);
       }
-      AutocastGuard autocast(dev);
-      logits = model->decode(input.to(dev.device), torch::tensor(new_ages).view({-1, 1}).to(dev.device),
-                             torch::ones({static_cast<int64_t>(keep.size()), 1}, torch::kBool).to(dev.device), cache);
+      for (int64_t pos = P; pos < L && !live.empty(); ++pos) {
+        auto next = sample(logits, banned, g.temperature, g.top_k).cpu();
+        const int64_t* tok = next.data_ptr<int64_t>();
+        generated += static_cast<int64_t>(live.size());
+        std::vector<int64_t> keep;
+        std::vector<float> new_ages;
+        for (size_t i = 0; i < live.size(); ++i) {
+          Trajectory& t = traj[live[i]];
+          const size_t id = static_cast<size_t>(tok[i]);
+          t.elapsed_us += double(roles.advance_us[id]);
+          t.age += double(roles.advance_us[id]) / kMicrosPerYear;
+          t.tokens.push_back(tok[i]);
+          t.ages.push_back(static_cast<float>(t.age));
+          ++t.generated;
+          if (t.elapsed_us > double(horizon_us)) continue;  // past the horizon: no hit
+          if (roles.outcome[id]) { t.hit = true; continue; }
+          if (roles.stop[id]) continue;
+          if (t.generated >= budget) { ++truncated; continue; }
+          keep.push_back(static_cast<int64_t>(i));
+          new_ages.push_back(static_cast<float>(t.age));
+        }
+        std::vector<size_t> still;
+        for (int64_t i : keep) still.push_back(live[static_cast<size_t>(i)]);
+        if (still.empty() || pos + 1 == L) {
+          live = still;  // the next window (if any) re-prompts these
+          break;
+        }
+        auto keep_t = torch::tensor(keep, torch::kInt64);
+        if (still.size() < live.size()) cache.select_rows(keep_t.to(dev.device));
+        live = still;
+        AutocastGuard autocast(dev);
+        logits = model->decode(next.index_select(0, keep_t).unsqueeze(1).to(dev.device),
+                               torch::tensor(new_ages).view({-1, 1}).to(dev.device),
+                               torch::ones({static_cast<int64_t>(keep.size()), 1}, torch::kBool).to(dev.device), cache);
+      }
     }
     for (int64_t r = 0; r < G; ++r) {
       int64_t hits = 0;
-      for (int64_t k = 0; k < K; ++k) hits += hit[static_cast<size_t>(r * K + k)];
+      for (int64_t k = 0; k < K; ++k) hits += traj[static_cast<size_t>(r * K + k)].hit;
       hits_total += hits;
       preds.push_back({ex[c + static_cast<size_t>(r)].row, double(hits) / double(K)});
     }
@@ -209,13 +246,13 @@ int run_generate(const Config& cfg_in) {
                     fmt::format("{{\n  \"checkpoint\": {},\n  \"labels\": {},\n  \"split\": {},\n  \"examples\": {},\n"
                                 "  \"samples\": {},\n  \"horizon\": {},\n  \"outcome_codes\": [{}],\n"
                                 "  \"tokens_generated\": {},\n  \"seconds\": {},\n  \"tokens_per_s\": {},\n"
-                                "  \"mean_tokens_per_trajectory\": {},\n  \"truncated_fraction\": {},\n"
+                                "  \"mean_tokens_per_trajectory\": {},\n  \"context_windows\": {},\n  \"truncated_fraction\": {},\n"
                                 "  \"hit_fraction\": {},\n  \"device\": {}\n}}\n",
                                 json_string(pre.dir.string()), json_string(cfg.task.labels), json_string(g.split),
                                 ex.size(), K, json_string(g.horizon),
                                 [&] { std::string s; for (const auto& c : g.outcome_codes) s += (s.empty() ? "" : ", ") + json_string(c); return s; }(),
                                 generated, json_number(secs), json_number(generated / std::max(1e-9, secs)),
-                                json_number(double(generated) / std::max<int64_t>(1, trajectories)),
+                                json_number(double(generated) / std::max<int64_t>(1, trajectories)), windows,
                                 json_number(double(truncated) / std::max<int64_t>(1, trajectories)),
                                 json_number(double(hits_total) / std::max<int64_t>(1, trajectories)),
                                 json_string(dev.describe())));
@@ -224,7 +261,7 @@ int run_generate(const Config& cfg_in) {
        100.0 * double(truncated) / std::max<int64_t>(1, trajectories), (out / "predictions.parquet").string());
   if (truncated * 10 > trajectories)
     warn("generate: {:.0f}% of trajectories ran out of tokens before the horizon (counted as no outcome); "
-         "raise generate.max_new_tokens or lower generate.prompt_tokens",
+         "raise generate.max_new_tokens",
          100.0 * double(truncated) / double(trajectories));
   return 0;
 }
