@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <limits>
+#include <set>
 
 #include "core/error.h"
 
@@ -52,8 +53,7 @@ class HeaderParser {
           break;
         }
         expect('}');
-        for (const auto& [k, v] : entries)
-          if (k == key) error("tensor '" + key + "' appears twice");
+        if (!names_.insert(key).second) error("tensor '" + key + "' appears twice");
         entries.emplace_back(key, std::move(e));
       }
       if (peek() == ',') { ++i_; continue; }
@@ -149,6 +149,7 @@ class HeaderParser {
   std::string_view s_;
   std::string file_;
   size_t i_ = 0;
+  std::set<std::string> names_;  // a header of n tensors is checked for duplicates in O(n log n)
 };
 
 }  // namespace
