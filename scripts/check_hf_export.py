@@ -22,6 +22,11 @@ import sys
 
 import torch
 
+# A local directory needs no network: never let the hub client try (CI reaches PyPI only).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
