@@ -133,6 +133,14 @@ void bind(Binder& b, Config& c) {
     b.field("batch_size", g.batch_size, 1, 1 << 20);
     b.field("max_examples", g.max_examples, 0, kMaxInt);
   });
+  b.section("dist", [&] {
+    auto& d = c.dist;
+    b.choice("backend", d.backend, {"auto", "nccl", "gloo"});
+    b.field("timeout_s", d.timeout_s, 1.0, 86400.0);
+    b.field("bucket_mb", d.bucket_mb, 0.001, 4096.0);
+    b.choice("reduce_dtype", d.reduce_dtype, {"fp32", "bf16"});
+    b.field("zero1", d.zero1);
+  });
 }
 
 // "configs/tiny.yaml:12" for a key read from a file, "--set" for one an override created.

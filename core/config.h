@@ -131,6 +131,15 @@ struct GenerateConfig {
   int64_t max_examples = 0;      // 0: every label row of the split
 };
 
+// Data parallelism over several processes (torchrun, srun); inert in a single process.
+struct DistConfig {
+  std::string backend = "auto";  // auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
+  double timeout_s = 300;        // a rank waits this long for another before exiting non-zero
+  double bucket_mb = 25;         // gradient bucket size, MiB, for the overlapped all-reduce
+  std::string reduce_dtype = "fp32";  // fp32 | bf16: the dtype gradients are summed in
+  bool zero1 = false;            // shard AdamW state across ranks (ZeRO stage 1)
+};
+
 struct Config {
   DataConfig data;
   RunConfig run;
@@ -142,6 +151,7 @@ struct Config {
   FinetuneConfig finetune;
   EvalConfig eval;
   GenerateConfig generate;
+  DistConfig dist;
 };
 
 // Reads `path` (empty: defaults only), applies each "a.b=value" override in order (value is YAML:

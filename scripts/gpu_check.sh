@@ -79,5 +79,21 @@ PY
 worst=$(grep -o 'max |loss difference| = [0-9.]*' "$out/train_compare.md" | grep -o '[0-9.]*$')
 status+=("base.yaml kernels vs reference|$(python3 -c "print('ok' if '$worst' and float('$worst') < 0.05 else 'FAILED')" 2>/dev/null)|max loss diff ${worst:-?}")
 
+log "data parallel: world size 1 over NCCL (torchrun; NCCL refuses two ranks on one GPU)"
+rm -rf "$data/run_nccl"
+python3 -m torch.distributed.run --nproc-per-node=1 --master-port=29533 --no-python build-gpu/chart train configs/tiny.yaml \
+  --set data.dir="$data/tokens" --set run.dir="$data/run_nccl" --set train.steps=20 --set train.eval_every=10 \
+  --set train.checkpoint_every=10 --set dist.backend=nccl --set dist.bucket_mb=1 >"$out/train_nccl.log" 2>&1
+rc=$?
+cp "$data/run_nccl/metrics.jsonl" "$out/metrics_nccl.jsonl" 2>/dev/null
+nccl_ok=$([ $rc -eq 0 ] && grep -q "nccl process group" "$out/train_nccl.log" && [ -f "$data/run_nccl/checkpoints/step_20/SHA256SUMS" ] && echo ok || echo FAILED)
+status+=("NCCL world size 1 (torchrun)|$nccl_ok|train_nccl.log")
+tail -3 "$out/train_nccl.log"
+if [ -x build-gpu/bench_allreduce ]; then
+  # One rank measures only the launch cost of a collective; it checks the NCCL path runs.
+  python3 -m torch.distributed.run --nproc-per-node=1 --master-port=29534 --no-python build-gpu/bench_allreduce cuda \
+    | tee "$out/bench_allreduce_nccl.md"
+fi
+
 printf '\n| check | result | detail |\n|---|---|---|\n' | tee "$out/summary.md"
 for s in "${status[@]}"; do printf '| %s |\n' "${s//|/ | }"; done | tee -a "$out/summary.md"

@@ -3,6 +3,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -10,6 +12,7 @@
 #include "core/log.h"
 #include "core/sha256.h"
 #include "model/safetensors.h"
+#include "train/distributed.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -40,39 +43,70 @@ at::Generator& cpu_generator() {
 }  // namespace
 
 fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml, ClinicalTransformer& model,
-                         torch::optim::AdamW& optimizer, const TrainerState& state, int64_t keep_last,
+                         torch::optim::AdamW& optimizer, const TrainerState& state, int64_t keep_last, Dist* dist,
                          ModelCard card) {
   const fs::path ckpt_dir = run_dir / "checkpoints";
   fs::create_directories(ckpt_dir);
   const std::string name = "step_" + std::to_string(state.step);
-  StagingDir stage(ckpt_dir / name);
+  const bool multi = dist && dist->active();
+  const int rank = multi ? dist->rank() : 0;
 
-  NamedTensors weights, moments;
+  NamedTensors weights, moments;  // moments of the parameters this rank's optimizer holds
   for (const auto& p : model->named_parameters()) {
     weights.emplace_back(p.key(), p.value());
     auto it = optimizer.state().find(p.value().unsafeGetTensorImpl());
-    if (it == optimizer.state().end()) continue;  // no step taken yet
+    if (it == optimizer.state().end()) continue;  // no step taken yet, or another rank's (ZeRO-1)
     auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
     moments.emplace_back("exp_avg/" + p.key(), s.exp_avg());
     moments.emplace_back("exp_avg_sq/" + p.key(), s.exp_avg_sq());
     moments.emplace_back("step/" + p.key(), torch::tensor(s.step(), torch::kInt64));
   }
-  save_safetensors(stage.path() / "model.safetensors", weights, {{"step", std::to_string(state.step)}});
-  save_safetensors(stage.path() / "optimizer.safetensors", moments);
   NamedTensors rng = {{"cpu", cpu_generator().get_state()}};
   if (torch::cuda::is_available())
     rng.emplace_back("cuda", at::globalContext().defaultGenerator(at::kCUDA).get_state());
+
+  // Ranks > 0 write their parts beside the checkpoint; rank 0 moves them in before the checksums.
+  auto part = [&](int r, const std::string& file) { return ckpt_dir / fmt::format(".{}.rank{}.{}", name, r, file); };
+  const std::string rank_rng = "rng.rank" + std::to_string(rank) + ".safetensors";
+  const std::string rank_opt = "optimizer.rank" + std::to_string(rank) + ".safetensors";
+  if (rank > 0) {
+    save_safetensors(part(rank, rank_rng), rng);
+    if (dist->zero1()) save_safetensors(part(rank, rank_opt), moments);
+    dist->barrier();  // parts written
+    dist->barrier();  // checkpoint committed by rank 0
+    return ckpt_dir / name;
+  }
+
+  StagingDir stage(ckpt_dir / name);
+  save_safetensors(stage.path() / "model.safetensors", weights, {{"step", std::to_string(state.step)}});
+  save_safetensors(stage.path() / "optimizer.safetensors", moments);
   save_safetensors(stage.path() / "rng.safetensors", rng);
   write_file_atomic(stage.path() / "trainer_state.yaml",
                     fmt::format("format: chart-checkpoint\nversion: 1\nstep: {}\nloader_epoch: {}\n"
-                                "loader_step: {}\ntokens_seen: {}\nvocab_hash: {}\n",
+                                "loader_step: {}\ntokens_seen: {}\nworld_size: {}\nwindows_per_loader_step: {}\n"
+                                "vocab_hash: {}\n",
                                 state.step, state.loader.epoch, state.loader.step, state.tokens_seen,
-                                state.vocab_hash));
+                                state.world_size, state.windows_per_loader_step, state.vocab_hash));
   write_file_atomic(stage.path() / "config.yaml", config_yaml);
   fill_model_card(card, *model, config_yaml, state.step, state.tokens_seen, state.vocab_hash);
   write_model_card(stage.path(), card);
+  std::vector<std::string> files(std::begin(kFiles), std::end(kFiles));
+  if (multi) {
+    dist->barrier();
+    for (int r = 1; r < dist->world_size(); ++r) {
+      std::vector<std::string> mine = {"rng.rank" + std::to_string(r) + ".safetensors"};
+      if (dist->zero1()) mine.push_back("optimizer.rank" + std::to_string(r) + ".safetensors");
+      for (const auto& f : mine) {
+        if (!fs::exists(part(r, f)))
+          fail("checkpoint {}: rank {} did not write {} (run.dir must be on storage every rank shares)",
+               name, r, part(r, f).string());
+        fs::rename(part(r, f), stage.path() / f);
+        files.push_back(f);
+      }
+    }
+  }
   std::string sums;
-  for (const char* f : kFiles) sums += sha256_file(stage.path() / f) + "  " + f + "\n";
+  for (const auto& f : files) sums += sha256_file(stage.path() / f) + "  " + f + "\n";
   write_file_atomic(stage.path() / "SHA256SUMS", sums);
   stage.commit(/*replace=*/true);
   write_file_atomic(ckpt_dir / "latest", name + "\n");
@@ -82,6 +116,7 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
     std::error_code ec;
     fs::remove_all(all[i].second, ec);
   }
+  if (multi) dist->barrier();
   return ckpt_dir / name;
 }
 
@@ -177,29 +212,41 @@ void load_weights(const fs::path& file, torch::nn::Module& model) {
   }
 }
 
-TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, torch::optim::AdamW* optimizer) {
+TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, torch::optim::AdamW* optimizer,
+                             int rank) {
   load_weights(dir / "model.safetensors", *model);
   if (optimizer) {
-    Safetensors moments = load_safetensors(dir / "optimizer.safetensors");
+    std::set<const void*> held;
+    for (const auto& g : optimizer->param_groups())
+      for (const auto& p : g.params()) held.insert(p.unsafeGetTensorImpl());
+    std::map<std::string, torch::Tensor> moments;  // the union of every rank's optimizer file
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string f = e.path().filename().string();
+      if (f == "optimizer.safetensors" || (f.rfind("optimizer.rank", 0) == 0 && e.path().extension() == ".safetensors"))
+        moments.merge(load_safetensors(e.path()).tensors);
+    }
     for (const auto& p : model->named_parameters()) {
-      auto a = moments.tensors.find("exp_avg/" + p.key());
-      if (a == moments.tensors.end()) continue;  // saved before the first step
+      auto a = moments.find("exp_avg/" + p.key());
+      if (a == moments.end() || !held.count(p.value().unsafeGetTensorImpl())) continue;  // before the first step
       auto state = std::make_unique<torch::optim::AdamWParamState>();
-      if (!moments.tensors.count("step/" + p.key()) || !moments.tensors.count("exp_avg_sq/" + p.key()))
-        fail("{}: incomplete AdamW state for '{}'", (dir / "optimizer.safetensors").string(), p.key());
-      state->step(moments.tensors.at("step/" + p.key()).item<int64_t>());
+      if (!moments.count("step/" + p.key()) || !moments.count("exp_avg_sq/" + p.key()))
+        fail("checkpoint {}: incomplete AdamW state for '{}'", dir.string(), p.key());
+      state->step(moments.at("step/" + p.key()).item<int64_t>());
       state->exp_avg(a->second.to(p.value().device()).clone());
-      state->exp_avg_sq(moments.tensors.at("exp_avg_sq/" + p.key()).to(p.value().device()).clone());
+      state->exp_avg_sq(moments.at("exp_avg_sq/" + p.key()).to(p.value().device()).clone());
       optimizer->state()[p.value().unsafeGetTensorImpl()] = std::move(state);
     }
   }
-  Safetensors rng = load_safetensors(dir / "rng.safetensors");
-  if (!rng.tensors.count("cpu")) fail("{}: no tensor 'cpu' (the CPU generator state)", (dir / "rng.safetensors").string());
-  cpu_generator().set_state(rng.tensors.at("cpu"));
-  if (torch::cuda::is_available() && rng.tensors.count("cuda"))
-  {
-    at::Generator cuda = at::globalContext().defaultGenerator(at::kCUDA);  // a handle to the global one
-    cuda.set_state(rng.tensors.at("cuda"));
+  // A rank the checkpoint has no RNG for (more ranks than saved it) keeps its own seeding.
+  const fs::path rng_file = dir / (rank == 0 ? "rng.safetensors" : "rng.rank" + std::to_string(rank) + ".safetensors");
+  if (fs::exists(rng_file)) {
+    Safetensors rng = load_safetensors(rng_file);
+    if (!rng.tensors.count("cpu")) fail("{}: no tensor 'cpu' (the CPU generator state)", rng_file.string());
+    cpu_generator().set_state(rng.tensors.at("cpu"));
+    if (torch::cuda::is_available() && rng.tensors.count("cuda")) {
+      at::Generator cuda = at::globalContext().defaultGenerator(at::kCUDA);  // a handle to the global one
+      cuda.set_state(rng.tensors.at("cuda"));
+    }
   }
   TrainerState st;
   try {
@@ -209,6 +256,8 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
     st.loader.step = s["loader_step"].as<int64_t>();
     st.tokens_seen = s["tokens_seen"].as<int64_t>();
     if (s["vocab_hash"]) st.vocab_hash = s["vocab_hash"].as<std::string>();
+    if (s["world_size"]) st.world_size = s["world_size"].as<int64_t>();
+    if (s["windows_per_loader_step"]) st.windows_per_loader_step = s["windows_per_loader_step"].as<int64_t>();
   } catch (const YAML::Exception& e) {
     fail("{}: not a valid trainer state: {}", (dir / "trainer_state.yaml").string(), e.what());
   }

@@ -7,6 +7,10 @@
 //   model_card.json         what the model is and was trained on (train/model_card.h), and
 //   MODEL_CARD.md           the same for a person
 //   SHA256SUMS              `sha256sum -c` checks every file above
+// With several ranks, rank 0 writes the shared files and its own part of per-rank state under the
+// names above; rank r > 0 adds rng.rank<r>.safetensors and, with ZeRO-1 (each rank holds the
+// moments of its own parameters), optimizer.rank<r>.safetensors. A reader takes the union of the
+// optimizer files, so a checkpoint resumes on any number of ranks, with or without ZeRO-1.
 // and run.dir/checkpoints/latest naming the newest. A checkpoint is built under a temporary name,
 // fsynced and renamed, so one that exists is whole; its checksums catch later damage.
 #pragma once
@@ -27,14 +31,19 @@ struct TrainerState {
   data::LoaderState loader;
   int64_t tokens_seen = 0;
   std::string vocab_hash;  // of the dataset trained on: fine-tuning checks it (train/pretrained.h)
+  int64_t world_size = 1;
+  int64_t windows_per_loader_step = 0;  // batch_size x world_size when saved; 0: not recorded
 };
+
+class Dist;
 
 // Writes step_<state.step>, points `latest` at it, then keeps only the newest keep_last. `card`
 // carries what the caller knows (data lineage, metrics, sections); the rest is filled here
-// (fill_model_card) and the card is written before the checksums.
+// (fill_model_card) and the card is written before the checksums (rank 0 writes it).
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const std::string& config_yaml,
                                       ClinicalTransformer& model, torch::optim::AdamW& optimizer,
-                                      const TrainerState& state, int64_t keep_last, ModelCard card = {});
+                                      const TrainerState& state, int64_t keep_last, Dist* dist = nullptr,
+                                      ModelCard card = {});
 
 // A weights-only checkpoint (a fine-tuned model): model.safetensors, config.yaml,
 // trainer_state.yaml and `extra` files (name, text), checksummed, step_<state.step>, `latest`.
@@ -56,8 +65,10 @@ std::optional<std::filesystem::path> resume_checkpoint(const std::filesystem::pa
 
 // Restores weights, optimizer moments, RNG and trainer state. The model config of the
 // checkpoint must equal the run's (model_yaml), or it is refused with the difference named.
+// Moments are restored for the parameters the optimizer holds (ZeRO-1: this rank's share); the
+// RNG from rng.rank<rank>.safetensors where it exists (rank 0: rng.safetensors).
 TrainerState load_checkpoint(const std::filesystem::path& dir, ClinicalTransformer& model,
-                             torch::optim::AdamW* optimizer);
+                             torch::optim::AdamW* optimizer, int rank = 0);
 
 // Weights only (fine-tuning, eval): names must match exactly.
 void load_weights(const std::filesystem::path& safetensors_file, torch::nn::Module& model);

@@ -11,10 +11,13 @@ namespace chart {
 
 struct LossParts {
   torch::Tensor total;       // what backward() is called on
-  torch::Tensor next_token;  // mean cross-entropy (nats per token)
-  torch::Tensor time;        // mean waiting-time NLL, undefined without a time head
+  torch::Tensor next_token;  // cross-entropy (nats per token)
+  torch::Tensor time;        // waiting-time NLL, undefined without a time head
 };
 
-LossParts pretraining_loss(const ModelOutput& out, const data::Batch& batch);
+// Each part is a sum over the batch's target positions divided by n_targets: by default the
+// batch's own count (a mean). Training passes the count over every micro-batch of the step and
+// every rank, so each target weighs the same however the global batch is split.
+LossParts pretraining_loss(const ModelOutput& out, const data::Batch& batch, double n_targets = 0);
 
 }  // namespace chart

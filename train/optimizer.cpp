@@ -12,10 +12,11 @@ std::string parameter_group(const std::string& name, const torch::Tensor& p) {
   return "other";
 }
 
-std::unique_ptr<torch::optim::AdamW> make_optimizer(ClinicalTransformer& model, const TrainConfig& cfg) {
+std::unique_ptr<torch::optim::AdamW> make_optimizer(ClinicalTransformer& model, const TrainConfig& cfg,
+                                                    const std::function<bool(const torch::Tensor&)>& keep) {
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model->named_parameters()) {
-    if (!p.value().requires_grad()) continue;
+    if (!p.value().requires_grad() || (keep && !keep(p.value()))) continue;
     const std::string g = parameter_group(p.key(), p.value());
     bool d = std::find(cfg.decay.begin(), cfg.decay.end(), g) != cfg.decay.end();
     (d ? decay : no_decay).push_back(p.value());

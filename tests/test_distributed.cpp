@@ -1,0 +1,367 @@
+// Data parallelism on the CPU with Gloo and real processes, launched as torchrun launches them
+// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT): 2 ranks match 1 rank holding the
+// same global batch, ZeRO-1 matches plain data parallelism, a 2-rank checkpoint resumes on 1
+// rank, a killed or stopped rank makes the other exit naming it, and launch mistakes are errors.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/files.h"
+#include "data/prepare.h"
+#include "model/safetensors.h"
+#include "tests/meds_fixture.h"
+#include "tests/test_util.h"
+#include "train/distributed.h"
+
+namespace chart {
+namespace {
+using testing::days;
+using testing::Row;
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+fs::path make_tokens(const TempDir& dir) {
+  const char* names[] = {"train", "tuning", "held_out"};
+  for (int s = 0; s < 3; ++s) {
+    std::vector<Row> rows;
+    for (int i = 0; i < (s == 0 ? 120 : 30); ++i) {
+      int64_t id = 10000 * (s + 1) + i;
+      rows.push_back({id, std::nullopt, i % 2 ? "GENDER//F" : "GENDER//M"});
+      rows.push_back({id, days(7305 + i), "MEDS_BIRTH"});
+      for (int k = 0; k < 30 + i % 17; ++k) {
+        double t = 15000 + 30 * k + 0.5 * (i % 5);
+        rows.push_back({id, days(t), "VISIT//" + std::to_string(i % 3)});
+        rows.push_back({id, days(t + 0.1), "DX//" + std::to_string((k + i) % 5)});
+        rows.push_back({id, days(t + 0.1), "LAB//x", static_cast<float>((k * 7 + i) % 10)});
+      }
+    }
+    testing::write_meds(dir / "meds/data" / names[s] / "0.parquet", rows);
+  }
+  data::prepare_dataset(dir / "meds", dir / "tok", load_config("", {}), false);
+  return dir / "tok";
+}
+
+// A TCP port no one listens on now (the kernel's choice for port 0).
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t n = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string train_args(const fs::path& tok, const fs::path& run, const std::string& extra) {
+  return "train " + (testing::source_dir() / "configs/tiny.yaml").string() + " --set data.dir=" + tok.string() +
+         " --set run.dir=" + run.string() + " --set train.threads=1 --set train.log_every=1 --set train.eval_every=3"
+         " --set train.checkpoint_every=3 --set train.keep_last=5 --set train.steps=6 --set train.grad_accum=2"
+         " --set dist.bucket_mb=0.05 " + extra;
+}
+
+// Starts `chart args` as one rank, with the variables torchrun sets; output to log.
+pid_t spawn_rank(int rank, int world, int port, const std::string& args, const fs::path& log,
+                 const std::string& env = "") {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::string cmd = fmt::format("RANK={} WORLD_SIZE={} LOCAL_RANK={} MASTER_ADDR=127.0.0.1 MASTER_PORT={} {} exec {} {} > {} 2>&1",
+                                  rank, world, rank, port, env, CHART_BINARY, args, log.string());
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+// Exit status of pid, or -1 if it has not exited within `limit_s` (then it is killed): a guard
+// against hangs, not a timing.
+int wait_exit(pid_t pid, double limit_s = 300) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit_s);
+  int status = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
+}
+
+// Runs `world` ranks to the end; returns their exit statuses, logs in *logs.
+std::vector<int> run_ranks(int world, const std::string& args, const fs::path& log_prefix, std::string* logs,
+                           const std::string& env = "") {
+  const int port = free_port();
+  std::vector<pid_t> pids;
+  for (int r = 0; r < world; ++r)
+    pids.push_back(spawn_rank(r, world, port, args, log_prefix.string() + std::to_string(r) + ".log", env));
+  std::vector<int> rc;
+  for (pid_t p : pids) rc.push_back(wait_exit(p));
+  logs->clear();
+  for (int r = 0; r < world; ++r)
+    *logs += fmt::format("--- rank {} ---\n{}", r, read_file(log_prefix.string() + std::to_string(r) + ".log"));
+  return rc;
+}
+
+// (step, split) -> the line's "loss".
+std::map<std::pair<int, std::string>, double> losses(const fs::path& run) {
+  std::map<std::pair<int, std::string>, double> out;
+  std::istringstream in(read_file(run / "metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) {
+    int step = std::stoi(line.substr(line.find("\"step\": ") + 8));
+    std::string split = line.find("\"split\": \"train\"") != std::string::npos ? "train" : "tuning";
+    out[{step, split}] = std::stod(line.substr(line.find("\"loss\": ") + 8));
+  }
+  return out;
+}
+
+double max_weight_difference(const fs::path& a, const fs::path& b) {
+  Safetensors x = load_safetensors(a), y = load_safetensors(b);
+  EXPECT_EQ(x.tensors.size(), y.tensors.size());
+  double worst = 0;
+  for (const auto& [name, t] : x.tensors) worst = std::max(worst, (t - y.tensors.at(name)).abs().max().item<double>());
+  return worst;
+}
+
+void expect_same_losses(const fs::path& a, const fs::path& b, double tol) {
+  auto la = losses(a), lb = losses(b);
+  ASSERT_EQ(la.size(), lb.size());
+  ASSERT_EQ(la.size(), 8u);  // 6 train lines, 2 tuning lines
+  for (const auto& [k, v] : la) EXPECT_NEAR(v, lb.at(k), tol) << "step " << k.first << " " << k.second;
+}
+
+// The equivalences, sharing one dataset and one 1-rank reference run.
+TEST(Distributed, TwoRanksMatchOneRankAndZero1AndResumeOnOneRank) {
+  TempDir dir;
+  fs::path tok = make_tokens(dir);
+  std::string out;
+  // 1 rank, 8 windows x 2 micro-batches per step; 2 ranks, 4 windows each x 2 micro-batches.
+  ASSERT_EQ(testing::run_chart(train_args(tok, dir / "one", "--set train.batch_size=8"), &out), 0) << out;
+  std::string logs;
+  auto rc = run_ranks(2, train_args(tok, dir / "two", "--set train.batch_size=4"), dir / "two", &logs);
+  ASSERT_EQ(rc, (std::vector<int>{0, 0})) << logs;
+  EXPECT_NE(logs.find("2 ranks (torchrun), gloo process group"), std::string::npos) << logs;
+  // Several buckets, and all but possibly the last started while backward was still running.
+  {
+    auto at = logs.find("in the last step, ");
+    ASSERT_NE(at, std::string::npos) << logs;
+    int started = 0, total = 0;
+    std::sscanf(logs.c_str() + at, "in the last step, %d of %d", &started, &total);
+    EXPECT_GE(total, 4) << logs;
+    EXPECT_GE(started, total - 1) << logs;
+    // One all-reduce per bucket per optimizer step: the first of the 2 micro-batches sends nothing.
+    EXPECT_NE(logs.find(fmt::format("{} bucket all-reduces in 6 steps of 2 micro-batches", 6 * total)), std::string::npos)
+        << logs;
+  }
+  rc = run_ranks(2, train_args(tok, dir / "zero1", "--set train.batch_size=4 --set dist.zero1=true"), dir / "zero1", &logs);
+  ASSERT_EQ(rc, (std::vector<int>{0, 0})) << logs;
+
+  // Gradients summed in bf16: the same run to bf16 precision.
+  rc = run_ranks(2, train_args(tok, dir / "bf16", "--set train.batch_size=4 --set dist.reduce_dtype=bf16"), dir / "bf16", &logs);
+  ASSERT_EQ(rc, (std::vector<int>{0, 0})) << logs;
+  expect_same_losses(dir / "one", dir / "bf16", 2e-3);  // measured 1.4e-5
+
+  // Same loss trajectory (train and tuning) and final weights, to fp32 reduction order.
+  // (Measured: 6e-7 in loss and weights; a lost or doubled micro-batch would be ~1e-2.)
+  expect_same_losses(dir / "one", dir / "two", 2e-5);
+  EXPECT_LT(max_weight_difference(dir / "one/checkpoints/step_6/model.safetensors",
+                                  dir / "two/checkpoints/step_6/model.safetensors"), 2e-5);
+  // ZeRO-1 does the same arithmetic as plain data parallelism, only sharded.
+  expect_same_losses(dir / "two", dir / "zero1", 1e-6);
+  EXPECT_EQ(max_weight_difference(dir / "two/checkpoints/step_6/model.safetensors",
+                                  dir / "zero1/checkpoints/step_6/model.safetensors"), 0.0);
+  EXPECT_EQ(read_file(dir / "one/checkpoints/step_6/trainer_state.yaml").substr(0, 90),
+            read_file(dir / "two/checkpoints/step_6/trainer_state.yaml").substr(0, 90));  // step, loader, tokens
+
+  // Rank 0 wrote the shared files; each rank's own state is in its own file.
+  for (const char* f : {"rng.safetensors", "rng.rank1.safetensors", "optimizer.safetensors"})
+    EXPECT_TRUE(fs::exists(dir / "two/checkpoints/step_6" / f)) << f;
+  EXPECT_FALSE(fs::exists(dir / "two/checkpoints/step_6/optimizer.rank1.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "zero1/checkpoints/step_6/optimizer.rank1.safetensors"));
+  for (const auto& e : fs::directory_iterator(dir / "two/checkpoints"))
+    EXPECT_EQ(e.path().filename().string().rfind(".step_", 0), std::string::npos) << "left over: " << e.path();
+  // The two ZeRO-1 shards hold every parameter's moments exactly once.
+  {
+    Safetensors a = load_safetensors(dir / "zero1/checkpoints/step_6/optimizer.safetensors");
+    Safetensors b = load_safetensors(dir / "zero1/checkpoints/step_6/optimizer.rank1.safetensors");
+    Safetensors all = load_safetensors(dir / "two/checkpoints/step_6/optimizer.safetensors");
+    EXPECT_GT(a.tensors.size(), 0u);
+    EXPECT_GT(b.tensors.size(), 0u);
+    EXPECT_EQ(a.tensors.size() + b.tensors.size(), all.tensors.size());
+  }
+
+  // The ZeRO-1 2-rank checkpoint of step 3 resumes on 1 rank and ends where the 1-rank run did.
+  ASSERT_EQ(testing::run_chart(train_args(tok, dir / "resumed", "--set train.batch_size=8 --resume " +
+                                                                  (dir / "zero1/checkpoints/step_3").string()),
+                               &out), 0) << out;
+  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
+  EXPECT_LT(max_weight_difference(dir / "one/checkpoints/step_6/model.safetensors",
+                                  dir / "resumed/checkpoints/step_6/model.safetensors"), 2e-5);
+  auto lr = losses(dir / "resumed"), l1 = losses(dir / "one");
+  EXPECT_NEAR(lr.at({6, "train"}), l1.at({6, "train"}), 2e-5);
+
+  // 2 ranks resume their own run (--resume auto, rank 0 choosing) bit-identically.
+  fs::copy(dir / "two", dir / "two_again", fs::copy_options::recursive);
+  fs::remove_all(dir / "two_again/checkpoints/step_6");
+  write_file_atomic(dir / "two_again/checkpoints/latest", "step_3\n");
+  rc = run_ranks(2, train_args(tok, dir / "two_again", "--set train.batch_size=4 --resume auto"), dir / "two_again", &logs);
+  ASSERT_EQ(rc, (std::vector<int>{0, 0})) << logs;
+  EXPECT_NE(logs.find("resumed from " + (dir / "two_again/checkpoints/step_3").string()), std::string::npos) << logs;
+  EXPECT_EQ(max_weight_difference(dir / "two/checkpoints/step_6/model.safetensors",
+                                  dir / "two_again/checkpoints/step_6/model.safetensors"), 0.0);
+  EXPECT_EQ(read_file(dir / "two/checkpoints/step_6/optimizer.safetensors"),
+            read_file(dir / "two_again/checkpoints/step_6/optimizer.safetensors"));
+
+  // A plain 2-rank checkpoint resumes on 1 rank with another per-rank batch: the loader position
+  // is converted, so no window is seen twice.
+  ASSERT_EQ(testing::run_chart(train_args(tok, dir / "resized", "--set train.batch_size=4 --resume " +
+                                                                  (dir / "two/checkpoints/step_3").string()),
+                               &out), 0) << out;
+  EXPECT_NE(out.find("continuing epoch"), std::string::npos) << out;
+}
+
+// A killed rank, a stopped (hung) rank, a rank failing on its own: the other exits non-zero,
+// naming it.
+TEST(Distributed, DeadOrHungRankMakesTheOthersExitNamingIt) {
+  TempDir dir;
+  fs::path tok = make_tokens(dir);
+  for (int sig : {SIGKILL, SIGSTOP}) {
+    const fs::path run = dir / ("run" + std::to_string(sig));
+    const std::string args = train_args(tok, run, "--set train.batch_size=4 --set train.steps=100000 --set dist.timeout_s=4");
+    const int port = free_port();
+    pid_t r0 = spawn_rank(0, 2, port, args, dir / "r0.log");
+    pid_t r1 = spawn_rank(1, 2, port, args, dir / "r1.log");
+    for (int i = 0; i < 6000 && !(fs::exists(run / "metrics.jsonl") && !read_file(run / "metrics.jsonl").empty()); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    kill(r1, sig);
+    const int rc = wait_exit(r0, 120);
+    kill(r1, SIGKILL);
+    waitpid(r1, nullptr, 0);
+    const std::string log = read_file(dir / "r0.log");
+    EXPECT_NE(rc, 0) << log;
+    EXPECT_NE(rc, -1) << "rank 0 hung after rank 1 got signal " << sig << "\n" << log;
+    EXPECT_NE(log.find("rank 1 stopped responding"), std::string::npos) << log;
+  }
+  // A rank that fails on its own (here: no dataset) tells the others why.
+  const int port = free_port();
+  const std::string args = train_args(tok, dir / "bad", "--set train.batch_size=4 --set dist.timeout_s=4");
+  pid_t r0 = spawn_rank(0, 2, port, args, dir / "r0.log");
+  pid_t r1 = spawn_rank(1, 2, port, args + " --set data.dir=" + (dir / "nothing").string(), dir / "r1.log");
+  EXPECT_EQ(wait_exit(r1, 120), 1);
+  EXPECT_EQ(wait_exit(r0, 120), 1);
+  const std::string log = read_file(dir / "r0.log");
+  EXPECT_NE(log.find("rank 1 failed at step 0"), std::string::npos) << log;
+}
+
+TEST(Distributed, LaunchMistakesAreClearErrors) {
+  TempDir dir;
+  fs::path tok = make_tokens(dir);
+  const std::string args = train_args(tok, dir / "run", "--set train.batch_size=4 --set dist.timeout_s=3");
+  std::string out;
+  // A missing variable, as the user sees it.
+  {
+    FILE* p = popen(("RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 " + std::string(CHART_BINARY) + " " + args + " 2>&1").c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int status = pclose(p);
+    EXPECT_EQ(WEXITSTATUS(status), 1) << out;
+    EXPECT_NE(out.find("WORLD_SIZE is not set"), std::string::npos) << out;
+  }
+  // WORLD_SIZE larger than the ranks that come: each names the missing one.
+  {
+    std::string logs;
+    auto rc = run_ranks(2, args, dir / "short", &logs, "WORLD_SIZE=3");
+    EXPECT_EQ(rc, (std::vector<int>{1, 1})) << logs;
+    EXPECT_NE(logs.find("missing rank(s) 2"), std::string::npos) << logs;
+  }
+  // Ranks that disagree on WORLD_SIZE.
+  {
+    const int port = free_port();
+    pid_t a = spawn_rank(0, 2, port, args, dir / "a.log");
+    pid_t b = spawn_rank(1, 3, port, args, dir / "b.log");
+    EXPECT_EQ(wait_exit(a, 60), 1);
+    EXPECT_EQ(wait_exit(b, 60), 1);
+    const std::string logs = read_file(dir / "a.log") + read_file(dir / "b.log");
+    EXPECT_NE(logs.find("with WORLD_SIZE=3"), std::string::npos) << logs;
+  }
+  // A busy port.
+  {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    listen(fd, 1);
+    socklen_t n = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+    pid_t p = spawn_rank(0, 1, ntohs(a.sin_port), args, dir / "busy.log");
+    EXPECT_EQ(wait_exit(p, 60), 1);
+    close(fd);
+    const std::string log = read_file(dir / "busy.log");
+    EXPECT_NE(log.find("cannot serve the rendezvous store"), std::string::npos) << log;
+    EXPECT_NE(log.find("choose another MASTER_PORT"), std::string::npos) << log;
+  }
+}
+
+TEST(Distributed, LaunchEnvironment) {
+  auto from = [](std::map<std::string, std::string> vars) {
+    return launch_env([vars](const char* n) -> const char* {
+      auto it = vars.find(n);
+      return it == vars.end() ? nullptr : it->second.c_str();
+    });
+  };
+  EXPECT_EQ(from({}).launcher, "none");
+  EXPECT_EQ(from({}).world_size, 1);
+  LaunchEnv t = from({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "n1"}, {"MASTER_PORT", "29400"}});
+  EXPECT_EQ(t.launcher, "torchrun");
+  EXPECT_EQ(t.rank, 3);
+  EXPECT_EQ(t.world_size, 8);
+  EXPECT_EQ(t.local_rank, 1);
+  EXPECT_EQ(t.master_addr, "n1");
+  EXPECT_EQ(t.master_port, 29400);
+  LaunchEnv s = from({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_STEP_NUM_TASKS", "8"}, {"SLURM_LOCALID", "1"},
+                      {"SLURM_JOB_NODELIST", "gpu[007-008],cpu1"}});
+  EXPECT_EQ(s.launcher, "slurm");
+  EXPECT_EQ(s.rank, 5);
+  EXPECT_EQ(s.world_size, 8);
+  EXPECT_EQ(s.local_rank, 1);
+  EXPECT_EQ(s.master_addr, "gpu007");
+  EXPECT_EQ(s.master_port, 29500);
+  EXPECT_EQ(first_slurm_host("a1"), "a1");
+  EXPECT_EQ(first_slurm_host("node[3,5-9]"), "node3");
+  EXPECT_EQ(first_slurm_host("x,y"), "x");
+  EXPECT_EQ(first_slurm_host("rack[1-2]-n[01-04]"), "rack1-n[01-04]");
+
+  auto error = [&](std::map<std::string, std::string> vars) {
+    try {
+      from(vars);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error({{"RANK", "0"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}}).find("WORLD_SIZE is not set"), std::string::npos);
+  EXPECT_NE(error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "1"}}).find("MASTER_ADDR is not set"), std::string::npos);
+  EXPECT_NE(error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}}).find("MASTER_PORT is not set"), std::string::npos);
+  EXPECT_NE(error({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}}).find("RANK=2 is not below"),
+            std::string::npos);
+  EXPECT_NE(error({{"RANK", "x"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}}).find("RANK=x"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace chart
