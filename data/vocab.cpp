@@ -97,13 +97,19 @@ Vocab Vocab::parse(const std::string& text, const std::string& name) {
     std::vector<float> cuts;
     std::istringstream cs(f[4]);
     std::string c;
-    while (std::getline(cs, c, ',')) cuts.push_back(std::stof(c));
+    int64_t subjects = 0;
+    try {  // std::stof/stoll throw std::invalid_argument or std::out_of_range on bad text
+      while (std::getline(cs, c, ',')) cuts.push_back(std::stof(c));
+      subjects = std::stoll(f[3]);
+    } catch (const std::logic_error&) {
+      fail("{}:{}: bad number in a vocabulary line", name, lineno);
+    }
     if (kind == TokenKind::kTime && v.time_base_ == 0) v.time_base_ = static_cast<uint32_t>(v.size());
     if (kind == TokenKind::kQuantile) {
       if (v.quantile_base_ == 0) v.quantile_base_ = static_cast<uint32_t>(v.size());
       ++v.numeric_bins_;
     }
-    v.add(f[1], kind, std::stoll(f[3]), std::move(cuts));
+    v.add(f[1], kind, subjects, std::move(cuts));
   }
   if (v.size() < 3 || v.tokens_[kPad] != "[PAD]" || v.tokens_[kBos] != "[BOS]" || v.tokens_[kUnk] != "[UNK]")
     fail("{}: vocabulary lacks the special tokens [PAD] [BOS] [UNK]", name);

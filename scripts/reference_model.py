@@ -261,6 +261,57 @@ class LibTorchAdamW(torch.optim.Optimizer):
 TOL = {"logits": 1e-4, "log_rate": 1e-4, "loss": 1e-5, "grad": 1e-5, "param": 1e-6}  # grad: x max(1, max|grad|)
 
 
+# ---------------------------------------------------------------------------------------------
+# The lossless path from Python: a chart checkpoint (or a chart Hugging Face export, dropped time
+# features included) loaded as this module, age encoding, time bias and time head and all.
+
+# Llama name (after "model.layers.<i>.") -> chart name (after "layers.<i>."); train/export_hf.cpp
+LAYER_NAMES = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn.wq.weight",
+               "self_attn.k_proj.weight": "attn.wk.weight", "self_attn.v_proj.weight": "attn.wv.weight",
+               "self_attn.o_proj.weight": "attn.wo.weight", "post_attention_layernorm.weight": "mlp_norm.weight",
+               "mlp.gate_proj.weight": "mlp.w_gate.weight", "mlp.up_proj.weight": "mlp.w_up.weight",
+               "mlp.down_proj.weight": "mlp.w_down.weight"}
+TOP_NAMES = {"model.embed_tokens.weight": "tok_emb.weight", "model.norm.weight": "norm.weight",
+             "lm_head.weight": "lm_head.weight"}
+
+
+def chart_name(hf_name):
+    if hf_name in TOP_NAMES:
+        return TOP_NAMES[hf_name]
+    parts = hf_name.split(".", 3)  # model, layers, i, rest
+    if len(parts) == 4 and parts[:2] == ["model", "layers"] and parts[3] in LAYER_NAMES:
+        return f"layers.{parts[2]}.{LAYER_NAMES[parts[3]]}"
+    raise ValueError(f"{hf_name}: not a tensor chart exports")
+
+
+def load_checkpoint(path):
+    """A chart run dir, checkpoints/step_<N> dir or `chart export` dir -> (ClinicalTransformer in eval
+    mode with its weights, the chart config as a dict)."""
+    from pathlib import Path
+
+    import yaml
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if (p / "checkpoints" / "latest").exists():
+        p = p / "checkpoints" / (p / "checkpoints" / "latest").read_text().strip()
+    if (p / "trainer_state.yaml").exists():  # a checkpoint: chart's own names
+        cfg = yaml.safe_load((p / "config.yaml").read_text())
+        weights = load_file(str(p / "model.safetensors"))
+    elif (p / "chart_config.yaml").exists():  # an export: Llama names, plus the dropped time features
+        cfg = yaml.safe_load((p / "chart_config.yaml").read_text())
+        weights = {chart_name(k): v for k, v in load_file(str(p / "model.safetensors")).items()}
+        if cfg["model"].get("tie_embeddings", True):
+            weights.pop("lm_head.weight", None)
+        if (p / "chart_extra.safetensors").exists():
+            weights.update(load_file(str(p / "chart_extra.safetensors")))
+    else:
+        raise SystemExit(f"{p}: neither a chart checkpoint nor a chart export")
+    model = ClinicalTransformer(ModelConfig.from_dict(cfg["model"]), weights["tok_emb.weight"].shape[0])
+    model.load_state_dict(weights, strict=True)
+    return model.eval(), cfg
+
+
 def load(path):
     from safetensors.torch import load_file  # the Hugging Face reader: chart's files must load in it
 

@@ -121,11 +121,13 @@ TEST(Format, DurationsAndCounts) {
   EXPECT_EQ(format_count(4.56e6), "4.56M");
 }
 
-TEST(Cli, NotYetBuiltCommandSaysSoAndFails) {
+// (export was the last command "not built yet"; a usage error is what it gives now.)
+TEST(Cli, ExportWithoutItsArgumentsIsAUsageError) {
   std::string out;
-  int rc = testing::run_chart("export --checkpoint x --out y", &out);
-  EXPECT_EQ(rc, 2);
-  EXPECT_NE(out.find("not built yet"), std::string::npos) << out;
+  EXPECT_EQ(testing::run_chart("export --checkpoint x", &out), 2);
+  EXPECT_NE(out.find("--out is required"), std::string::npos) << out;
+  EXPECT_EQ(testing::run_chart("export --checkpoint x --out y --format onnx", &out), 2);
+  EXPECT_NE(out.find("the one format is hf"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 namespace chart {
 
 // Options that take no value; every other "--name" takes the next argument.
-static bool is_flag(const std::string& name) { return name == "--overwrite"; }
+static bool is_flag(const std::string& name) { return name == "--overwrite" || name == "--drop-time-features"; }
 
 Args::Args(std::string command, const std::vector<std::string>& argv) : command_(std::move(command)) {
   for (size_t i = 0; i < argv.size(); ++i) {

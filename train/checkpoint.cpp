@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* kFiles[] = {"model.safetensors", "optimizer.safetensors", "rng.safetensors",
-                        "trainer_state.yaml", "config.yaml"};
+                        "trainer_state.yaml", "config.yaml", "model_card.json", "MODEL_CARD.md"};
 
 std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) {
   std::vector<std::pair<int64_t, fs::path>> out;
@@ -43,7 +43,8 @@ at::Generator& cpu_generator() {
 }  // namespace
 
 fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml, ClinicalTransformer& model,
-                         torch::optim::AdamW& optimizer, const TrainerState& state, int64_t keep_last, Dist* dist) {
+                         torch::optim::AdamW& optimizer, const TrainerState& state, int64_t keep_last, Dist* dist,
+                         ModelCard card) {
   const fs::path ckpt_dir = run_dir / "checkpoints";
   fs::create_directories(ckpt_dir);
   const std::string name = "step_" + std::to_string(state.step);
@@ -87,6 +88,8 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
                                 state.step, state.loader.epoch, state.loader.step, state.tokens_seen,
                                 state.world_size, state.windows_per_loader_step, state.vocab_hash));
   write_file_atomic(stage.path() / "config.yaml", config_yaml);
+  fill_model_card(card, *model, config_yaml, state.step, state.tokens_seen, state.vocab_hash);
+  write_model_card(stage.path(), card);
   std::vector<std::string> files(std::begin(kFiles), std::end(kFiles));
   if (multi) {
     dist->barrier();
@@ -143,23 +146,32 @@ fs::path save_model_checkpoint(const fs::path& run_dir, const std::string& confi
   return ckpt_dir / name;
 }
 
+void verify_sha256sums(const fs::path& dir, const std::vector<std::string>& required) {
+  if (!fs::is_directory(dir)) fail("{} does not exist", dir.string());
+  if (!fs::exists(dir / "SHA256SUMS")) fail("{} has no SHA256SUMS: incomplete", dir.string());
+  std::istringstream in(read_file(dir / "SHA256SUMS"));
+  std::string hash, file;
+  std::vector<std::string> listed;
+  while (in >> hash >> file) {
+    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
+      fail("{}: SHA256SUMS names a path outside it: {}", dir.string(), file);
+    if (!fs::exists(dir / file)) fail("{}: {} is missing", dir.string(), file);
+    if (sha256_file(dir / file) != hash) fail("{}: {} does not match its checksum", dir.string(), file);
+    listed.push_back(file);
+  }
+  for (const auto& r : required)
+    if (std::find(listed.begin(), listed.end(), r) == listed.end())
+      fail("{}: SHA256SUMS does not list {}", dir.string(), r);
+}
+
 void verify_checkpoint(const fs::path& dir) {
   if (!fs::is_directory(dir)) fail("checkpoint {} does not exist", dir.string());
   if (!fs::exists(dir / "SHA256SUMS")) fail("checkpoint {} has no SHA256SUMS: incomplete", dir.string());
-  std::istringstream in(read_file(dir / "SHA256SUMS"));
-  std::string hash, file;
-  std::set<std::string> listed;
-  while (in >> hash >> file) {
-    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-      fail("checkpoint {}: SHA256SUMS names a path outside it: {}", dir.string(), file);
-    if (!fs::exists(dir / file)) fail("checkpoint {}: {} is missing", dir.string(), file);
-    if (sha256_file(dir / file) != hash) fail("checkpoint {}: {} does not match its checksum", dir.string(), file);
-    listed.insert(file);
+  try {
+    verify_sha256sums(dir, {"model.safetensors", "config.yaml", "trainer_state.yaml"});
+  } catch (const Error& e) {
+    throw Error("checkpoint " + std::string(e.what()), e.hint());
   }
-  // Every checkpoint holds these; a training checkpoint also optimizer and RNG state (its
-  // loader checks), a fine-tuned one only weights. Each file listed was checked above.
-  for (const char* f : {"model.safetensors", "config.yaml", "trainer_state.yaml"})
-    if (!listed.count(f)) fail("checkpoint {}: SHA256SUMS does not list {}", dir.string(), f);
 }
 
 std::optional<fs::path> resume_checkpoint(const fs::path& run_dir, const std::string& resume) {
@@ -217,6 +229,8 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
       auto a = moments.find("exp_avg/" + p.key());
       if (a == moments.end() || !held.count(p.value().unsafeGetTensorImpl())) continue;  // before the first step
       auto state = std::make_unique<torch::optim::AdamWParamState>();
+      if (!moments.count("step/" + p.key()) || !moments.count("exp_avg_sq/" + p.key()))
+        fail("checkpoint {}: incomplete AdamW state for '{}'", dir.string(), p.key());
       state->step(moments.at("step/" + p.key()).item<int64_t>());
       state->exp_avg(a->second.to(p.value().device()).clone());
       state->exp_avg_sq(moments.at("exp_avg_sq/" + p.key()).to(p.value().device()).clone());
@@ -227,21 +241,26 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
   const fs::path rng_file = dir / (rank == 0 ? "rng.safetensors" : "rng.rank" + std::to_string(rank) + ".safetensors");
   if (fs::exists(rng_file)) {
     Safetensors rng = load_safetensors(rng_file);
+    if (!rng.tensors.count("cpu")) fail("{}: no tensor 'cpu' (the CPU generator state)", rng_file.string());
     cpu_generator().set_state(rng.tensors.at("cpu"));
     if (torch::cuda::is_available() && rng.tensors.count("cuda")) {
       at::Generator cuda = at::globalContext().defaultGenerator(at::kCUDA);  // a handle to the global one
       cuda.set_state(rng.tensors.at("cuda"));
     }
   }
-  YAML::Node s = YAML::LoadFile((dir / "trainer_state.yaml").string());
   TrainerState st;
-  st.step = s["step"].as<int64_t>();
-  st.loader.epoch = s["loader_epoch"].as<int64_t>();
-  st.loader.step = s["loader_step"].as<int64_t>();
-  st.tokens_seen = s["tokens_seen"].as<int64_t>();
-  if (s["vocab_hash"]) st.vocab_hash = s["vocab_hash"].as<std::string>();
-  if (s["world_size"]) st.world_size = s["world_size"].as<int64_t>();
-  if (s["windows_per_loader_step"]) st.windows_per_loader_step = s["windows_per_loader_step"].as<int64_t>();
+  try {
+    YAML::Node s = YAML::LoadFile((dir / "trainer_state.yaml").string());
+    st.step = s["step"].as<int64_t>();
+    st.loader.epoch = s["loader_epoch"].as<int64_t>();
+    st.loader.step = s["loader_step"].as<int64_t>();
+    st.tokens_seen = s["tokens_seen"].as<int64_t>();
+    if (s["vocab_hash"]) st.vocab_hash = s["vocab_hash"].as<std::string>();
+    if (s["world_size"]) st.world_size = s["world_size"].as<int64_t>();
+    if (s["windows_per_loader_step"]) st.windows_per_loader_step = s["windows_per_loader_step"].as<int64_t>();
+  } catch (const YAML::Exception& e) {
+    fail("{}: not a valid trainer state: {}", (dir / "trainer_state.yaml").string(), e.what());
+  }
   return st;
 }
 

@@ -4,6 +4,8 @@
 //   rng.safetensors         CPU (and CUDA) generator states
 //   trainer_state.yaml      optimizer step, loader position (epoch, step), tokens seen
 //   config.yaml             the resolved config of the run
+//   model_card.json         what the model is and was trained on (train/model_card.h), and
+//   MODEL_CARD.md           the same for a person
 //   SHA256SUMS              `sha256sum -c` checks every file above
 // With several ranks, rank 0 writes the shared files and its own part of per-rank state under the
 // names above; rank r > 0 adds rng.rank<r>.safetensors and, with ZeRO-1 (each rank holds the
@@ -20,6 +22,7 @@
 
 #include "data/loader.h"
 #include "model/transformer.h"
+#include "train/model_card.h"
 
 namespace chart {
 
@@ -34,10 +37,13 @@ struct TrainerState {
 
 class Dist;
 
-// Writes step_<state.step>, points `latest` at it, then keeps only the newest keep_last.
+// Writes step_<state.step>, points `latest` at it, then keeps only the newest keep_last. `card`
+// carries what the caller knows (data lineage, metrics, sections); the rest is filled here
+// (fill_model_card) and the card is written before the checksums (rank 0 writes it).
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const std::string& config_yaml,
                                       ClinicalTransformer& model, torch::optim::AdamW& optimizer,
-                                      const TrainerState& state, int64_t keep_last, Dist* dist = nullptr);
+                                      const TrainerState& state, int64_t keep_last, Dist* dist = nullptr,
+                                      ModelCard card = {});
 
 // A weights-only checkpoint (a fine-tuned model): model.safetensors, config.yaml,
 // trainer_state.yaml and `extra` files (name, text), checksummed, step_<state.step>, `latest`.
@@ -45,8 +51,12 @@ std::filesystem::path save_model_checkpoint(const std::filesystem::path& run_dir
                                             torch::nn::Module& model, const TrainerState& state,
                                             const std::vector<std::pair<std::string, std::string>>& extra = {});
 
-// Throws chart::Error naming the file that is missing or does not match its checksum.
+// Throws chart::Error naming the file that is missing or does not match its checksum. Every file
+// SHA256SUMS lists must match, and model.safetensors, config.yaml and trainer_state.yaml must be
+// among them (older checkpoints without a model card verify too).
 void verify_checkpoint(const std::filesystem::path& dir);
+// The same for any directory with a SHA256SUMS: each listed file matches, `required` are listed.
+void verify_sha256sums(const std::filesystem::path& dir, const std::vector<std::string>& required);
 
 // --resume auto: the newest checkpoint that verifies, warning about each damaged one skipped;
 // none if the run has none. --resume PATH: that checkpoint, which must verify.

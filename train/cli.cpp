@@ -33,8 +33,8 @@ const std::vector<Command>& commands() {
       {"finetune", "CONFIG [--set k=v]...", "fine-tune on MEDS labels", cmd_finetune},
       {"eval", "CONFIG [--set k=v]...", "metrics, predictions and a report", cmd_eval},
       {"generate", "CONFIG [--set k=v]...", "zero-shot risk by sampling future timelines", cmd_generate},
-      {"export", "--checkpoint PATH --out DIR [--format hf]",
-       "export a checkpoint for Hugging Face transformers", {}},
+      {"export", "--checkpoint PATH --out DIR [--format hf] [--drop-time-features] [--vocab F] [--overwrite]",
+       "export a checkpoint for Hugging Face transformers", cmd_export},
   };
   return table;
 }

@@ -15,6 +15,7 @@
 #include "data/labels.h"
 #include "model/device.h"
 #include "train/eval_metrics.h"
+#include "train/model_card.h"
 #include "train/predict.h"
 #include "train/pretrained.h"
 #include "train/report.h"
@@ -59,6 +60,7 @@ int run_eval(const Config& cfg_in) {
   std::vector<data::Prediction> preds;
   ReportInputs report;
   std::string source, task = cfg.task.name;
+  fs::path evaluated;  // the checkpoint evaluated, whose model card eval carries on
 
   if (!ec.predictions.empty()) {
     // Scoring a predictions file (zero-shot): the labels, when given, add true probabilities.
@@ -98,6 +100,7 @@ int run_eval(const Config& cfg_in) {
     auto p = predict_probabilities(model, ds, ex, finetune_context(cfg), ec.batch_size, dev);
     for (size_t i = 0; i < ex.size(); ++i) preds.push_back({ex[i].row, p[i]});
     source = pre.dir.string();
+    evaluated = pre.dir;
     report.facts.emplace_back("checkpoint", pre.dir.string());
     report.facts.emplace_back("labels", cfg.task.labels);
     report.loss_runs.push_back({"fine-tuning", run_of(pre.dir) / "metrics.jsonl"});
@@ -152,6 +155,8 @@ int run_eval(const Config& cfg_in) {
   json += fmt::format("  \"auroc\": {},\n  \"auprc\": {},\n  \"brier\": {},\n  \"ece\": {},\n  \"n\": {}\n}}\n",
                       json_number(m.auroc), json_number(m.auprc), json_number(m.brier), json_number(m.ece), m.n);
   write_file_atomic(out / "eval.json", json);
+  if (!evaluated.empty() && fs::exists(evaluated / "model_card.json"))  // the card, with this evaluation
+    write_model_card_json(out, with_model_card_section(read_model_card_json(evaluated), "evaluation", json));
   write_report(out / "report.html", report);
   info("eval: {} rows ({} positive): AUROC {:.4f} [{:.4f}, {:.4f}], AUPRC {:.4f}, Brier {:.4f}, ECE {:.4f}{}", m.n,
        m.n_pos, m.auroc, report.model.auroc.lo, report.model.auroc.hi, m.auprc, m.brier, m.ece,

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/mix.h"
 #include "data/examples.h"
@@ -16,6 +17,7 @@
 #include "train/checkpoint.h"
 #include "train/eval_metrics.h"
 #include "train/metrics.h"
+#include "train/model_card.h"
 #include "train/optimizer.h"
 #include "train/predict.h"
 #include "train/pretrained.h"
@@ -267,7 +269,31 @@ int run_finetune(const Config& cfg_in) {
       can_tune ? fmt::format("{}", best_loss) : "null", ctrain.n, ctrain.positives, ctune.n, ctune.positives, L,
       pre.dir.string());
   model->to(torch::kCPU);
-  auto saved = save_model_checkpoint(run_dir, config_yaml, *model, st, {{"finetune.yaml", summary}});
+  // The model card: the fine-tuning data and task, the tuning result, and the pretrained
+  // model's own card as its base (train/model_card.h).
+  ModelCard card;
+  card.kind = "finetuned";
+  card.data = data_lineage(cfg.data.dir, "train");
+  card.set_section("task", fmt::format(
+      "{{\"name\": {}, \"labels\": {}, \"recipe\": {}, \"context\": {}, \"train_rows\": {}, \"train_positive\": {}, "
+      "\"tuning_rows\": {}, \"tuning_positive\": {}, \"best_step\": {}, \"steps_run\": {}, \"pretrained_checkpoint\": {}}}",
+      json_string(task_name(cfg)), json_string(cfg.task.labels), json_string(fc.recipe), L, ctrain.n, ctrain.positives,
+      ctune.n, ctune.positives, best_step, step, json_string(pre.dir.string())));
+  if (can_tune) {
+    card.set_metric("tuning_auroc", best_auroc);
+    card.set_metric("tuning_loss", best_loss);
+    card.set_section("evaluation", fmt::format("{{\"split\": \"tuning\", \"step\": {}, \"auroc\": {}, \"loss\": {}, \"n\": {}}}",
+                                               best_step, json_number(best_auroc), json_number(best_loss), ctune.n));
+  }
+  try {
+    card.set_section("base_model", read_model_card_json(pre.dir));
+  } catch (const Error&) {  // a checkpoint from before model cards
+  }
+  fill_model_card(card, *model, config_yaml, best_step, 0, ds.vocab_hash());
+  const std::string card_json = model_card_json(card);
+  auto saved = save_model_checkpoint(run_dir, config_yaml, *model, st,
+                                     {{"finetune.yaml", summary}, {"model_card.json", card_json},
+                                      {"MODEL_CARD.md", model_card_markdown(card_json)}});
   info("finetune: saved {} (step {}{})", saved.string(), best_step,
        can_tune ? fmt::format(", tuning AUROC {:.4f}", best_auroc) : "");
   return 0;

@@ -6,6 +6,7 @@
 #include "core/files.h"
 #include "model/safetensors.h"
 #include "train/checkpoint.h"
+#include "train/export_hf.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -31,14 +32,19 @@ fs::path checkpoint_dir(const std::string& path) {
 }  // namespace
 
 Pretrained load_pretrained(const std::string& path) {
+  if (!path.empty() && is_hf_export(path)) return load_hf_export(path);
   Pretrained p;
   p.dir = checkpoint_dir(path);
   // The checkpoint's config is loaded as written; keys this version does not know are an error
   // (a checkpoint from a newer chart), named with the file.
   p.config = load_config((p.dir / "config.yaml").string(), {});
-  YAML::Node s = YAML::LoadFile((p.dir / "trainer_state.yaml").string());
-  p.step = s["step"] ? s["step"].as<int64_t>() : 0;
-  if (s["vocab_hash"]) p.vocab_hash = s["vocab_hash"].as<std::string>();
+  try {
+    YAML::Node s = YAML::LoadFile((p.dir / "trainer_state.yaml").string());
+    p.step = s["step"] ? s["step"].as<int64_t>() : 0;
+    if (s["vocab_hash"]) p.vocab_hash = s["vocab_hash"].as<std::string>();
+  } catch (const YAML::Exception& e) {
+    fail("{}: not a valid trainer state: {}", (p.dir / "trainer_state.yaml").string(), e.what());
+  }
   Safetensors st = load_safetensors(p.dir / "model.safetensors");
   p.tensors = std::move(st.tensors);
   auto emb = p.tensors.find("tok_emb.weight");

@@ -2,6 +2,7 @@
 // or sampled from:
 //   a checkpoint directory        run/checkpoints/step_<N> (checksums verified)
 //   a run directory               its checkpoints/latest
+//   a Hugging Face export         written by `chart export --format hf` (train/export_hf.h)
 // The checkpoint's own config.yaml gives the model architecture, so a recipe never repeats it;
 // its trainer_state.yaml gives the vocabulary hash, which must equal the dataset's.
 #pragma once

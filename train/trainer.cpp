@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "data/loader.h"
 #include "data/token_dataset.h"
@@ -27,7 +28,9 @@
 #include "train/grad_sync.h"
 #include "train/loss.h"
 #include "train/metrics.h"
+#include "train/model_card.h"
 #include "train/optimizer.h"
+#include "train/pretrained.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -130,6 +133,18 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
     torch::NoGradGuard no_grad;
     model->time_head->bias.fill_(-std::log(mean_dt));
   }
+  ModelCard card;
+  card.data = data_lineage(ds.dir(), "train");
+  if (!ckpt && !cfg.init.checkpoint.empty()) {
+    // Continued pretraining from a checkpoint or an exported Hugging Face directory.
+    Pretrained init = load_pretrained(cfg.init.checkpoint);
+    check_vocab(init, ds.vocab_hash(), cfg.data.dir);
+    for (const auto& name : copy_pretrained_weights(init, *model))
+      warn("train: {} has '{}', which this model does not: not used", init.dir.string(), name);
+    info("train: weights initialised from {} (step {})", init.dir.string(), init.step);
+  }
+  if (!cfg.init.checkpoint.empty())
+    card.set_section("init", fmt::format("{{\"checkpoint\": {}}}", json_string(cfg.init.checkpoint)));
   int64_t ckpt_step = 0;
   if (ckpt) {
     st = load_checkpoint(*ckpt, model, optimizer.get(), dist.rank());
@@ -237,7 +252,7 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
   double interval_sync_wait_s = 0;  // time from the end of backward until the gradients are summed
   int64_t last_saved = ckpt ? st.step : -1;
   auto save = [&] {
-    if (st.step != last_saved) save_checkpoint(run_dir, config_yaml, model, *optimizer, st, tc.keep_last, &dist);
+    if (st.step != last_saved) save_checkpoint(run_dir, config_yaml, model, *optimizer, st, tc.keep_last, &dist, card);
     last_saved = st.step;
   };
   while (st.step < tc.steps) {
@@ -292,6 +307,7 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
     if (dist.zero1()) gather_parameters(dist, params, owner);
     ++st.step;
     st.loader = loader.state();
+    card.set_metric("train_loss", loss);  // the model card's final metrics: the last step's loss
 
     if (st.step % tc.log_every == 0 || st.step == tc.steps) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start).count();
@@ -325,6 +341,7 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
     }
     if (can_eval && (st.step % tc.eval_every == 0 || st.step == tc.steps)) {
       double eval_loss = evaluate();
+      card.set_metric("tuning_loss", eval_loss);
       if (main) {
         metrics->write(st.step, "tuning", {{"loss", eval_loss}, {"ppl", std::exp(eval_loss)}});
         info("train: step {} tuning loss {:.4f}", st.step, eval_loss);
