@@ -321,20 +321,38 @@ void Dist::report_failure(const std::string& message) {
 
 void Dist::collective_failed(const std::exception& e) {
   suspect_ = true;
-  // The watchdog exits the process once it knows which rank is at fault.
+  // The watchdog exits the process once it knows which rank is at fault. Under load its thread
+  // may be late, so this thread also compares every heartbeat before and after the wait: one
+  // that never moved names the rank that stopped responding.
   const double wait_s = std::min(cfg_.timeout_s, 5 * std::clamp(cfg_.timeout_s / 10.0, 0.05, 1.0) + 2.0) + 3.0;
-  std::this_thread::sleep_for(milliseconds(static_cast<int64_t>(wait_s * 1000)));
-  std::string behind;
-  try {
-    for (int k = 0; k < env_.world_size; ++k) {
-      const std::string key = "hb/" + std::to_string(k);
-      if (k == env_.rank || !store_->check({key})) continue;
-      std::string v = store_->get_to_str(key);
-      if (v != "done" && std::stoll(v.substr(v.find(' ') + 1)) != step_.load())
-        behind += fmt::format("{}rank {} at step {}", behind.empty() ? "" : ", ", k, v.substr(v.find(' ') + 1));
+  auto heartbeats = [&] {
+    std::map<int, std::string> hb;
+    try {
+      for (int k = 0; k < env_.world_size; ++k) {
+        const std::string key = "hb/" + std::to_string(k);
+        if (k != env_.rank && store_->check({key})) hb[k] = store_->get_to_str(key);
+      }
+    } catch (const std::exception&) {
     }
-  } catch (const std::exception&) {
+    return hb;
+  };
+  const auto before = heartbeats();
+  std::this_thread::sleep_for(milliseconds(static_cast<int64_t>(wait_s * 1000)));
+  const auto after = heartbeats();
+  std::string stopped, behind;
+  for (const auto& [k, v] : after) {
+    if (v == "done") continue;
+    auto it = before.find(k);
+    if (it != before.end() && it->second == v)
+      stopped += fmt::format("{}{}", stopped.empty() ? "" : ", ", k);
+    else if (v.find(' ') != std::string::npos && std::stoll(v.substr(v.find(' ') + 1)) != step_.load())
+      behind += fmt::format("{}rank {} at step {}", behind.empty() ? "" : ", ", k, v.substr(v.find(' ') + 1));
   }
+  if (!stopped.empty())
+    throw Error(fmt::format("rank {} stopped responding: no heartbeat for {:.0f} s after a collective failed at step {} "
+                            "(it died, was stopped, or its host is unreachable; see its log): {}",
+                            stopped, wait_s, step_.load(), first_line(e.what())),
+                "dist.timeout_s bounds how long ranks wait for each other");
   throw Error(fmt::format("rank {}: a collective failed at step {}{}: {}", env_.rank, step_.load(),
                           behind.empty() ? "" : " (" + behind + ")", first_line(e.what())),
               "another rank probably failed first (see its log); dist.timeout_s bounds how long ranks wait");

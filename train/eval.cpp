@@ -105,11 +105,13 @@ int run_eval(const Config& cfg_in) {
     report.facts.emplace_back("labels", cfg.task.labels);
     report.loss_runs.push_back({"fine-tuning", run_of(pre.dir) / "metrics.jsonl"});
     if (fs::exists(pre.dir / "finetune.yaml")) {
-      YAML::Node f = YAML::LoadFile((pre.dir / "finetune.yaml").string());
-      if (f["recipe"]) report.facts.emplace_back("recipe", f["recipe"].as<std::string>());
-      if (f["pretrained_checkpoint"]) {
-        fs::path pt = f["pretrained_checkpoint"].as<std::string>();
-        report.loss_runs.push_back({"pretraining", run_of(pt) / "metrics.jsonl"});
+      try {
+        YAML::Node f = YAML::Load(read_file(pre.dir / "finetune.yaml"));
+        if (f["recipe"]) report.facts.emplace_back("recipe", f["recipe"].as<std::string>());
+        if (f["pretrained_checkpoint"])
+          report.loss_runs.push_back({"pretraining", run_of(f["pretrained_checkpoint"].as<std::string>()) / "metrics.jsonl"});
+      } catch (const YAML::Exception& e) {
+        fail("{}: not a valid finetune.yaml: {}", (pre.dir / "finetune.yaml").string(), e.what());
       }
     }
   }
