@@ -40,6 +40,17 @@ at::Generator& cpu_generator() {
   return g;
 }
 
+// Checksums `files` into SHA256SUMS, renames the staged directory into place and points
+// `latest` at it: a checkpoint that exists is whole.
+void commit_checkpoint(StagingDir& stage, const std::vector<std::string>& files, const fs::path& ckpt_dir,
+                       const std::string& name) {
+  std::string sums;
+  for (const auto& f : files) sums += sha256_file(stage.path() / f) + "  " + f + "\n";
+  write_file_atomic(stage.path() / "SHA256SUMS", sums);
+  stage.commit(/*replace=*/true);
+  write_file_atomic(ckpt_dir / "latest", name + "\n");
+}
+
 }  // namespace
 
 fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml, ClinicalTransformer& model,
@@ -105,11 +116,7 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
       }
     }
   }
-  std::string sums;
-  for (const auto& f : files) sums += sha256_file(stage.path() / f) + "  " + f + "\n";
-  write_file_atomic(stage.path() / "SHA256SUMS", sums);
-  stage.commit(/*replace=*/true);
-  write_file_atomic(ckpt_dir / "latest", name + "\n");
+  commit_checkpoint(stage, files, ckpt_dir, name);
 
   auto all = list_checkpoints(ckpt_dir);
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) {
@@ -138,11 +145,7 @@ fs::path save_model_checkpoint(const fs::path& run_dir, const std::string& confi
     write_file_atomic(stage.path() / file, text);
     files.push_back(file);
   }
-  std::string sums;
-  for (const auto& f : files) sums += sha256_file(stage.path() / f) + "  " + f + "\n";
-  write_file_atomic(stage.path() / "SHA256SUMS", sums);
-  stage.commit(/*replace=*/true);
-  write_file_atomic(ckpt_dir / "latest", name + "\n");
+  commit_checkpoint(stage, files, ckpt_dir, name);
   return ckpt_dir / name;
 }
 
