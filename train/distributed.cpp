@@ -361,7 +361,10 @@ void Dist::collective_failed(const std::exception& e) {
 bool Dist::is_communication_error(const std::exception& e) {
   if (dynamic_cast<const c10::DistError*>(&e)) return true;
   const std::string w = e.what();
-  for (const char* s : {"gloo", "Gloo", "NCCL", "nccl", "Connection", "connection", "Timed out", "timed out", "Socket"})
+  // Gloo's own exceptions (gloo::IoException: "Application timeout caused pair closure", "Connection
+  // closed by peer", ...) reach us as plain std::runtime_error, so their messages are matched too.
+  for (const char* s : {"gloo", "Gloo", "NCCL", "nccl", "Connection", "connection", "Timed out", "timed out", "timeout",
+                        "Socket", "socket", "pair closure", "closed by peer", "reset by peer", "Broken pipe"})
     if (w.find(s) != std::string::npos) return true;
   return false;
 }
