@@ -3,11 +3,9 @@
 #include <unordered_map>
 
 #include "core/log.h"
+#include "data/time_bins.h"
 
 namespace chart::data {
-namespace {
-constexpr double kMicrosPerYear = 365.25 * 86400.0 * 1e6;
-}
 
 ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>& labels) {
   struct Where {

@@ -4,12 +4,10 @@
 
 #include "core/error.h"
 #include "core/mix.h"
+#include "data/time_bins.h"
 
 namespace chart::data {
 namespace {
-
-constexpr double kMicrosPerYear = 365.25 * 86400.0 * 1e6;
-constexpr double kMicrosPerDay = 86400.0 * 1e6;
 
 
 // Windows a subject of `len` tokens yields without packing: each needs a token and its target.
@@ -93,7 +91,7 @@ void Loader::fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t
     for (int64_t k = from; k < to && j < L; ++k, ++j) {
       tok[j] = t[k];
       tgt[j] = k + 1 < e.n_tokens ? static_cast<int64_t>(t[k + 1]) : -1;
-      dt[j] = k + 1 < e.n_tokens ? static_cast<float>((tm[k + 1] - tm[k]) / kMicrosPerDay) : 0.0f;
+      dt[j] = k + 1 < e.n_tokens ? static_cast<float>((tm[k + 1] - tm[k]) / double(kMicrosPerDay)) : 0.0f;
       age[j] = static_cast<float>((tm[k] - e.birth_us) / kMicrosPerYear);
       seg[j] = segment;
     }

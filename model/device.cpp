@@ -1,5 +1,8 @@
 #include "model/device.h"
 
+#include <algorithm>
+#include <thread>
+
 #include "core/error.h"
 #include "kernels/kernels.h"
 
@@ -28,6 +31,11 @@ DeviceChoice choose_device(const std::string& device, const std::string& precisi
   out.compute_dtype = (precision == "bf16" || (precision == "auto" && gpu)) ? torch::kBFloat16
                                                                              : torch::kFloat32;
   return out;
+}
+
+void set_cpu_threads(int64_t threads) {
+  torch::set_num_threads(threads > 0 ? static_cast<int>(threads)
+                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
 
 }  // namespace chart

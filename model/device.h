@@ -14,6 +14,9 @@ struct DeviceChoice {
 
 // device: auto | cpu | cuda; precision: auto | fp32 | bf16. "cuda" with no usable GPU, or bf16
 // on a CPU, is an error that says so. local_rank picks the GPU under torchrun/SLURM.
+// LibTorch CPU threads from train.threads (0: every core).
+void set_cpu_threads(int64_t threads);
+
 DeviceChoice choose_device(const std::string& device, const std::string& precision, int local_rank = 0);
 
 }  // namespace chart

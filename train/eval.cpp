@@ -55,8 +55,7 @@ int run_eval(const Config& cfg_in) {
   Config cfg = cfg_in;
   const auto& ec = cfg.eval;
   if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR (eval writes there)");
-  torch::set_num_threads(cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads)
-                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_cpu_threads(cfg.train.threads);
   std::vector<data::Prediction> preds;
   ReportInputs report;
   std::string source, task = cfg.task.name;

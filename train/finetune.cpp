@@ -79,8 +79,7 @@ int run_finetune(const Config& cfg_in) {
   if (fs::exists(run_dir / "checkpoints" / "latest"))
     throw Error(fmt::format("{} already holds a fine-tuned checkpoint", run_dir.string()),
                 "choose another run.dir, or remove the old run");
-  torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads)
-                                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_cpu_threads(tc.threads);
 
   Pretrained pre = load_pretrained(cfg.init.checkpoint);
   if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;

@@ -20,7 +20,7 @@ namespace chart {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr double kMicrosPerYear = 365.25 * 86400.0 * 1e6;
+using data::kMicrosPerYear;
 
 // What each token means to the sampler.
 struct TokenRoles {
@@ -87,8 +87,7 @@ int run_generate(const Config& cfg_in) {
   const auto& g = cfg.generate;
   if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
   if (cfg.task.labels.empty()) throw Error("task.labels is not set", "pass --set task.labels=LABELS_DIR_OR_FILE");
-  torch::set_num_threads(cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads)
-                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_cpu_threads(cfg.train.threads);
   Pretrained pre = load_pretrained(cfg.init.checkpoint);
   if (pre.tensors.count("cls_head.weight"))
     warn("generate: {} is a fine-tuned checkpoint; its next-token head was not trained with the fine-tuned "

@@ -366,8 +366,7 @@ int train_loop(const Config& cfg, const std::string& resume, const DeviceChoice&
 int run_training(const Config& cfg, const std::string& resume) {
   const auto& tc = cfg.train;
   if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
-  torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads)
-                                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_cpu_threads(tc.threads);
   const LaunchEnv env = launch_env();
   DeviceChoice dev = choose_device(tc.device, tc.precision, env.local_rank);
 #ifdef CHART_HAVE_CUDA
