@@ -14,6 +14,15 @@ torch::Tensor time_decay_bias(const torch::Tensor& ages, const torch::Tensor& sl
   return -slopes.to(torch::kFloat32).view({1, -1, 1, 1}) * decay;        // [B, H, L, L]
 }
 
+torch::Tensor segment_starts(const torch::Tensor& segments) {
+  const int64_t B = segments.size(0), L = segments.size(1);
+  auto idx = torch::arange(L, segments.options().dtype(torch::kInt64)).expand({B, L});
+  auto change = torch::ones({B, L}, segments.options().dtype(torch::kBool));
+  if (L > 1) change.narrow(1, 1, L - 1).copy_(segments.narrow(1, 1, L - 1) != segments.narrow(1, 0, L - 1));
+  auto starts = torch::where(change, idx, torch::zeros_like(idx));
+  return std::get<0>(starts.cummax(1)).to(torch::kInt32).contiguous();
+}
+
 torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k,
                                   const torch::Tensor& v, const torch::Tensor& segments,
                                   const torch::Tensor& ages, const torch::Tensor& slopes) {

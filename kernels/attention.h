@@ -27,6 +27,10 @@ torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k
 // [B, Hq, L, L] additive time-decay bias, float32.
 torch::Tensor time_decay_bias(const torch::Tensor& ages, const torch::Tensor& slopes);
 
+// [B, L] int32: the first position of each position's patient (patients are contiguous runs of
+// equal segment ids, as the loader packs them); what the kernels take instead of segment ids.
+torch::Tensor segment_starts(const torch::Tensor& segments);
+
 // Which path attention() takes for these inputs: "cuda" or "reference".
 const char* attention_path(const torch::Tensor& q);
 

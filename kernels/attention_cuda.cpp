@@ -10,16 +10,6 @@
 namespace chart::kernels {
 namespace {
 
-// First position of each position's patient: segments are contiguous runs in a row.
-torch::Tensor segment_starts(const torch::Tensor& segments) {
-  const int64_t B = segments.size(0), L = segments.size(1);
-  auto idx = torch::arange(L, segments.options().dtype(torch::kInt64)).expand({B, L});
-  auto change = torch::ones({B, L}, segments.options().dtype(torch::kBool));
-  if (L > 1) change.narrow(1, 1, L - 1).copy_(segments.narrow(1, 1, L - 1) != segments.narrow(1, 0, L - 1));
-  auto starts = torch::where(change, idx, torch::zeros_like(idx));
-  return std::get<0>(starts.cummax(1)).to(torch::kInt32).contiguous();
-}
-
 void check(const char* err, const char* what) {
   TORCH_CHECK(err == nullptr, what, ": ", err);
 }
@@ -64,7 +54,7 @@ class FlashAttention : public torch::autograd::Function<FlashAttention> {
     AttnParams p = params(q, k, v, seg_start, ages, slopes);
     p.o = o.data_ptr();
     p.lse = lse.data_ptr<float>();
-    check(flash_attention_forward(p, at::cuda::getCurrentCUDAStream()), "flash attention forward");
+    check(flash_attention_forward(p, at::cuda::getCurrentCUDAStream().stream()), "flash attention forward");
     ctx->save_for_backward({q, k, v, o, lse, seg_start, ages, slopes});
     return o;
   }
@@ -93,7 +83,7 @@ class FlashAttention : public torch::autograd::Function<FlashAttention> {
       dslopes = torch::zeros_like(slopes);
       p.dslopes = dslopes.data_ptr<float>();
     }
-    check(flash_attention_backward(p, at::cuda::getCurrentCUDAStream()), "flash attention backward");
+    check(flash_attention_backward(p, at::cuda::getCurrentCUDAStream().stream()), "flash attention backward");
     return {dq_accum.to(q.scalar_type()), dk, dv, torch::Tensor(), torch::Tensor(), dslopes};
   }
 };

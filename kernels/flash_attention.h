@@ -10,9 +10,16 @@
 #pragma once
 #include <cstdint>
 
-#include <cuda_runtime.h>
+// The kernels compile for a GPU (nvcc) or, as plain C++, for the CPU SIMT emulator that CI tests
+// them with; the two builds live in different inline namespaces so one binary can hold both.
+#ifdef CHART_SIMT_EMULATION
+#define CHART_FLASH_ABI simt_emulated
+#else
+#define CHART_FLASH_ABI cuda
+#endif
 
 namespace chart::kernels {
+inline namespace CHART_FLASH_ABI {
 
 enum class AttnDtype { kBF16, kFP16 };
 
@@ -37,8 +44,9 @@ struct AttnParams {
   float* dslopes = nullptr;       // [Hq] fp32, zeroed by the caller; null without time bias
 };
 
-// Both return a CUDA error string, or nullptr on success.
-const char* flash_attention_forward(const AttnParams& p, cudaStream_t stream);
-const char* flash_attention_backward(const AttnParams& p, cudaStream_t stream);
+// Both run on `stream` (a cudaStream_t) and return a CUDA error string, or nullptr on success.
+const char* flash_attention_forward(const AttnParams& p, void* stream);
+const char* flash_attention_backward(const AttnParams& p, void* stream);
 
+}  // inline namespace CHART_FLASH_ABI
 }  // namespace chart::kernels

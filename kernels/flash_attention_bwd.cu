@@ -14,6 +14,7 @@
 #include "kernels/flash_common.cuh"
 
 namespace chart::kernels {
+inline namespace CHART_FLASH_ABI {
 namespace flash {
 
 constexpr int kBwdBN = 64, kBwdWarps = 4;
@@ -49,15 +50,14 @@ __global__ void delta_kernel(AttnParams p) {
   const T* d = static_cast<const T*>(p.dout) + row * D;
   float acc = 0.f;
   for (int c = lane; c < D; c += 32) acc += Traits<T>::to_float(o[c]) * Traits<T>::to_float(d[c]);
-  for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffff, acc, off);
+  for (int off = 16; off > 0; off /= 2) acc += shfl_xor(acc, off);
   if (lane == 0) p.delta[row] = acc;
 }
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) {
   constexpr int BM = bwd_bm<D>(), BN = kBwdBN, S = D + kPad;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* Ks = reinterpret_cast<T*>(smem_raw);
+  T* Ks = dynamic_smem<T>();
   T* Vs = Ks + BN * S;
   T* Qs = Vs + BN * S;
   T* dOs = Qs + BM * S;
@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
     for (int m0 = (n0 / BM) * BM; m0 < L; m0 += BM) {
       // Queries from here on start at or after a patient beginning past our last key: done.
       if (seg[m0] > last_key) break;
-      __syncthreads();
+      sync_block();
       load_tile<T, D>(Qs, q, m0, BM, L);
       load_tile<T, D>(dOs, dout, m0, BM, L);
       for (int i = threadIdx.x; i < BM; i += blockDim.x) {
@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
         ages_q[i] = in && ages ? ages[m0 + i] : 0.f;
         seg_q[i] = in ? seg[m0 + i] : L;  // past the end: matches no key
       }
-      __syncthreads();
+      sync_block();
 
       // S^T = K Q^T for this warp's 16 keys x BM queries.
       float st[BM / 8][4];
@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
           Traits<T>::mma(dk[j], a, ld_col_pair(qb, S), ld_col_pair(qb + 8 * S, S));
         }
       }
-      __syncthreads();
+      sync_block();
       // dQ[query][d] += sum_key dS[query][key] K[key][d] scale: warps split the queries into 16-row
       // slices (BM / 16 of them) and the key dimension in k16 steps.
       for (int slice = warp; slice < BM / 16; slice += kBwdWarps) {
@@ -188,19 +188,19 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
         for (int j = 0; j < D / 8; ++j) {
           const int c = j * 8 + 2 * t;
           if (qa < L) {
-            atomicAdd(dq_out + static_cast<int64_t>(qa) * D + c, dq[j][0] * p.scale);
-            atomicAdd(dq_out + static_cast<int64_t>(qa) * D + c + 1, dq[j][1] * p.scale);
+            atomic_add(dq_out + static_cast<int64_t>(qa) * D + c, dq[j][0] * p.scale);
+            atomic_add(dq_out + static_cast<int64_t>(qa) * D + c + 1, dq[j][1] * p.scale);
           }
           if (qb < L) {
-            atomicAdd(dq_out + static_cast<int64_t>(qb) * D + c, dq[j][2] * p.scale);
-            atomicAdd(dq_out + static_cast<int64_t>(qb) * D + c + 1, dq[j][3] * p.scale);
+            atomic_add(dq_out + static_cast<int64_t>(qb) * D + c, dq[j][2] * p.scale);
+            atomic_add(dq_out + static_cast<int64_t>(qb) * D + c + 1, dq[j][3] * p.scale);
           }
         }
       }
     }
     if (p.dslopes) {
-      for (int off = 16; off > 0; off /= 2) dslope += __shfl_xor_sync(0xffffffff, dslope, off);
-      if (lane == 0) atomicAdd(p.dslopes + h, dslope);
+      for (int off = 16; off > 0; off /= 2) dslope += shfl_xor(dslope, off);
+      if (lane == 0) atomic_add(p.dslopes + h, dslope);
     }
   }
 
@@ -221,30 +221,25 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
 }
 
 template <typename T, int D>
-const char* launch_backward(const AttnParams& p, cudaStream_t stream) {
+const char* launch_backward(const AttnParams& p, void* stream) {
   constexpr int BM = bwd_bm<D>();
   const int64_t rows = static_cast<int64_t>(p.B) * p.Hq * p.L;
-  delta_kernel<T, D><<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(p);
-  cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) return cudaGetErrorString(err);
+  const char* err = launch(delta_kernel<T, D>, dim3(static_cast<unsigned>((rows * 32 + 255) / 256)), 256, 0, stream, p);
+  if (err) return err;
   const size_t smem = (2 * kBwdBN + 2 * BM) * (D + kPad) * sizeof(T) + kBwdBN * (BM + 1) * sizeof(float) +
                       3 * BM * sizeof(float) + BM * sizeof(int);
-  auto kernel = backward_kernel<T, D>;
-  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-  if (err != cudaSuccess) return cudaGetErrorString(err);
-  dim3 grid((p.L + kBwdBN - 1) / kBwdBN, p.B * p.Hkv);
-  kernel<<<grid, kBwdWarps * 32, smem, stream>>>(p);
-  err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  const dim3 grid((p.L + kBwdBN - 1) / kBwdBN, p.B * p.Hkv);
+  return launch(backward_kernel<T, D>, grid, kBwdWarps * 32, smem, stream, p);
 }
 
 }  // namespace flash
 
-const char* flash_attention_backward(const AttnParams& p, cudaStream_t stream) {
+const char* flash_attention_backward(const AttnParams& p, void* stream) {
   using namespace flash;
-  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? launch_backward<__nv_bfloat16, 64>(p, stream) : launch_backward<__half, 64>(p, stream);
-  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? launch_backward<__nv_bfloat16, 128>(p, stream) : launch_backward<__half, 128>(p, stream);
+  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? launch_backward<bf16, 64>(p, stream) : launch_backward<fp16, 64>(p, stream);
+  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? launch_backward<bf16, 128>(p, stream) : launch_backward<fp16, 128>(p, stream);
   return "flash attention: head dim must be 64 or 128";
 }
 
+}  // inline namespace CHART_FLASH_ABI
 }  // namespace chart::kernels

@@ -9,14 +9,14 @@
 #include "kernels/flash_common.cuh"
 
 namespace chart::kernels {
+inline namespace CHART_FLASH_ABI {
 namespace flash {
 
 constexpr int kBM = 64, kBN = 64, kWarps = 4;
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* Qs = reinterpret_cast<T*>(smem_raw);
+  T* Qs = dynamic_smem<T>();
   T* Ks = Qs + kBM * (D + kPad);
   T* Vs = Ks + kBN * (D + kPad);
   float* ages_k = reinterpret_cast<float*>(Vs + kBN * (D + kPad));
@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
   const float slope = p.slopes ? p.slopes[h] : 0.f;
 
   load_tile<T, D>(Qs, q, m0, kBM, L);
-  __syncthreads();
+  sync_block();
 
   // This thread's two query rows and their patients' first positions.
   const int r0 = m0 + warp * 16 + g, r1 = r0 + 8;
@@ -62,12 +62,12 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
   const int kv_lo = seg[m0];
   const int kv_hi = min(L, m0 + kBM);
   for (int n0 = (kv_lo / kBN) * kBN; n0 < kv_hi; n0 += kBN) {
-    __syncthreads();  // the previous tile is no longer read
+    sync_block();  // the previous tile is no longer read
     load_tile<T, D>(Ks, k, n0, kBN, L);
     load_tile<T, D>(Vs, v, n0, kBN, L);
     if (ages)
       for (int i = threadIdx.x; i < kBN; i += blockDim.x) ages_k[i] = n0 + i < L ? ages[n0 + i] : 0.f;
-    __syncthreads();
+    sync_block();
 
     float s[kBN / 8][4];
 #pragma unroll
@@ -97,8 +97,8 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
       }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2));
+      tile_max[r] = fmaxf(tile_max[r], shfl_xor(tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], shfl_xor(tile_max[r], 2));
     }
     float alpha[2], new_max[2], tile_sum[2] = {0.f, 0.f};
 #pragma unroll
@@ -122,8 +122,8 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      tile_sum[r] += __shfl_xor_sync(0xffffffff, tile_sum[r], 1);
-      tile_sum[r] += __shfl_xor_sync(0xffffffff, tile_sum[r], 2);
+      tile_sum[r] += shfl_xor(tile_sum[r], 1);
+      tile_sum[r] += shfl_xor(tile_sum[r], 2);
       row_sum[r] = row_sum[r] * alpha[r] + tile_sum[r];
       row_max[r] = new_max[r];
     }
@@ -162,24 +162,20 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
 }
 
 template <typename T, int D>
-const char* launch_forward(const AttnParams& p, cudaStream_t stream) {
+const char* launch_forward(const AttnParams& p, void* stream) {
   const size_t smem = (kBM + 2 * kBN) * (D + kPad) * sizeof(T) + kBN * sizeof(float);
-  auto kernel = forward_kernel<T, D>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-  if (err != cudaSuccess) return cudaGetErrorString(err);
-  dim3 grid((p.L + kBM - 1) / kBM, p.B * p.Hq);
-  kernel<<<grid, kWarps * 32, smem, stream>>>(p);
-  err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  const dim3 grid((p.L + kBM - 1) / kBM, p.B * p.Hq);
+  return launch(forward_kernel<T, D>, grid, kWarps * 32, smem, stream, p);
 }
 
 }  // namespace flash
 
-const char* flash_attention_forward(const AttnParams& p, cudaStream_t stream) {
+const char* flash_attention_forward(const AttnParams& p, void* stream) {
   using namespace flash;
-  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? launch_forward<__nv_bfloat16, 64>(p, stream) : launch_forward<__half, 64>(p, stream);
-  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? launch_forward<__nv_bfloat16, 128>(p, stream) : launch_forward<__half, 128>(p, stream);
+  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? launch_forward<bf16, 64>(p, stream) : launch_forward<fp16, 64>(p, stream);
+  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? launch_forward<bf16, 128>(p, stream) : launch_forward<fp16, 128>(p, stream);
   return "flash attention: head dim must be 64 or 128";
 }
 
+}  // inline namespace CHART_FLASH_ABI
 }  // namespace chart::kernels

@@ -6,26 +6,55 @@
 //   C (16x8, f32):  c0,c1 = C[g][2t..2t+1], c2,c3 = C[g+8][2t..2t+1]
 // Two neighbouring C tiles (columns 0-7 and 8-15) are exactly one A fragment over k = 16: the
 // probabilities computed for S = Q K^T feed P V without leaving registers.
+// The same source also compiles as plain C++ against the CPU SIMT emulator
+// (CHART_SIMT_EMULATION, kernels/simt_emulator.h), which is how CI runs these kernels without a
+// GPU: every CUDA intrinsic the kernels use goes through a wrapper below with both spellings.
 #pragma once
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cstdint>
 
-namespace chart::kernels::flash {
+#include "kernels/flash_attention.h"
+
+#ifdef CHART_SIMT_EMULATION
+#include "kernels/simt_cuda.h"
+#else
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#endif
+
+namespace chart::kernels {
+inline namespace CHART_FLASH_ABI {
+namespace flash {
+
+#ifdef CHART_SIMT_EMULATION
+using bf16 = simt::bf16;
+using fp16 = simt::fp16;
+#else
+using bf16 = __nv_bfloat16;
+using fp16 = __half;
+#endif
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kPad = 8;  // elements of padding per shared-memory row: spreads rows over banks
 
 template <typename T> struct Traits;
-template <> struct Traits<__nv_bfloat16> {
+template <> struct Traits<bf16> {
   static __device__ __forceinline__ uint32_t pack(float a, float b) {
+#ifdef CHART_SIMT_EMULATION
+    return static_cast<uint32_t>(simt::to_bf16(a).bits) | (static_cast<uint32_t>(simt::to_bf16(b).bits) << 16);
+#else
     __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
     return *reinterpret_cast<uint32_t*>(&v);
+#endif
   }
-  static __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-  static __device__ __forceinline__ __nv_bfloat16 from_float(float x) { return __float2bfloat16(x); }
+#ifdef CHART_SIMT_EMULATION
+  static float to_float(bf16 x) { return simt::to_float(x); }
+  static bf16 from_float(float x) { return simt::to_bf16(x); }
+  static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) { simt::mma_m16n8k16(true, c, a, b0, b1); }
+#else
+  static __device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ bf16 from_float(float x) { return __float2bfloat16(x); }
   static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -33,14 +62,24 @@ template <> struct Traits<__nv_bfloat16> {
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
+#endif
 };
-template <> struct Traits<__half> {
+template <> struct Traits<fp16> {
   static __device__ __forceinline__ uint32_t pack(float a, float b) {
+#ifdef CHART_SIMT_EMULATION
+    return static_cast<uint32_t>(simt::to_fp16(a).bits) | (static_cast<uint32_t>(simt::to_fp16(b).bits) << 16);
+#else
     __half2 v = __floats2half2_rn(a, b);
     return *reinterpret_cast<uint32_t*>(&v);
+#endif
   }
-  static __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-  static __device__ __forceinline__ __half from_float(float x) { return __float2half(x); }
+#ifdef CHART_SIMT_EMULATION
+  static float to_float(fp16 x) { return simt::to_float(x); }
+  static fp16 from_float(float x) { return simt::to_fp16(x); }
+  static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) { simt::mma_m16n8k16(false, c, a, b0, b1); }
+#else
+  static __device__ __forceinline__ float to_float(fp16 x) { return __half2float(x); }
+  static __device__ __forceinline__ fp16 from_float(float x) { return __float2half(x); }
   static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -48,7 +87,59 @@ template <> struct Traits<__half> {
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
+#endif
 };
+
+// ---- Thread-model intrinsics (device spelling / emulator spelling).
+__device__ __forceinline__ void sync_block() {
+#ifdef CHART_SIMT_EMULATION
+  simt::syncthreads();
+#else
+  __syncthreads();
+#endif
+}
+__device__ __forceinline__ float shfl_xor(float v, int lane_mask) {
+#ifdef CHART_SIMT_EMULATION
+  return simt::shfl_xor(v, lane_mask);
+#else
+  return __shfl_xor_sync(0xffffffff, v, lane_mask);
+#endif
+}
+__device__ __forceinline__ void atomic_add(float* p, float v) {
+#ifdef CHART_SIMT_EMULATION
+  *p += v;  // fibers never switch inside it
+#else
+  atomicAdd(p, v);
+#endif
+}
+// The block's dynamic shared memory.
+template <typename T>
+__device__ __forceinline__ T* dynamic_smem() {
+#ifdef CHART_SIMT_EMULATION
+  return reinterpret_cast<T*>(simt::shared_memory());
+#else
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  return reinterpret_cast<T*>(smem_raw);
+#endif
+}
+
+// Launches kernel(p) on grid x threads with smem bytes of dynamic shared memory; returns the CUDA
+// error string or nullptr.
+template <typename Kernel>
+const char* launch(Kernel kernel, dim3 grid, int threads, size_t smem, void* stream, const AttnParams& p) {
+#ifdef CHART_SIMT_EMULATION
+  (void)stream;
+  simt::launch(grid, dim3(threads), smem, [&] { kernel(p); });
+  return nullptr;
+#else
+  cudaError_t err = cudaSuccess;
+  if (smem > 48 * 1024) err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  kernel<<<grid, threads, smem, static_cast<cudaStream_t>(stream)>>>(p);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+#endif
+}
 
 // The A fragment (16 x k16) made of two neighbouring C tiles c[2kk] and c[2kk + 1] (see above).
 template <typename T, int N>
@@ -96,4 +187,6 @@ __device__ __forceinline__ float time_gap(float age_q, float age_k) {
   return log1pf(fabsf(age_q - age_k) * 365.25f);
 }
 
-}  // namespace chart::kernels::flash
+}  // namespace flash
+}  // inline namespace CHART_FLASH_ABI
+}  // namespace chart::kernels
