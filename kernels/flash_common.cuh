@@ -123,6 +123,66 @@ __device__ __forceinline__ T* dynamic_smem() {
 #endif
 }
 
+// ---- Shared-memory movement: cp.async (global -> shared without registers) and ldmatrix.
+// 16 bytes from global src to shared dst, asynchronously; zero-filled instead when !valid (src
+// must still be a valid address). Lands for this thread at cp_async_wait; others see it after
+// the barrier that follows.
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+#ifdef CHART_SIMT_EMULATION
+  simt::cp_async_16(dst, src, valid ? 16 : 0);
+#else
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef CHART_SIMT_EMULATION
+  simt::cp_async_commit();
+#else
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#ifdef CHART_SIMT_EMULATION
+  simt::cp_async_wait(N);
+#else
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+// Four 8x8 16-bit matrices from shared memory; lane 8i + r gives the address of row r of matrix
+// i, and register i receives matrix i's (row lane / 4, columns 2 (lane % 4) + 0, 1), or with
+// trans its (rows 2 (lane % 4) + 0, 1, column lane / 4).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+#ifdef CHART_SIMT_EMULATION
+  simt::ldmatrix_x4(r, row, false);
+#else
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+#endif
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
+#ifdef CHART_SIMT_EMULATION
+  simt::ldmatrix_x4(r, row, true);
+#else
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+#endif
+}
+// log2(x) on the special-function unit (about 2^-22 absolute error near 1; x >= 1 here).
+__device__ __forceinline__ float fast_log2(float x) {
+#ifdef CHART_SIMT_EMULATION
+  return std::log2(x);
+#else
+  return __log2f(x);
+#endif
+}
+
 // Launches kernel(p) on grid x threads with smem bytes of dynamic shared memory; returns the CUDA
 // error string or nullptr.
 template <typename Kernel>
@@ -150,30 +210,45 @@ __device__ __forceinline__ void c_tiles_to_a(const float (&c)[N][4], int kk, uin
   a[3] = Traits<T>::pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
-// Two consecutive elements of a shared-memory row as one 32-bit register.
-template <typename T>
-__device__ __forceinline__ uint32_t ld_pair(const T* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
+// ---- Fragments from padded row-major shared-memory tiles (row stride S elements; every row
+// start 16-byte aligned, which kPad keeps).
+// The A fragment (16 x 16) of rows [r0, r0 + 16), columns [c0, c0 + 16).
+template <typename T, int S>
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const T* tile, int r0, int c0) {
+  const int lane = threadIdx.x % 32, m = lane / 8;
+  ldmatrix_x4(a, tile + (r0 + (m % 2) * 8 + lane % 8) * S + c0 + (m / 2) * 8);
 }
-// Two elements one row apart (a column pair) as one register.
-template <typename T>
-__device__ __forceinline__ uint32_t ld_col_pair(const T* p, int row_stride) {
-  T lo = p[0], hi = p[row_stride];
-  uint16_t a = *reinterpret_cast<uint16_t*>(&lo), b = *reinterpret_cast<uint16_t*>(&hi);
-  return static_cast<uint32_t>(a) | (static_cast<uint32_t>(b) << 16);
+// B fragments (16 x 8, k x n) for two neighbouring n tiles, where B[k][n] = tile[n0 + n][k0 + k]
+// (B^T is stored row-major, as K is for Q K^T): b[0], b[1] for n tile 0 and b[2], b[3] for 1.
+template <typename T, int S>
+__device__ __forceinline__ void load_b_rows(uint32_t (&b)[4], const T* tile, int n0, int k0) {
+  const int lane = threadIdx.x % 32, m = lane / 8;
+  ldmatrix_x4(b, tile + (n0 + (m / 2) * 8 + lane % 8) * S + k0 + (m % 2) * 8);
+}
+// The same where B[k][n] = tile[k0 + k][n0 + n] (B stored row-major, as V is for P V).
+template <typename T, int S>
+__device__ __forceinline__ void load_b_cols(uint32_t (&b)[4], const T* tile, int k0, int n0) {
+  const int lane = threadIdx.x % 32, m = lane / 8;
+  ldmatrix_x4_trans(b, tile + (k0 + (m % 2) * 8 + lane % 8) * S + n0 + (m / 2) * 8);
+}
+// The A fragment (16 x 16) where A[r][c] = tile[c0 + c][r0 + r] (A^T stored row-major).
+template <typename T, int S>
+__device__ __forceinline__ void load_a_cols(uint32_t (&a)[4], const T* tile, int r0, int c0) {
+  const int lane = threadIdx.x % 32, m = lane / 8;
+  ldmatrix_x4_trans(a, tile + (c0 + (m / 2) * 8 + lane % 8) * S + r0 + (m % 2) * 8);
 }
 
-// Copies rows [row0, row0 + rows) of a [L, D] matrix into shared memory with padded rows,
-// zero-filling rows past L. 16-byte vectors, all threads of the block.
+// Copies rows [row0, row0 + rows) of a [L, D] matrix into shared memory (row stride D + kPad)
+// with cp.async, zero-filling rows past L. All threads of the block take part; the caller
+// commits and waits.
 template <typename T, int D>
-__device__ __forceinline__ void load_tile(T* dst, const T* src, int row0, int rows, int L) {
+__device__ __forceinline__ void load_tile_async(T* dst, const T* src, int row0, int rows, int L) {
   constexpr int kVec = 16 / sizeof(T);
   constexpr int kPerRow = D / kVec;
   for (int i = threadIdx.x; i < rows * kPerRow; i += blockDim.x) {
-    int r = i / kPerRow, c = (i % kPerRow) * kVec;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row0 + r < L) v = *reinterpret_cast<const uint4*>(src + static_cast<int64_t>(row0 + r) * D + c);
-    *reinterpret_cast<uint4*>(dst + r * (D + kPad) + c) = v;
+    const int r = i / kPerRow, c = (i % kPerRow) * kVec;
+    const bool in = row0 + r < L;
+    cp_async_16(dst + r * (D + kPad) + c, in ? src + static_cast<int64_t>(row0 + r) * D + c : src, in);
   }
 }
 
@@ -182,9 +257,11 @@ __device__ __forceinline__ bool allowed(int q, int k, int q_seg_start, int L) {
   return q < L && k <= q && k >= q_seg_start;
 }
 
-// log(1 + |age_q - age_k| in days): the time-decay bias is -slope * this.
-__device__ __forceinline__ float time_gap(float age_q, float age_k) {
-  return log1pf(fabsf(age_q - age_k) * 365.25f);
+constexpr float kDaysPerYear = 365.25f;
+// log2(1 + |gap| in days) for ages in days: the time-decay bias is -slope * ln(1 + gap), which in
+// the kernels' log2 units is exactly -slope * this.
+__device__ __forceinline__ float log2_gap(float days_q, float days_k) {
+  return fast_log2(1.f + fabsf(days_q - days_k));
 }
 
 }  // namespace flash

@@ -66,6 +66,7 @@ Block* g_block = nullptr;
 Fiber* g_fiber = nullptr;
 ucontext_t g_scheduler;
 uint64_t g_seed = 0;
+std::mt19937_64 g_rng;
 
 Fiber& self() {
   if (!g_fiber) throw EmulationError("simt: a CUDA intrinsic was called outside simt::launch");
@@ -185,6 +186,12 @@ bool in_shared(const void* p, size_t bytes) {
   return c >= g_block->shared_base && c + bytes <= g_block->shared_base + g_block->shared_bytes;
 }
 
+void land(const Copy& c) {
+  unsigned char tmp[16] = {};
+  if (c.src_bytes > 0) std::memcpy(tmp, c.src, c.src_bytes);
+  std::memcpy(c.dst, tmp, 16);
+}
+
 float bits_to_float(uint32_t u) {
   float f;
   std::memcpy(&f, &u, 4);
@@ -217,7 +224,8 @@ void launch(dim3 grid, dim3 block_dim, size_t shared_bytes, const std::function<
   if (threads == 0 || threads % 32 != 0 || threads > 1024)
     throw EmulationError("simt: blocks of " + std::to_string(threads) + " threads (whole warps, at most 1024)");
   if (g_block) throw EmulationError("simt: launch inside a kernel");
-  std::mt19937_64 rng(g_seed);
+  std::mt19937_64& rng = g_rng;
+  rng.seed(g_seed);
   Block b;
   b.body = &body;
   b.fibers.resize(threads);
@@ -375,7 +383,11 @@ void cp_async_16(void* shared_dst, const void* global_src, int src_bytes) {
   if (src_bytes < 0 || src_bytes > 16 || (src_bytes > 0 && reinterpret_cast<uintptr_t>(global_src) % 16 != 0))
     throw EmulationError("simt: cp.async source is not 16-byte aligned");
   if (src_bytes > 0 && in_shared(global_src, 1)) throw EmulationError("simt: cp.async source is shared memory");
-  f.open_group.push_back({shared_dst, global_src, src_bytes});
+  Copy c{shared_dst, global_src, src_bytes};
+  // With a schedule seed, half the copies land at once (the earliest the hardware may), which
+  // shows a buffer refilled while other warps still read it; the rest at the wait (the latest).
+  if (g_seed != 0 && (g_rng() & 1)) land(c);
+  else f.open_group.push_back(c);
 }
 
 void cp_async_commit() {
@@ -387,11 +399,7 @@ void cp_async_commit() {
 void cp_async_wait(int allowed_pending_groups) {
   Fiber& f = self();
   while (static_cast<int>(f.groups.size()) > allowed_pending_groups) {
-    for (const Copy& c : f.groups.front()) {
-      unsigned char tmp[16] = {};
-      if (c.src_bytes > 0) std::memcpy(tmp, c.src, c.src_bytes);
-      std::memcpy(c.dst, tmp, 16);
-    }
+    for (const Copy& c : f.groups.front()) land(c);
     f.groups.pop_front();
   }
 }

@@ -8,7 +8,9 @@
 // - shared memory is filled with NaN bytes (0xff) when each block starts;
 // - a cp.async copy lands only when the issuing thread waits for its group, so a tile read
 //   before its wait (or before the barrier after it) reads stale data;
-// - with a schedule seed, warps run as far apart as the barriers allow, in a random order.
+// - with a schedule seed, warps run as far apart as the barriers allow, in a random order, and
+//   half the cp.async copies land as soon as they are issued, so a buffer refilled while
+//   another warp still reads it shows too.
 // Mistakes the emulator reports itself (as chart::simt::EmulationError): lanes of one warp at
 // different collectives, a warp collective with a lane that has exited, ldmatrix or cp.async on
 // a misaligned or non-shared address, and threads that can never all reach a barrier.

@@ -229,8 +229,9 @@ TEST(AttentionEmulated, MatchesTheReferenceFp16) {
 }
 
 TEST(AttentionEmulated, MatchesTheReferenceUnderShuffledSchedules) {
-  // Fibers resumed in shuffled orders: a missing barrier shows as a difference.
+  // Warps drifting apart and cp.async landing early or late: a missing barrier or wait shows.
   run_emulated_case({1, 2, 1, 150, 64, 3, true, torch::kBFloat16}, 7);
+  run_emulated_case({1, 2, 1, 300, 64, 1, true, torch::kBFloat16}, 5);  // 4 key tiles: both buffers reused
   run_emulated_case({1, 2, 2, 150, 128, 1, false, torch::kFloat16}, 11);
 }
 
