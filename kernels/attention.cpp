@@ -50,6 +50,10 @@ torch::Tensor attention_cuda(const torch::Tensor& q, const torch::Tensor& k, con
                              const torch::Tensor& segments, const torch::Tensor& ages, const torch::Tensor& slopes);
 #endif
 
+#ifndef CHART_HAVE_CUDA
+const char* cuda_forward_kernel(const torch::Tensor&) { return ""; }
+#endif
+
 const char* attention_path(const torch::Tensor& q) {
 #ifdef CHART_HAVE_CUDA
   if (cuda_attention_supports(q) && !std::getenv("CHART_ATTENTION_REFERENCE")) return "cuda";

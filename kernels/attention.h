@@ -34,4 +34,10 @@ torch::Tensor segment_starts(const torch::Tensor& segments);
 // Which path attention() takes for these inputs: "cuda" or "reference".
 const char* attention_path(const torch::Tensor& q);
 
+// Which forward kernel the "cuda" path runs: "sm90" (warpgroup MMA, kernels/flash_attention_fwd_sm90.cu)
+// on an sm_90 GPU when CHART_ATTENTION_SM90=1 (opt-in until it has been verified on a Hopper
+// GPU), otherwise "sm80" (mma.sync); "" when the CUDA path does not apply. The backward is the
+// mma.sync kernel either way.
+const char* cuda_forward_kernel(const torch::Tensor& q);
+
 }  // namespace chart::kernels

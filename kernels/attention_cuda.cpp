@@ -4,6 +4,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "kernels/attention.h"
 #include "kernels/flash_attention.h"
 
@@ -54,7 +57,10 @@ class FlashAttention : public torch::autograd::Function<FlashAttention> {
     AttnParams p = params(q, k, v, seg_start, ages, slopes);
     p.o = o.data_ptr();
     p.lse = lse.data_ptr<float>();
-    check(flash_attention_forward(p, at::cuda::getCurrentCUDAStream().stream()), "flash attention forward");
+    const bool hopper = std::string(cuda_forward_kernel(q)) == "sm90";
+    check(hopper ? flash_attention_forward_sm90(p, at::cuda::getCurrentCUDAStream().stream())
+                 : flash_attention_forward(p, at::cuda::getCurrentCUDAStream().stream()),
+          "flash attention forward");
     ctx->save_for_backward({q, k, v, o, lse, seg_start, ages, slopes});
     return o;
   }
@@ -93,6 +99,13 @@ class FlashAttention : public torch::autograd::Function<FlashAttention> {
 bool cuda_attention_supports(const torch::Tensor& q) {
   return q.is_cuda() && (q.scalar_type() == torch::kBFloat16 || q.scalar_type() == torch::kFloat16) &&
          (q.size(3) == 64 || q.size(3) == 128);
+}
+
+const char* cuda_forward_kernel(const torch::Tensor& q) {
+  if (!cuda_attention_supports(q)) return "";
+  const char* opt_in = std::getenv("CHART_ATTENTION_SM90");
+  if (opt_in && std::string(opt_in) == "1" && at::cuda::getDeviceProperties(q.device().index())->major == 9) return "sm90";
+  return "sm80";
 }
 
 torch::Tensor attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

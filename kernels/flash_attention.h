@@ -47,6 +47,9 @@ struct AttnParams {
 // Both run on `stream` (a cudaStream_t) and return a CUDA error string, or nullptr on success.
 const char* flash_attention_forward(const AttnParams& p, void* stream);
 const char* flash_attention_backward(const AttnParams& p, void* stream);
+// The forward on Hopper warpgroup MMA (kernels/flash_attention_fwd_sm90.cu): sm_90 GPUs only,
+// built for sm_90a; the same contract as flash_attention_forward.
+const char* flash_attention_forward_sm90(const AttnParams& p, void* stream);
 
 }  // inline namespace CHART_FLASH_ABI
 }  // namespace chart::kernels

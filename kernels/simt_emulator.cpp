@@ -41,19 +41,39 @@ struct Fiber {
   std::deque<std::vector<Copy>> groups;
 };
 
-// One warp collective in flight: what each lane brought and where its result goes.
-struct Warp {
+// One collective in flight in a warp (32 lanes) or a warpgroup (128 threads): what each thread
+// brought and where its result goes.
+struct Group {
+  int size = 32;
   int arrived = 0;
   uint64_t gen = 0;
-  const char* op[32];
-  const void* in[32];
-  void* out[32];
+  std::vector<const char*> op;
+  std::vector<const void*> in;
+  std::vector<void*> out;
+  explicit Group(int n = 32) : size(n), op(n), in(n), out(n) {}
+};
+using Warp = Group;
+
+// A wgmma issued by a warpgroup, executed when a wait_group retires its group: it reads shared
+// memory and writes the accumulators then, as late as the hardware may.
+struct WgmmaOp {
+  int n = 0;
+  bool bf16 = true, trans_b = false, scale_d = true, a_regs = false;
+  uint64_t desc_a = 0, desc_b = 0;
+  float a[64][16];
+  float* d[128];
+};
+struct Warpgroup : Group {
+  Warpgroup() : Group(128) {}
+  std::vector<WgmmaOp> open;
+  std::deque<std::vector<WgmmaOp>> groups;
 };
 
 struct Block {
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
-  std::vector<unsigned char> shared;  // + 16 bytes of alignment slack
+  std::vector<Warpgroup> warpgroups;
+  std::vector<unsigned char> shared;  // + 1024 bytes of alignment slack
   unsigned char* shared_base = nullptr;
   size_t shared_bytes = 0;
   int live = 0, arrived = 0;
@@ -162,23 +182,35 @@ void run_block(Block& b, std::mt19937_64& rng) {
 // Brings this lane's operands to its warp; the last lane to arrive computes every lane's result
 // with `compute` (which reads w.in and writes w.out), then all continue.
 template <typename Compute>
-void collective(const char* op, const void* in, void* out, Compute compute) {
-  Fiber& f = self();
-  Warp& w = g_block->warps[f.warp];
-  w.op[f.lane] = op;
-  w.in[f.lane] = in;
-  w.out[f.lane] = out;
-  if (++w.arrived < 32) {
+void collective_in(Group& w, int slot, const char* op, const void* in, void* out, Compute compute) {
+  w.op[slot] = op;
+  w.in[slot] = in;
+  w.out[slot] = out;
+  if (++w.arrived < w.size) {
     wait_on(&w.gen, op);
     return;
   }
   w.arrived = 0;
-  for (int l = 0; l < 32; ++l)
+  for (int l = 0; l < w.size; ++l)
     if (std::strcmp(w.op[l], op) != 0)
-      throw EmulationError(std::string("simt: warp ") + std::to_string(f.warp) + " diverged: lane " +
-                           std::to_string(l) + " is at " + w.op[l] + ", lane " + std::to_string(f.lane) + " at " + op);
+      throw EmulationError(std::string("simt: ") + (w.size == 32 ? "warp" : "warpgroup") + " diverged: thread " +
+                           std::to_string(l) + " is at " + w.op[l] + ", thread " + std::to_string(slot) + " at " + op);
   compute(w);
   ++w.gen;
+}
+
+template <typename Compute>
+void collective(const char* op, const void* in, void* out, Compute compute) {
+  Fiber& f = self();
+  collective_in(g_block->warps[f.warp], f.lane, op, in, out, compute);
+}
+
+// The same over the thread's warpgroup (4 consecutive warps).
+template <typename Compute>
+void warpgroup_collective(const char* op, const void* in, void* out, Compute compute) {
+  Fiber& f = self();
+  if (g_block->warpgroups.empty()) throw EmulationError(std::string("simt: ") + op + " needs blocks of whole warpgroups (128 threads)");
+  collective_in(g_block->warpgroups[f.warp / 4], f.warp % 4 * 32 + f.lane, op, in, out, compute);
 }
 
 bool in_shared(const void* p, size_t bytes) {
@@ -231,8 +263,9 @@ void launch(dim3 grid, dim3 block_dim, size_t shared_bytes, const std::function<
   b.fibers.resize(threads);
   for (auto& f : b.fibers) f.stack = std::make_unique<char[]>(kStackBytes);
   b.warps.resize(threads / 32);
-  b.shared.resize(shared_bytes + 16);
-  b.shared_base = b.shared.data() + (16 - reinterpret_cast<uintptr_t>(b.shared.data()) % 16) % 16;
+  b.shared.resize(shared_bytes + 1024);
+  b.shared_base = b.shared.data() + (1024 - reinterpret_cast<uintptr_t>(b.shared.data()) % 1024) % 1024;
+  b.warpgroups.resize(threads % 128 == 0 ? threads / 128 : 0);
   b.shared_bytes = shared_bytes;
   g_block = &b;
   try {
@@ -243,6 +276,11 @@ void launch(dim3 grid, dim3 block_dim, size_t shared_bytes, const std::function<
           b.live = static_cast<int>(threads);
           b.arrived = 0;
           for (auto& w : b.warps) w.arrived = 0;
+          for (auto& w : b.warpgroups) {
+            w.arrived = 0;
+            w.open.clear();
+            w.groups.clear();
+          }
           for (unsigned t = 0; t < threads; ++t) {
             Fiber& f = b.fibers[t];
             f.idx.thread_idx = dim3(t % block_dim.x, t / block_dim.x % block_dim.y, t / (block_dim.x * block_dim.y));
@@ -402,6 +440,146 @@ void cp_async_wait(int allowed_pending_groups) {
     for (const Copy& c : f.groups.front()) land(c);
     f.groups.pop_front();
   }
+}
+
+uint32_t shared_address(const void* p) {
+  self();
+  if (!in_shared(p, 1)) throw EmulationError("simt: shared_address of a pointer outside shared memory");
+  return static_cast<uint32_t>(static_cast<const unsigned char*>(p) - g_block->shared_base);
+}
+
+namespace {
+
+struct Descriptor {
+  uint32_t start, lbo, sbo;
+};
+
+Descriptor decode(uint64_t desc) {
+  const unsigned swizzle = static_cast<unsigned>(desc >> 62), base_offset = static_cast<unsigned>(desc >> 49) & 7;
+  if (swizzle != 1) throw EmulationError("simt: wgmma descriptor: only the 128-byte swizzle (mode 1) is emulated");
+  if (base_offset != 0) throw EmulationError("simt: wgmma descriptor: base offset must be 0 (1024-byte aligned atoms)");
+  return {static_cast<uint32_t>(desc & 0x3fff) << 4, static_cast<uint32_t>((desc >> 16) & 0x3fff) << 4,
+          static_cast<uint32_t>((desc >> 32) & 0x3fff) << 4};
+}
+
+// The 128-byte swizzle: the 16-byte chunk (address bits 4-6) XOR the row within the 1024-byte
+// atom (bits 7-9).
+uint32_t swizzle128(uint32_t a) { return a ^ (((a >> 7) & 7) << 4); }
+
+float shared_half(uint32_t address, bool is_bf16) {
+  if (address + 2 > g_block->shared_bytes) throw EmulationError("simt: wgmma reads past the block's shared memory");
+  uint16_t bits;
+  std::memcpy(&bits, g_block->shared_base + address, 2);
+  return is_bf16 ? to_float(bf16{bits}) : to_float(fp16{bits});
+}
+
+// Element (r, k) of a K-major operand: 128-byte rows of 64 K elements, 8-row atoms SBO apart.
+float k_major(const Descriptor& d, int r, int k, bool is_bf16) {
+  return shared_half(swizzle128(d.start + (r / 8) * d.sbo + (r % 8) * 128 + k * 2), is_bf16);
+}
+// Element (k, n) of an MN-major operand: 128-byte rows of 64 N elements, one per k; 8-row atoms
+// SBO apart along K, 64-wide N blocks LBO apart.
+float mn_major(const Descriptor& d, int k, int n, bool is_bf16) {
+  return shared_half(swizzle128(d.start + (n / 64) * d.lbo + (k / 8) * d.sbo + (k % 8) * 128 + (n % 64) * 2), is_bf16);
+}
+
+void execute(const WgmmaOp& op) {
+  float A[64][16];
+  std::vector<float> B(16 * op.n);
+  if (op.a_regs) {
+    std::memcpy(A, op.a, sizeof(A));
+  } else {
+    const Descriptor da = decode(op.desc_a);
+    for (int r = 0; r < 64; ++r)
+      for (int k = 0; k < 16; ++k) A[r][k] = k_major(da, r, k, op.bf16);
+  }
+  const Descriptor db = decode(op.desc_b);
+  for (int k = 0; k < 16; ++k)
+    for (int n = 0; n < op.n; ++n) B[k * op.n + n] = op.trans_b ? mn_major(db, k, n, op.bf16) : k_major(db, n, k, op.bf16);
+  for (int tid = 0; tid < 128; ++tid) {
+    const int w = tid / 32, g = tid % 32 / 4, t = tid % 4;
+    for (int j = 0; j < op.n / 8; ++j)
+      for (int e = 0; e < 4; ++e) {
+        const int row = 16 * w + g + (e < 2 ? 0 : 8), col = 8 * j + 2 * t + (e & 1);
+        double acc = 0;
+        for (int k = 0; k < 16; ++k) acc += static_cast<double>(A[row][k]) * B[k * op.n + col];
+        float& out = op.d[tid][4 * j + e];
+        out = static_cast<float>(acc + (op.scale_d ? out : 0.f));
+      }
+  }
+}
+
+}  // namespace
+
+void wgmma(int n, bool is_bf16, float* d, uint64_t desc_a, const uint32_t* a_regs, uint64_t desc_b, bool scale_d,
+           bool trans_b) {
+  if (n < 8 || n > 256 || n % 8 != 0) throw EmulationError("simt: wgmma N must be a multiple of 8 in [8, 256]");
+  struct In {
+    int n;
+    bool bf16, scale_d, trans_b, a_regs;
+    uint64_t desc_a, desc_b;
+    uint32_t a[4];
+    float* d;
+  } in{n, is_bf16, scale_d, trans_b, a_regs != nullptr, desc_a, desc_b, {}, d};
+  if (a_regs) std::memcpy(in.a, a_regs, sizeof(in.a));
+  Fiber& f = self();
+  Warpgroup* wg = g_block->warpgroups.empty() ? nullptr : &g_block->warpgroups[f.warp / 4];
+  warpgroup_collective("wgmma.mma_async", &in, nullptr, [&](Group&) {
+    WgmmaOp op;
+    const In& first = *static_cast<const In*>(wg->in[0]);
+    op.n = first.n;
+    op.bf16 = first.bf16;
+    op.scale_d = first.scale_d;
+    op.trans_b = first.trans_b;
+    op.a_regs = first.a_regs;
+    op.desc_a = first.desc_a;
+    op.desc_b = first.desc_b;
+    for (int tid = 0; tid < 128; ++tid) {
+      const In& x = *static_cast<const In*>(wg->in[tid]);
+      if (x.n != op.n || x.bf16 != op.bf16 || x.scale_d != op.scale_d || x.trans_b != op.trans_b ||
+          x.a_regs != op.a_regs || x.desc_b != op.desc_b || (!op.a_regs && x.desc_a != op.desc_a))
+        throw EmulationError("simt: the threads of a warpgroup disagree on a wgmma's shape, flags or descriptors");
+      op.d[tid] = x.d;
+      if (op.a_regs) {
+        const int w = tid / 32, g = tid % 32 / 4, t = tid % 4;
+        auto half = [&](uint32_t reg, int hi) {
+          const uint16_t bits = static_cast<uint16_t>(hi ? reg >> 16 : reg & 0xffff);
+          return op.bf16 ? to_float(bf16{bits}) : to_float(fp16{bits});
+        };
+        for (int e = 0; e < 2; ++e) {
+          op.a[16 * w + g][2 * t + e] = half(x.a[0], e);
+          op.a[16 * w + g + 8][2 * t + e] = half(x.a[1], e);
+          op.a[16 * w + g][2 * t + 8 + e] = half(x.a[2], e);
+          op.a[16 * w + g + 8][2 * t + 8 + e] = half(x.a[3], e);
+        }
+      }
+    }
+    wg->open.push_back(op);
+  });
+}
+
+void wgmma_fence() {
+  warpgroup_collective("wgmma.fence", nullptr, nullptr, [](Group&) {});
+}
+
+void wgmma_commit() {
+  Fiber& f = self();
+  warpgroup_collective("wgmma.commit_group", nullptr, nullptr, [&](Group&) {
+    Warpgroup& wg = g_block->warpgroups[f.warp / 4];
+    wg.groups.push_back(std::move(wg.open));
+    wg.open.clear();
+  });
+}
+
+void wgmma_wait(int allowed_pending_groups) {
+  Fiber& f = self();
+  warpgroup_collective("wgmma.wait_group", nullptr, nullptr, [&](Group&) {
+    Warpgroup& wg = g_block->warpgroups[f.warp / 4];
+    while (static_cast<int>(wg.groups.size()) > allowed_pending_groups) {
+      for (const WgmmaOp& op : wg.groups.front()) execute(op);
+      wg.groups.pop_front();
+    }
+  });
 }
 
 float to_float(bf16 x) { return bits_to_float(static_cast<uint32_t>(x.bits) << 16); }

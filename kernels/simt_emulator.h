@@ -66,6 +66,22 @@ void cp_async_16(void* shared_dst, const void* global_src, int src_bytes);
 void cp_async_commit();
 void cp_async_wait(int allowed_pending_groups);
 
+// ---- Hopper (sm_90a) warpgroup MMA; blocks of whole warpgroups (4 consecutive warps).
+// The offset of p in the block's shared memory, as __cvta_generic_to_shared gives it (the
+// emulated shared memory starts 1024-byte aligned, as `extern __shared__ __align__(1024)` does).
+uint32_t shared_address(const void* p);
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}: D (64 x N; this thread's N / 2 floats at
+// d) = A (64 x 16) B (16 x N) + (scale_d ? D : 0). A from the shared-memory matrix descriptor
+// desc_a (K-major) or, given a_regs, from four registers per thread (the mma.sync A-fragment
+// layout, warp w of the group holding rows 16w..16w+15); B from desc_b, K-major, or N-major when
+// trans_b. Only 128-byte-swizzled layouts are emulated. The product happens when a wait_group
+// retires its group, reading shared memory and the accumulators then.
+void wgmma(int n, bool bf16, float* d, uint64_t desc_a, const uint32_t* a_regs, uint64_t desc_b, bool scale_d,
+           bool trans_b);
+void wgmma_fence();
+void wgmma_commit();
+void wgmma_wait(int allowed_pending_groups);
+
 // 16-bit float storage types with round-to-nearest-even conversions, as cuda_bf16/cuda_fp16 do.
 struct bf16 {
   uint16_t bits;

@@ -4,12 +4,17 @@
 # base.yaml), then print a short table. Needs torch (+ pyarrow), CUDA, cmake and ninja on the
 # machine, and .gpu-bundle/ from scripts/make_gpu_bundle.sh (yaml-cpp, fmt, GoogleTest .debs).
 #   bash scripts/gpu_check.sh [OUT_DIR]       results also land in OUT_DIR (default out/gpu_check)
+# GPU_CHECK_PHASES picks phases (default: all, in order): build tests bench train nccl. A machine
+# with a per-command time limit can run "build tests bench" and then "train nccl" in a second call
+# (build-gpu/ stays between calls while the machine is warm).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-out/gpu_check}}
 mkdir -p "$out"
 log() { printf '\n== %s\n' "$*" | tee -a "$out/gpu_check.log"; }
 status=()
+phases=" ${GPU_CHECK_PHASES:-build tests bench train nccl} "
+want() { [[ "$phases" == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 
 log "dependencies from .gpu-bundle"
@@ -21,6 +26,7 @@ else
 fi
 export LD_LIBRARY_PATH=$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 
+if want build; then
 log "build"
 start=$(date +%s)
 if CHART_PYTHON=python3 CHART_SKIP_APT=1 CHART_BUILD_DIR=build-gpu \
@@ -30,29 +36,45 @@ if CHART_PYTHON=python3 CHART_SKIP_APT=1 CHART_BUILD_DIR=build-gpu \
 else
   tail -40 "$out/build.log"; status+=("build|FAILED|see build.log"); printf '%s\n' "${status[@]}"; exit 1
 fi
+fi
 build-gpu/chart --version | tee -a "$out/gpu_check.log"
+hopper=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | grep -q '^9\.' && echo 1 || echo 0)
 
-log "GPU tests"
+if want tests; then
+log "GPU tests (the wgmma forward too where the GPU is sm_90)"
 (cd build-gpu && ctest -R 'AttentionCuda|Attention\.|Model\.' --output-on-failure) >"$out/gpu_tests.log" 2>&1
 rc=$?
 status+=("gpu tests|$([ $rc -eq 0 ] && echo ok || echo FAILED)|$(grep -E 'tests passed|tests failed' "$out/gpu_tests.log" | tail -1)")
 grep -E "Passed|Failed|Skipped|\*\*\*" "$out/gpu_tests.log" | head -20
 
+fi
+
+if want bench; then
 log "resource usage per kernel (registers, shared memory, spills)"
 cuobjdump -res-usage build-gpu/kernels/libchart_kernels.a 2>/dev/null | grep -E "Function|REG" | sed 's/^ *//' > "$out/kernel_resources.txt"
-head -20 "$out/kernel_resources.txt"
+head -40 "$out/kernel_resources.txt"
 
 log "attention benchmark"
 build-gpu/tests/bench_attention | tee "$out/bench_attention.md"
 status+=("attention benchmark|$([ -s "$out/bench_attention.md" ] && echo ok || echo FAILED)|bench_attention.md")
+fi
 
-log "training: custom kernels vs reference attention, base.yaml, 200 steps"
 data=/tmp/chart-gpu-data
-rm -rf "$data"
-build-gpu/chart synth --out "$data/meds" --subjects 20000 --seed 1 >/dev/null 2>&1
-build-gpu/chart prepare --meds "$data/meds" --out "$data/tokens" >/dev/null 2>&1
-for path in cuda reference; do
-  env_var=""; [ $path = reference ] && env_var="CHART_ATTENTION_REFERENCE=1"
+if want train || want nccl; then
+  if [ ! -f "$data/tokens/manifest.json" ]; then
+    rm -rf "$data"
+    build-gpu/chart synth --out "$data/meds" --subjects 20000 --seed 1 >/dev/null 2>&1
+    build-gpu/chart prepare --meds "$data/meds" --out "$data/tokens" >/dev/null 2>&1
+  fi
+fi
+
+if want train; then
+log "training: custom kernels vs reference attention, base.yaml, 200 steps"
+paths="cuda reference"; [ "$hopper" = 1 ] && paths="cuda sm90 reference"
+for path in $paths; do
+  env_var="CHART_ATTENTION_SM90=0"
+  [ $path = reference ] && env_var="CHART_ATTENTION_REFERENCE=1"
+  [ $path = sm90 ] && env_var="CHART_ATTENTION_SM90=1"
   rm -rf "$data/run_$path"
   env $env_var build-gpu/chart train configs/base.yaml --set data.dir="$data/tokens" --set run.dir="$data/run_$path" \
     --set train.steps=200 --set train.log_every=20 --set train.eval_every=0 --set train.checkpoint_every=0 \
@@ -67,18 +89,25 @@ def load(p):
         return {r["step"]: r for r in map(json.loads, open(os.path.join(out, f"metrics_{p}.jsonl"))) if r["split"] == "train"}
     except OSError:
         return {}
-a, b = load("cuda"), load("reference")
-print("| step | loss (kernels) | loss (reference) | diff | tokens/s kernels | tokens/s reference | MFU kernels |")
-print("|---|---|---|---|---|---|---|")
+a, b, c = load("cuda"), load("reference"), load("sm90")
+print("| step | loss (kernels) | loss (sm90 fwd) | loss (reference) | diff | diff sm90 | tokens/s kernels | tokens/s sm90 | tokens/s reference | MFU kernels |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 worst = 0
 for s in sorted(set(a) & set(b)):
     d = abs(a[s]["loss"] - b[s]["loss"]); worst = max(worst, d)
-    print(f"| {s} | {a[s]['loss']:.4f} | {b[s]['loss']:.4f} | {d:.4f} | {a[s]['tokens_per_s']:.0f} | {b[s]['tokens_per_s']:.0f} | {a[s].get('mfu', 0):.3f} |")
+    d90 = abs(c[s]["loss"] - b[s]["loss"]) if s in c else None
+    if d90 is not None: worst = max(worst, d90)
+    f = lambda r, k, fmt: format(r[s][k], fmt) if s in r else "n/a"
+    print(f"| {s} | {a[s]['loss']:.4f} | {f(c, 'loss', '.4f')} | {b[s]['loss']:.4f} | {d:.4f} | "
+          f"{'n/a' if d90 is None else format(d90, '.4f')} | {a[s]['tokens_per_s']:.0f} | {f(c, 'tokens_per_s', '.0f')} | "
+          f"{b[s]['tokens_per_s']:.0f} | {a[s].get('mfu', 0):.3f} |")
 print(f"\nmax |loss difference| = {worst:.4f} (bf16 tolerance: 0.05)")
 PY
 worst=$(grep -o 'max |loss difference| = [0-9.]*' "$out/train_compare.md" | grep -o '[0-9.]*$')
 status+=("base.yaml kernels vs reference|$(python3 -c "print('ok' if '$worst' and float('$worst') < 0.05 else 'FAILED')" 2>/dev/null)|max loss diff ${worst:-?}")
+fi
 
+if want nccl; then
 log "data parallel: world size 1 over NCCL (torchrun; NCCL refuses two ranks on one GPU)"
 rm -rf "$data/run_nccl"
 python3 -m torch.distributed.run --nproc-per-node=1 --master-port=29533 --no-python build-gpu/chart train configs/tiny.yaml \
@@ -93,6 +122,7 @@ if [ -x build-gpu/bench_allreduce ]; then
   # One rank measures only the launch cost of a collective; it checks the NCCL path runs.
   python3 -m torch.distributed.run --nproc-per-node=1 --master-port=29534 --no-python build-gpu/bench_allreduce cuda \
     | tee "$out/bench_allreduce_nccl.md"
+fi
 fi
 
 printf '\n| check | result | detail |\n|---|---|---|\n' | tee "$out/summary.md"

@@ -4,12 +4,14 @@
 // then the clinical workload (many patients packed per row, time-decay bias) against SDPA with
 // the equivalent materialised mask. Prints markdown tables. Not a test: scripts/gpu_check.sh.
 #include <ATen/Context.h>
+#include <ATen/cuda/CUDAContext.h>
 #include <torch/torch.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <functional>
 
@@ -46,7 +48,6 @@ void only_backend(const char* name) {
   c.setSDPUseMath(std::string(name) == "math");
 }
 
-std::string cell(double flops, double ms) { return ms < 0 ? "n/a" : fmt::format("{:.0f}", flops / (ms * 1e-3) / 1e12); }
 
 }  // namespace
 
@@ -56,9 +57,14 @@ int main() {
     return 2;
   }
   auto opts = torch::dtype(torch::kBFloat16).device(torch::kCUDA);
+  const bool hopper = at::cuda::getCurrentDeviceProperties()->major == 9;
   std::printf("### Causal attention, bf16, one sequence per row (TFLOP/s; fwd+bwd counts 3.5x fwd)\n\n");
-  std::printf("| L | D | B x H | chart fwd | sdpa flash fwd | sdpa cudnn fwd | sdpa mem-eff fwd | chart fwd+bwd | sdpa flash fwd+bwd | sdpa cudnn fwd+bwd | sdpa mem-eff fwd+bwd |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("chart sm80: the mma.sync kernels; chart sm90: the wgmma forward (CHART_ATTENTION_SM90=1, sm_90 GPUs "
+              "only) with the same backward; ratio: the best chart column over the best SDPA backend.\n\n");
+  std::printf("| L | D | B x H | chart sm80 fwd | chart sm90 fwd | sdpa flash fwd | sdpa cudnn fwd | sdpa mem-eff fwd | "
+              "fwd ratio | chart sm80 fwd+bwd | chart sm90 fwd+bwd | sdpa flash fwd+bwd | sdpa cudnn fwd+bwd | "
+              "sdpa mem-eff fwd+bwd | fwd+bwd ratio |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char* backends[] = {"flash", "cudnn", "efficient"};
   for (int64_t D : {64, 128})
     for (int64_t L : {1024, 2048, 4096, 8192, 16384}) {
@@ -69,29 +75,46 @@ int main() {
       auto seg = torch::zeros({B, L}, torch::dtype(torch::kInt32).device(torch::kCUDA));
       auto dout = torch::randn({B, H, L, D}, opts);
       const double fwd_flops = 4.0 * B * H * L * L * D / 2;  // causal: half the square
-      std::vector<std::string> fwd, both;
-      fwd.push_back(cell(fwd_flops, time_ms([&] { torch::NoGradGuard g; return chart::kernels::attention(q, k, v, seg, {}, {}); })));
-      both.push_back(cell(3.5 * fwd_flops, time_ms([&] {
-        auto o = chart::kernels::attention(q, k, v, seg, {}, {});
-        o.backward(dout);
-        return o;
-      })));
+      auto tflops = [](double flops, double ms) { return ms < 0 ? -1.0 : flops / (ms * 1e-3) / 1e12; };
+      std::vector<double> fwd, both;  // chart sm80, chart sm90, then the SDPA backends
+      for (bool sm90 : {false, true}) {
+        if (sm90 && !hopper) {
+          fwd.push_back(-1);
+          both.push_back(-1);
+          continue;
+        }
+        if (sm90) ::setenv("CHART_ATTENTION_SM90", "1", 1);
+        fwd.push_back(tflops(fwd_flops, time_ms([&] { torch::NoGradGuard g; return chart::kernels::attention(q, k, v, seg, {}, {}); })));
+        both.push_back(tflops(3.5 * fwd_flops, time_ms([&] {
+          auto o = chart::kernels::attention(q, k, v, seg, {}, {});
+          o.backward(dout);
+          return o;
+        })));
+        ::unsetenv("CHART_ATTENTION_SM90");
+      }
       for (const char* b : backends) {
         only_backend(b);
-        fwd.push_back(cell(fwd_flops, time_ms([&] { torch::NoGradGuard g; return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true); })));
-        both.push_back(cell(3.5 * fwd_flops, time_ms([&] {
+        fwd.push_back(tflops(fwd_flops, time_ms([&] { torch::NoGradGuard g; return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true); })));
+        both.push_back(tflops(3.5 * fwd_flops, time_ms([&] {
           auto o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
           o.backward(dout);
           return o;
         })));
       }
-      std::printf("| %lld | %lld | %lld x %lld | %s | %s | %s | %s | %s | %s | %s | %s |\n", (long long)L, (long long)D,
-                  (long long)B, (long long)H, fwd[0].c_str(), fwd[1].c_str(), fwd[2].c_str(), fwd[3].c_str(),
-                  both[0].c_str(), both[1].c_str(), both[2].c_str(), both[3].c_str());
+      auto show = [](double x) { return x < 0 ? std::string("n/a") : fmt::format("{:.0f}", x); };
+      auto ratio = [](const std::vector<double>& x) {
+        const double ours = std::max(x[0], x[1]), best = *std::max_element(x.begin() + 2, x.end());
+        return ours <= 0 || best <= 0 ? std::string("n/a") : fmt::format("{:.2f}x", ours / best);
+      };
+      std::printf("| %lld | %lld | %lld x %lld |", (long long)L, (long long)D, (long long)B, (long long)H);
+      for (double x : fwd) std::printf(" %s |", show(x).c_str());
+      std::printf(" %s |", ratio(fwd).c_str());
+      for (double x : both) std::printf(" %s |", show(x).c_str());
+      std::printf(" %s |\n", ratio(both).c_str());
     }
 
   std::printf("\n### Packed patients with time-decay bias, bf16, D=64 (ms; SDPA gets the materialised [B,H,L,L] mask)\n\n");
-  std::printf("| L | patients/row | chart fwd | sdpa fwd (best backend) | speed-up | chart fwd+bwd | sdpa fwd+bwd | speed-up |\n|---|---|---|---|---|---|---|---|\n");
+  std::printf("| L | patients/row | chart sm80 fwd | chart sm90 fwd | sdpa fwd (best backend) | speed-up | chart fwd+bwd | sdpa fwd+bwd | speed-up |\n|---|---|---|---|---|---|---|---|---|\n");
   for (int64_t L : {2048, 4096, 8192}) {
     const int64_t B = std::max<int64_t>(1, 8192 / L), H = 12, D = 64, P = L / 64;
     auto q = torch::randn({B, H, L, D}, opts).requires_grad_();
@@ -107,6 +130,12 @@ int main() {
       o.backward(dout);
       return o;
     });
+    double ours_f90 = -1;
+    if (hopper) {
+      ::setenv("CHART_ATTENTION_SM90", "1", 1);
+      ours_f90 = time_ms([&] { torch::NoGradGuard g; return chart::kernels::attention(q, k, v, seg, ages, slopes); });
+      ::unsetenv("CHART_ATTENTION_SM90");
+    }
     double best_f = 1e30, best_b = 1e30;
     for (const char* b : {"efficient", "cudnn", "math"}) {
       only_backend(b);
@@ -119,8 +148,10 @@ int main() {
       if (f > 0) best_f = std::min(best_f, f);
       if (fb > 0) best_b = std::min(best_b, fb);
     }
-    std::printf("| %lld | %lld | %.2f | %.2f | %.1fx | %.2f | %.2f | %.1fx |\n", (long long)L, (long long)P, ours_f, best_f,
-                best_f / ours_f, ours_b, best_b, best_b / ours_b);
+    const double best_ours = ours_f90 > 0 ? std::min(ours_f, ours_f90) : ours_f;
+    std::printf("| %lld | %lld | %.2f | %s | %.2f | %.1fx | %.2f | %.2f | %.1fx |\n", (long long)L, (long long)P, ours_f,
+                ours_f90 > 0 ? fmt::format("{:.2f}", ours_f90).c_str() : "n/a", best_f, best_f / best_ours, ours_b, best_b,
+                best_b / ours_b);
   }
   return 0;
 }

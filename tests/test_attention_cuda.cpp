@@ -80,6 +80,25 @@ TEST(AttentionCuda, MatchesTheReference) {
     }
 }
 
+TEST(AttentionCuda, HopperForwardMatchesTheReference) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU (or a CPU-only build): the CUDA attention kernels are not run";
+  if (std::getenv("CHART_ATTENTION_REFERENCE")) GTEST_SKIP() << "CHART_ATTENTION_REFERENCE is set: the kernels are off";
+  if (at::cuda::getCurrentDeviceProperties()->major != 9) GTEST_SKIP() << "not an sm_90 GPU: the wgmma forward does not apply";
+  ::setenv("CHART_ATTENTION_SM90", "1", 1);
+  auto probe = torch::zeros({1, 1, 1, 64}, torch::dtype(torch::kBFloat16).device(torch::kCUDA));
+  EXPECT_STREQ(kernels::cuda_forward_kernel(probe), "sm90");
+  for (auto dtype : {torch::kBFloat16, torch::kFloat16})
+    for (int64_t D : {64, 128}) {
+      run_case({2, 4, 4, 1, D, 1, false, dtype});
+      run_case({2, 4, 2, 17, D, 1, true, dtype});
+      run_case({1, 8, 2, 1031, D, 1, true, dtype});
+      run_case({2, 4, 4, 1000, D, 40, true, dtype});
+      run_case({1, 2, 2, 2048, D, 7, false, dtype});
+      run_case({1, 2, 2, 200, D, 2, true, dtype, 127});  // a patient starting on the last row of a 128-row block
+    }
+  ::unsetenv("CHART_ATTENTION_SM90");
+}
+
 TEST(AttentionCuda, WritesEveryOutputPosition) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU (or a CPU-only build): the CUDA attention kernels are not run";
 #ifdef CHART_HAVE_CUDA

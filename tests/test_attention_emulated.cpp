@@ -126,8 +126,9 @@ struct Grads {
 };
 
 // One forward and one backward of the emulated kernels; every output starts as NaN.
+// hopper: the forward is the sm_90a wgmma kernel (flash_attention_fwd_sm90.cu).
 Grads run_emulated(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& seg,
-                   const torch::Tensor& ages, const torch::Tensor& slopes, const torch::Tensor& dout) {
+                   const torch::Tensor& ages, const torch::Tensor& slopes, const torch::Tensor& dout, bool hopper) {
   const float nan = std::nanf("");
   auto seg_start = kernels::segment_starts(seg);
   Grads g;
@@ -151,7 +152,7 @@ Grads run_emulated(const torch::Tensor& q, const torch::Tensor& k, const torch::
   p.D = static_cast<int>(q.size(3));
   p.scale = 1.0f / std::sqrt(static_cast<float>(p.D));
   p.dtype = q.scalar_type() == torch::kBFloat16 ? kernels::AttnDtype::kBF16 : kernels::AttnDtype::kFP16;
-  EXPECT_EQ(kernels::flash_attention_forward(p, nullptr), nullptr);
+  EXPECT_EQ(hopper ? kernels::flash_attention_forward_sm90(p, nullptr) : kernels::flash_attention_forward(p, nullptr), nullptr);
   EXPECT_FALSE(lse.isnan().any().item<bool>()) << "forward left a logsumexp unwritten";
 
   auto dq_accum = torch::zeros(q.sizes(), torch::kFloat32);
@@ -172,8 +173,9 @@ Grads run_emulated(const torch::Tensor& q, const torch::Tensor& k, const torch::
   return g;
 }
 
-void run_emulated_case(const Case& c, uint64_t schedule_seed = 0) {
-  SCOPED_TRACE(name(c) + " first_len " + std::to_string(c.first_len) + " schedule " + std::to_string(schedule_seed));
+void run_emulated_case(const Case& c, uint64_t schedule_seed = 0, bool hopper = false) {
+  SCOPED_TRACE(name(c) + " first_len " + std::to_string(c.first_len) + " schedule " + std::to_string(schedule_seed) +
+               (hopper ? " sm90 forward" : ""));
   simt::set_schedule_seed(schedule_seed);
   torch::manual_seed(c.L * 7 + c.D + c.patients);
   auto q = torch::randn({c.B, c.Hq, c.L, c.D}).to(c.dtype);
@@ -186,7 +188,7 @@ void run_emulated_case(const Case& c, uint64_t schedule_seed = 0) {
     slopes = torch::rand({c.Hq}) * 0.5 + 0.05;
   }
   auto dout = torch::randn({c.B, c.Hq, c.L, c.D}).to(c.dtype);
-  Grads got = run_emulated(q, k, v, seg, ages, slopes, dout);
+  Grads got = run_emulated(q, k, v, seg, ages, slopes, dout, hopper);
   simt::set_schedule_seed(0);
 
   auto q32 = q.to(torch::kFloat32).requires_grad_();
@@ -233,6 +235,16 @@ TEST(AttentionEmulated, MatchesTheReferenceUnderShuffledSchedules) {
   run_emulated_case({1, 2, 1, 150, 64, 3, true, torch::kBFloat16}, 7);
   run_emulated_case({1, 2, 1, 300, 64, 1, true, torch::kBFloat16}, 5);  // 4 key tiles: both buffers reused
   run_emulated_case({1, 2, 2, 150, 128, 1, false, torch::kFloat16}, 11);
+}
+
+TEST(AttentionEmulated, HopperForwardMatchesTheReference) {
+  // The wgmma kernel: 128 query rows per block, 128-byte-swizzled operands read by descriptor.
+  for (int64_t D : {64, 128}) {
+    run_emulated_case({1, 2, 1, 1, D, 1, false, torch::kBFloat16}, 0, true);
+    run_emulated_case({1, 4, 2, 200, D, 20, true, torch::kBFloat16}, 0, true);
+    run_emulated_case({2, 2, 2, 130, D, 2, true, torch::kFloat16, 63}, 0, true);
+    run_emulated_case({1, 2, 1, 300, D, 1, true, torch::kBFloat16}, 3, true);  // skewed schedule, 5 key tiles
+  }
 }
 
 }  // namespace

@@ -1,0 +1,308 @@
+// Flash attention forward for Hopper (sm_90a): the same function as flash_attention_fwd.cu, with
+// the two matrix products on warpgroup MMA (wgmma) instead of mma.sync. One block = two
+// warpgroups = 128 query rows of one head (64 per warpgroup); K/V tiles of 64 keys stream through
+// two shared-memory buffers filled by cp.async, stored in the 128-byte-swizzled layout wgmma
+// reads through matrix descriptors:
+//   S = Q K^T: A = Q and B = K from shared memory (both K-major), fp32 accumulators in registers;
+//   softmax, mask and time bias in registers (the accumulator layout is mma.sync's, per warp);
+//   O += P V: A = P from registers, B = V from shared memory (N-major).
+// Built for sm_90a only (-gencode arch=compute_90a,code=sm_90a); on other GPUs the launcher is
+// never called (flash_attention_fwd.cu picks it). Also compiled for the CPU SIMT emulator, which
+// implements wgmma, so CI runs it.
+#include <cfloat>
+#include <type_traits>
+
+#include "kernels/flash_attention.h"
+#include "kernels/flash_common.cuh"
+
+#if !defined(CHART_SIMT_EMULATION)
+#include "kernels/wgmma.cuh"
+#endif
+
+namespace chart::kernels {
+inline namespace CHART_FLASH_ABI {
+namespace flash {
+namespace sm90 {
+
+constexpr int kWarpgroups = 2, kBM = 64 * kWarpgroups, kBN = 64, kThreads = 128 * kWarpgroups;
+constexpr int kRowBytes = 128;  // one swizzled row: 64 16-bit elements
+
+#if defined(CHART_SIMT_EMULATION) || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+#define CHART_SM90_DEVICE_CODE 1
+#endif
+
+// ---- wgmma and its descriptors (device spelling / emulator spelling).
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+#ifdef CHART_SIMT_EMULATION
+  return simt::shared_address(p);
+#else
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+#endif
+}
+// A shared-memory matrix descriptor for a 128-byte-swizzled operand at p: sbo = the byte stride
+// between 8-row atoms, lbo = between 64-element blocks of an N-major operand (unused K-major).
+__device__ __forceinline__ uint64_t descriptor(const void* p, uint32_t lbo, uint32_t sbo) {
+  return static_cast<uint64_t>((smem_address(p) >> 4) & 0x3fff) | static_cast<uint64_t>((lbo >> 4) & 0x3fff) << 16 |
+         static_cast<uint64_t>((sbo >> 4) & 0x3fff) << 32 | static_cast<uint64_t>(1) << 62;
+}
+template <int N, typename T>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool scale_d) {
+#ifdef CHART_SIMT_EMULATION
+  simt::wgmma(N, std::is_same_v<T, bf16>, d, desc_a, nullptr, desc_b, scale_d, false);
+#elif defined(CHART_SM90_DEVICE_CODE)
+  wgmma_ptx::ss<N, std::is_same_v<T, bf16>>(d, desc_a, desc_b, scale_d);
+#endif
+}
+template <int N, typename T>
+__device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, bool scale_d) {
+#ifdef CHART_SIMT_EMULATION
+  simt::wgmma(N, std::is_same_v<T, bf16>, d, 0, a, desc_b, scale_d, true);
+#elif defined(CHART_SM90_DEVICE_CODE)
+  wgmma_ptx::rs<N, std::is_same_v<T, bf16>>(d, a, desc_b, scale_d);
+#endif
+}
+// Orders this thread's register writes (accumulators, A operands) before the wgmmas after it.
+__device__ __forceinline__ void wgmma_fence() {
+#ifdef CHART_SIMT_EMULATION
+  simt::wgmma_fence();
+#elif defined(CHART_SM90_DEVICE_CODE)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#ifdef CHART_SIMT_EMULATION
+  simt::wgmma_commit();
+#elif defined(CHART_SM90_DEVICE_CODE)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#ifdef CHART_SIMT_EMULATION
+  simt::wgmma_wait(N);
+#elif defined(CHART_SM90_DEVICE_CODE)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// The accumulators are written by the wgmma asynchronously, behind the compiler's back: this
+// empty asm after a wait makes every later use of them depend on it, so none is hoisted above
+// the wait.
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&d)[N]) {
+#if !defined(CHART_SIMT_EMULATION)
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#endif
+}
+// Makes this thread's shared-memory writes (plain stores, cp.async) visible to the async proxy
+// that wgmma reads through; then a barrier makes everyone's visible.
+__device__ __forceinline__ void fence_proxy_async() {
+#if !defined(CHART_SIMT_EMULATION) && defined(CHART_SM90_DEVICE_CODE)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// Rows [row0, row0 + rows) of a [L, D] matrix into shared memory as D/64 column blocks of
+// [rows][64], each row 128 bytes with its 16-byte chunks swizzled (chunk c of row r at c ^ r%8):
+// the layout of a 128B-swizzled wgmma operand. Rows past L are zero-filled. cp.async; the caller
+// commits and waits.
+template <typename T, int D>
+__device__ __forceinline__ void load_swizzled(unsigned char* dst, const T* src, int row0, int rows, int L) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  for (int i = threadIdx.x; i < rows * kChunks; i += blockDim.x) {
+    const int r = i / kChunks, c = i % kChunks;
+    const bool in = row0 + r < L;
+    unsigned char* to = dst + (c / 8) * rows * kRowBytes + r * kRowBytes + ((c % 8) ^ (r % 8)) * 16;
+    cp_async_16(to, in ? src + static_cast<int64_t>(row0 + r) * D + c * 8 : src, in);
+  }
+}
+
+template <typename T, int D>
+__host__ __device__ constexpr size_t smem_bytes() {
+  return static_cast<size_t>(kBM + 4 * kBN) * D * sizeof(T) + 2 * kBN * sizeof(float);
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
+#ifdef CHART_SM90_DEVICE_CODE
+  constexpr int kTile = kBN * D * sizeof(T);  // bytes of one K or V tile
+  // Every operand starts on a 1024-byte boundary (the swizzle atom), as the descriptors require.
+#ifdef CHART_SIMT_EMULATION
+  unsigned char* smem = simt::shared_memory();
+#else
+  extern __shared__ __align__(1024) unsigned char smem_sm90[];
+  unsigned char* smem = smem_sm90;
+#endif
+  unsigned char* Qs = smem;                       // D/64 blocks of [kBM][64]
+  unsigned char* Ks = Qs + kBM * D * sizeof(T);   // [2] tiles of D/64 blocks of [kBN][64]
+  unsigned char* Vs = Ks + 2 * kTile;             // [2] tiles, the same
+  float* days_k = reinterpret_cast<float*>(Vs + 2 * kTile);  // [2][kBN]
+
+  const int m0 = blockIdx.x * kBM;
+  const int bh = blockIdx.y, b = bh / p.Hq, h = bh % p.Hq;
+  const int hk = h / (p.Hq / p.Hkv);
+  const int L = p.L;
+  if (m0 >= L) return;
+  const int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+
+  const T* q = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.Hq + h) * L * D;
+  const T* k = static_cast<const T*>(p.k) + (static_cast<int64_t>(b) * p.Hkv + hk) * L * D;
+  const T* v = static_cast<const T*>(p.v) + (static_cast<int64_t>(b) * p.Hkv + hk) * L * D;
+  const int32_t* seg = p.seg_start + static_cast<int64_t>(b) * L;
+  const float* ages = p.ages ? p.ages + static_cast<int64_t>(b) * L : nullptr;
+  const float slope = p.slopes ? p.slopes[h] : 0.f;
+
+  const int first = (seg[m0] / kBN) * kBN;
+  const int tiles = (min(L, m0 + kBM) - first + kBN - 1) / kBN;
+  auto load_kv = [&](int i) {
+    const int n0 = first + i * kBN, buf = i & 1;
+    load_swizzled<T, D>(Ks + buf * kTile, k, n0, kBN, L);
+    load_swizzled<T, D>(Vs + buf * kTile, v, n0, kBN, L);
+    if (ages)
+      for (int c = threadIdx.x; c < kBN; c += blockDim.x) days_k[buf * kBN + c] = n0 + c < L ? ages[n0 + c] * kDaysPerYear : 0.f;
+  };
+  load_swizzled<T, D>(Qs, q, m0, kBM, L);
+  load_kv(0);
+  cp_async_commit();
+
+  // This thread's two query rows (the accumulator layout: warp w of warpgroup wg holds rows
+  // 64 wg + 16 w + g and + 8).
+  const int r0 = m0 + wg * 64 + warp * 16 + g, r1 = r0 + 8;
+  const int s0 = r0 < L ? seg[r0] : 0, s1 = r1 < L ? seg[r1] : 0;
+  const float day0 = ages && r0 < L ? ages[r0] * kDaysPerYear : 0.f, day1 = ages && r1 < L ? ages[r1] * kDaysPerYear : 0.f;
+
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+  float row_max[2] = {-FLT_MAX, -FLT_MAX}, row_sum[2] = {0.f, 0.f};
+  const float scale2 = p.scale * kLog2e;
+  // Q's descriptor rows for this warpgroup: 64 rows from 64 wg, K-major, 8-row atoms 1024 B apart.
+  const unsigned char* q_rows = Qs + wg * 64 * kRowBytes;
+
+  for (int i = 0; i < tiles; ++i) {
+    if (i + 1 < tiles) {
+      load_kv(i + 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    fence_proxy_async();
+    sync_block();
+    const int n0 = first + i * kBN;
+    const unsigned char* Kb = Ks + (i & 1) * kTile;
+    const unsigned char* Vb = Vs + (i & 1) * kTile;
+    const float* days = days_k + (i & 1) * kBN;
+
+    // S = Q K^T over D in k16 steps: step kk is 32 bytes into 64-column block kk / 4.
+    float s[kBN / 2];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint64_t da = descriptor(q_rows + (kk / 4) * kBM * kRowBytes + (kk % 4) * 32, 16, 1024);
+      const uint64_t db = descriptor(Kb + (kk / 4) * kBN * kRowBytes + (kk % 4) * 32, 16, 1024);
+      wgmma_ss<kBN, T>(s, da, db, kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(s);
+
+    // Scale, bias, mask; new row maxima. s[4j + e]: row (e < 2 ? r0 : r1), key n0 + 8j + 2t + (e & 1).
+    const bool whole0 = r0 < L && n0 + kBN - 1 <= r0 && n0 >= s0;
+    const bool whole1 = r1 < L && n0 + kBN - 1 <= r1 && n0 >= s1;
+    float tile_max[2] = {-FLT_MAX, -FLT_MAX};
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = j * 8 + 2 * t + (e & 1);
+        float x = s[4 * j + e] * scale2;
+        if (ages) x -= slope * log2_gap(e < 2 ? day0 : day1, days[c]);
+        if (!(e < 2 ? whole0 : whole1) && !allowed(e < 2 ? r0 : r1, n0 + c, e < 2 ? s0 : s1, L)) x = -INFINITY;
+        s[4 * j + e] = x;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], x);
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], shfl_xor(tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], shfl_xor(tile_max[r], 2));
+    }
+    float alpha[2], new_max[2], tile_sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      new_max[r] = fmaxf(row_max[r], tile_max[r]);
+      alpha[r] = exp2f(row_max[r] - new_max[r]);  // maxima start at -FLT_MAX: never inf - inf
+    }
+    // P as the A operand of P V: k16 slice kk is the C tiles 2kk, 2kk + 1 (mma.sync's layout).
+    uint32_t pa[kBN / 16][4];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) {
+      float pv[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        pv[e] = exp2f(s[4 * j + e] - new_max[e / 2]);
+        tile_sum[e / 2] += pv[e];
+      }
+      pa[j / 2][(j % 2) * 2 + 0] = Traits<T>::pack(pv[0], pv[1]);
+      pa[j / 2][(j % 2) * 2 + 1] = Traits<T>::pack(pv[2], pv[3]);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_sum[r] += shfl_xor(tile_sum[r], 1);
+      tile_sum[r] += shfl_xor(tile_sum[r], 2);
+      row_sum[r] = row_sum[r] * alpha[r] + tile_sum[r];
+      row_max[r] = new_max[r];
+    }
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[4 * j + 0] *= alpha[0];
+      o[4 * j + 1] *= alpha[0];
+      o[4 * j + 2] *= alpha[1];
+      o[4 * j + 3] *= alpha[1];
+    }
+    // O += P V over the tile's keys in k16 steps: keys 16kk.. are two 8-row atoms (2048 B in);
+    // V is N-major, its 64-column blocks kBN rows apart.
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk)
+      wgmma_rs<D, T>(o, pa[kk], descriptor(Vb + kk * 16 * kRowBytes, kBN * kRowBytes, 1024), true);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(o);
+    sync_block();  // this buffer is refilled by the prefetch two tiles on
+  }
+
+  T* out = static_cast<T*>(p.o) + (static_cast<int64_t>(b) * p.Hq + h) * L * D;
+  float* lse = p.lse + (static_cast<int64_t>(b) * p.Hq + h) * L;
+  const float inv0 = row_sum[0] > 0 ? 1.f / row_sum[0] : 0.f, inv1 = row_sum[1] > 0 ? 1.f / row_sum[1] : 0.f;
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) {
+    const int c = j * 8 + 2 * t;
+    if (r0 < L) *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(r0) * D + c) = Traits<T>::pack(o[4 * j] * inv0, o[4 * j + 1] * inv0);
+    if (r1 < L) *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(r1) * D + c) = Traits<T>::pack(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
+  }
+  if (t == 0) {
+    if (r0 < L) lse[r0] = (row_max[0] + log2f(row_sum[0])) * kLn2;
+    if (r1 < L) lse[r1] = (row_max[1] + log2f(row_sum[1])) * kLn2;
+  }
+#endif  // CHART_SM90_DEVICE_CODE
+}
+
+template <typename T, int D>
+const char* launch(const AttnParams& p, void* stream) {
+  const dim3 grid((p.L + kBM - 1) / kBM, p.B * p.Hq);
+  return flash::launch(forward_kernel<T, D>, grid, kThreads, smem_bytes<T, D>(), stream, p);
+}
+
+}  // namespace sm90
+}  // namespace flash
+
+const char* flash_attention_forward_sm90(const AttnParams& p, void* stream) {
+  using namespace flash;
+  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? sm90::launch<bf16, 64>(p, stream) : sm90::launch<fp16, 64>(p, stream);
+  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? sm90::launch<bf16, 128>(p, stream) : sm90::launch<fp16, 128>(p, stream);
+  return "flash attention: head dim must be 64 or 128";
+}
+
+}  // inline namespace CHART_FLASH_ABI
+}  // namespace chart::kernels
