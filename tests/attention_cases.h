@@ -34,7 +34,7 @@ inline torch::Tensor make_segments(const Case& c) {
   for (int64_t b = 0; b < c.B; ++b) {
     int64_t pos = 0;
     for (int64_t s = 0; s < c.patients && pos < c.L; ++s) {
-      int64_t len = s + 1 == c.patients ? c.L - pos : std::max<int64_t>(1, torch::randint(1, 2 * c.L / c.patients + 1, {1}).item<int64_t>());
+      int64_t len = s + 1 == c.patients ? c.L - pos : std::max<int64_t>(1, torch::randint(1, std::max<int64_t>(2, 2 * c.L / c.patients + 1), {1}).item<int64_t>());
       len = std::min(len, c.L - pos);
       seg[b].narrow(0, pos, len).fill_(static_cast<int>(s));
       pos += len;

@@ -11,7 +11,9 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <random>
 
 #include "kernels/attention.h"
 #include "kernels/simt_emulator.h"
@@ -244,6 +246,22 @@ TEST(AttentionEmulated, HopperForwardMatchesTheReference) {
     run_emulated_case({1, 4, 2, 200, D, 20, true, torch::kBFloat16}, 0, true);
     run_emulated_case({2, 2, 2, 130, D, 2, true, torch::kFloat16, 63}, 0, true);
     run_emulated_case({1, 2, 1, 300, D, 1, true, torch::kBFloat16}, 3, true);  // skewed schedule, 5 key tiles
+  }
+}
+
+TEST(AttentionEmulated, RandomShapes) {
+  // Random shapes, patients, GQA ratios, dtypes, kernels and schedules. CI runs a few;
+  // CHART_EMULATOR_CASES=N (and CHART_EMULATOR_SEED) runs a longer sweep by hand.
+  const char* n_env = std::getenv("CHART_EMULATOR_CASES");
+  const char* seed_env = std::getenv("CHART_EMULATOR_SEED");
+  const int n = n_env ? std::atoi(n_env) : 4;
+  std::mt19937 rng(seed_env ? static_cast<unsigned>(std::atoi(seed_env)) : 2026u);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int i = 0; i < n; ++i) {
+    const int64_t hkv = pick(1, 2), hq = hkv * pick(1, 3), L = pick(1, 400);
+    Case c{pick(1, 2), hq, hkv, L, pick(0, 1) ? 64 : 128, pick(1, 12), pick(0, 1) == 1,
+           pick(0, 1) ? torch::kBFloat16 : torch::kFloat16};
+    run_emulated_case(c, pick(0, 2) == 0 ? 0 : static_cast<uint64_t>(pick(1, 1000)), pick(0, 1) == 1);
   }
 }
 
