@@ -87,11 +87,21 @@ __device__ __forceinline__ void wgmma_wait() {
 // The accumulators are written by the wgmma asynchronously, behind the compiler's back: this
 // empty asm after a wait makes every later use of them depend on it, so none is hoisted above
 // the wait.
+// Used before each wgmma.fence too, so that no write to an operand sinks below it.
 template <int N>
 __device__ __forceinline__ void fence_registers(float (&d)[N]) {
 #if !defined(CHART_SIMT_EMULATION)
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void fence_registers(uint32_t (&a)[N][4]) {
+#if !defined(CHART_SIMT_EMULATION)
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
 #endif
 }
 // Makes this thread's shared-memory writes (plain stores, cp.async) visible to the async proxy
@@ -132,6 +142,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
 #else
   extern __shared__ __align__(1024) unsigned char smem_sm90[];
   unsigned char* smem = smem_sm90;
+#endif
+#ifndef CHART_SIMT_EMULATION
+  if ((smem_address(smem) & 1023) != 0) __trap();  // the descriptors assume 1024-byte atoms
 #endif
   unsigned char* Qs = smem;                       // D/64 blocks of [kBM][64]
   unsigned char* Ks = Qs + kBM * D * sizeof(T);   // [2] tiles of D/64 blocks of [kBN][64]
@@ -196,6 +209,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
 
     // S = Q K^T over D in k16 steps: step kk is 32 bytes into 64-column block kk / 4.
     float s[kBN / 2];
+    fence_registers(o);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
@@ -262,6 +276,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
     }
     // O += P V over the tile's keys in k16 steps: keys 16kk.. are two 8-row atoms (2048 B in);
     // V is N-major, its 64-column blocks kBN rows apart.
+    fence_registers(o);
+    fence_registers(pa);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk)
@@ -285,6 +301,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
     if (r0 < L) lse[r0] = (row_max[0] + log2f(row_sum[0])) * kLn2;
     if (r1 < L) lse[r1] = (row_max[1] + log2f(row_sum[1])) * kLn2;
   }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // built for a GPU without wgmma (not sm_90a): fail loudly, never return garbage
 #endif  // CHART_SM90_DEVICE_CODE
 }
 

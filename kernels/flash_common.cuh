@@ -132,14 +132,14 @@ __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool val
   simt::cp_async_16(dst, src, valid ? 16 : 0);
 #else
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0) : "memory");
 #endif
 }
 __device__ __forceinline__ void cp_async_commit() {
 #ifdef CHART_SIMT_EMULATION
   simt::cp_async_commit();
 #else
-  asm volatile("cp.async.commit_group;\n" ::);
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
 #endif
 }
 // Waits until at most N of this thread's committed groups are still in flight.
@@ -148,7 +148,7 @@ __device__ __forceinline__ void cp_async_wait() {
 #ifdef CHART_SIMT_EMULATION
   simt::cp_async_wait(N);
 #else
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }
 // Four 8x8 16-bit matrices from shared memory; lane 8i + r gives the address of row r of matrix
@@ -161,7 +161,8 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
+               : "r"(s)
+               : "memory");
 #endif
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
@@ -171,7 +172,8 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
+               : "r"(s)
+               : "memory");
 #endif
 }
 // log2(x) on the special-function unit (about 2^-22 absolute error near 1; x >= 1 here).
