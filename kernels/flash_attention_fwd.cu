@@ -10,6 +10,7 @@
 
 #include "kernels/flash_attention.h"
 #include "kernels/flash_common.cuh"
+#include "kernels/flash_forward_tile.cuh"
 
 namespace chart::kernels {
 inline namespace CHART_FLASH_ABI {
@@ -35,7 +36,7 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
   const int hk = h / (p.Hq / p.Hkv);
   const int L = p.L;
   if (m0 >= L) return;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
 
   const T* q = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.Hq + h) * L * D;
   const T* k = static_cast<const T*>(p.k) + (static_cast<int64_t>(b) * p.Hkv + hk) * L * D;
@@ -58,16 +59,20 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
   load_kv(0);
   cp_async_commit();
 
-  // This thread's two query rows and their patients' first positions.
-  const int r0 = m0 + warp * 16 + g, r1 = r0 + 8;
-  const int s0 = r0 < L ? seg[r0] : 0, s1 = r1 < L ? seg[r1] : 0;
-  const float day0 = ages && r0 < L ? ages[r0] * kDaysPerYear : 0.f, day1 = ages && r1 < L ? ages[r1] * kDaysPerYear : 0.f;
+  // This thread's two query rows (warp w holds rows 16w + g and + 8).
+  QueryRows rows;
+  rows.r[0] = m0 + warp * 16 + g;
+  rows.r[1] = rows.r[0] + 8;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    rows.seg[i] = rows.r[i] < L ? seg[rows.r[i]] : 0;
+    rows.day[i] = ages && rows.r[i] < L ? ages[rows.r[i]] * kDaysPerYear : 0.f;
+  }
 
   uint32_t qa[D / 16][4];
   float o[D / 8][4];
 #pragma unroll
   for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-  float row_max[2] = {-FLT_MAX, -FLT_MAX}, row_sum[2] = {0.f, 0.f};
   const float scale2 = p.scale * kLog2e;  // scores in log2 units, for exp2f
 
   for (int i = 0; i < tiles; ++i) {
@@ -100,60 +105,8 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
         Traits<T>::mma(s[j + 1], qa[kk], kb[2], kb[3]);
       }
 
-    // Scale, bias, mask (only rows this tile does not lie wholly inside); new row maxima.
-    const bool whole0 = r0 < L && n0 + kBN - 1 <= r0 && n0 >= s0;
-    const bool whole1 = r1 < L && n0 + kBN - 1 <= r1 && n0 >= s1;
-    float tile_max[2] = {-FLT_MAX, -FLT_MAX};
-#pragma unroll
-    for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = j * 8 + 2 * t + (e & 1);
-        float x = s[j][e] * scale2;
-        if (ages) x -= slope * log2_gap(e < 2 ? day0 : day1, days[c]);
-        if (!(e < 2 ? whole0 : whole1) && !allowed(e < 2 ? r0 : r1, n0 + c, e < 2 ? s0 : s1, L)) x = -INFINITY;
-        s[j][e] = x;
-        tile_max[e / 2] = fmaxf(tile_max[e / 2], x);
-      }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], shfl_xor(tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], shfl_xor(tile_max[r], 2));
-    }
-    float alpha[2], new_max[2], tile_sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      new_max[r] = fmaxf(row_max[r], tile_max[r]);
-      // Maxima start at -FLT_MAX, not -inf: a row with no visible key yet gets alpha = 1 and
-      // p = exp2(-inf) = 0, never inf - inf.
-      alpha[r] = exp2f(row_max[r] - new_max[r]);
-    }
     uint32_t pa[kBN / 16][4];
-#pragma unroll
-    for (int j = 0; j < kBN / 8; ++j) {
-      float pv[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        pv[e] = exp2f(s[j][e] - new_max[e / 2]);
-        tile_sum[e / 2] += pv[e];
-      }
-      pa[j / 2][(j % 2) * 2 + 0] = Traits<T>::pack(pv[0], pv[1]);
-      pa[j / 2][(j % 2) * 2 + 1] = Traits<T>::pack(pv[2], pv[3]);
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_sum[r] += shfl_xor(tile_sum[r], 1);
-      tile_sum[r] += shfl_xor(tile_sum[r], 2);
-      row_sum[r] = row_sum[r] * alpha[r] + tile_sum[r];
-      row_max[r] = new_max[r];
-    }
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[j][0] *= alpha[0];
-      o[j][1] *= alpha[0];
-      o[j][2] *= alpha[1];
-      o[j][3] *= alpha[1];
-    }
+    softmax_tile<T, kBN, D>(s, o, pa, rows, n0, days, ages != nullptr, slope, scale2, L);
     // O += P V. The A fragment order above is (row g, k 0-7), (row g+8, k 0-7), (g, 8-15), (g+8, 8-15).
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk)
@@ -167,19 +120,8 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
     sync_block();  // this buffer is refilled by the prefetch two tiles on
   }
 
-  T* out = static_cast<T*>(p.o) + (static_cast<int64_t>(b) * p.Hq + h) * L * D;
-  float* lse = p.lse + (static_cast<int64_t>(b) * p.Hq + h) * L;
-  const float inv0 = row_sum[0] > 0 ? 1.f / row_sum[0] : 0.f, inv1 = row_sum[1] > 0 ? 1.f / row_sum[1] : 0.f;
-#pragma unroll
-  for (int j = 0; j < D / 8; ++j) {
-    const int c = j * 8 + 2 * t;
-    if (r0 < L) *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(r0) * D + c) = Traits<T>::pack(o[j][0] * inv0, o[j][1] * inv0);
-    if (r1 < L) *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(r1) * D + c) = Traits<T>::pack(o[j][2] * inv1, o[j][3] * inv1);
-  }
-  if (t == 0) {
-    if (r0 < L) lse[r0] = (row_max[0] + log2f(row_sum[0])) * kLn2;
-    if (r1 < L) lse[r1] = (row_max[1] + log2f(row_sum[1])) * kLn2;
-  }
+  const int64_t head = static_cast<int64_t>(b) * p.Hq + h;
+  write_output<T, D>(o, rows, static_cast<T*>(p.o) + head * L * D, p.lse + head * L, L);
 }
 
 template <typename T, int D>

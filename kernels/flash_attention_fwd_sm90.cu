@@ -14,6 +14,7 @@
 
 #include "kernels/flash_attention.h"
 #include "kernels/flash_common.cuh"
+#include "kernels/flash_forward_tile.cuh"
 
 #if !defined(CHART_SIMT_EMULATION)
 #include "kernels/wgmma.cuh"
@@ -46,19 +47,19 @@ __device__ __forceinline__ uint64_t descriptor(const void* p, uint32_t lbo, uint
          static_cast<uint64_t>((sbo >> 4) & 0x3fff) << 32 | static_cast<uint64_t>(1) << 62;
 }
 template <int N, typename T>
-__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool scale_d) {
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, uint64_t desc_b, bool scale_d) {
 #ifdef CHART_SIMT_EMULATION
-  simt::wgmma(N, std::is_same_v<T, bf16>, d, desc_a, nullptr, desc_b, scale_d, false);
+  simt::wgmma(N, std::is_same_v<T, bf16>, &d[0][0], desc_a, nullptr, desc_b, scale_d, false);
 #elif defined(CHART_SM90_DEVICE_CODE)
-  wgmma_ptx::ss<N, std::is_same_v<T, bf16>>(d, desc_a, desc_b, scale_d);
+  wgmma_ptx::ss<N, std::is_same_v<T, bf16>>(&d[0][0], desc_a, desc_b, scale_d);
 #endif
 }
 template <int N, typename T>
-__device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, bool scale_d) {
+__device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t desc_b, bool scale_d) {
 #ifdef CHART_SIMT_EMULATION
-  simt::wgmma(N, std::is_same_v<T, bf16>, d, 0, a, desc_b, scale_d, true);
+  simt::wgmma(N, std::is_same_v<T, bf16>, &d[0][0], 0, a, desc_b, scale_d, true);
 #elif defined(CHART_SM90_DEVICE_CODE)
-  wgmma_ptx::rs<N, std::is_same_v<T, bf16>>(d, a, desc_b, scale_d);
+  wgmma_ptx::rs<N, std::is_same_v<T, bf16>>(&d[0][0], a, desc_b, scale_d);
 #endif
 }
 // Orders this thread's register writes (accumulators, A operands) before the wgmmas after it.
@@ -89,10 +90,12 @@ __device__ __forceinline__ void wgmma_wait() {
 // the wait.
 // Used before each wgmma.fence too, so that no write to an operand sinks below it.
 template <int N>
-__device__ __forceinline__ void fence_registers(float (&d)[N]) {
+__device__ __forceinline__ void fence_registers(float (&d)[N][4]) {
 #if !defined(CHART_SIMT_EMULATION)
 #pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) asm volatile("" : "+f"(d[i][j])::"memory");
 #endif
 }
 template <int N>
@@ -156,7 +159,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
   const int hk = h / (p.Hq / p.Hkv);
   const int L = p.L;
   if (m0 >= L) return;
-  const int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32, g = lane / 4;
 
   const T* q = static_cast<const T*>(p.q) + (static_cast<int64_t>(b) * p.Hq + h) * L * D;
   const T* k = static_cast<const T*>(p.k) + (static_cast<int64_t>(b) * p.Hkv + hk) * L * D;
@@ -180,14 +183,17 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
 
   // This thread's two query rows (the accumulator layout: warp w of warpgroup wg holds rows
   // 64 wg + 16 w + g and + 8).
-  const int r0 = m0 + wg * 64 + warp * 16 + g, r1 = r0 + 8;
-  const int s0 = r0 < L ? seg[r0] : 0, s1 = r1 < L ? seg[r1] : 0;
-  const float day0 = ages && r0 < L ? ages[r0] * kDaysPerYear : 0.f, day1 = ages && r1 < L ? ages[r1] * kDaysPerYear : 0.f;
+  QueryRows rows;
+  rows.r[0] = m0 + wg * 64 + warp * 16 + g;
+  rows.r[1] = rows.r[0] + 8;
+  for (int r = 0; r < 2; ++r) {
+    rows.seg[r] = rows.r[r] < L ? seg[rows.r[r]] : 0;
+    rows.day[r] = ages && rows.r[r] < L ? ages[rows.r[r]] * kDaysPerYear : 0.f;
+  }
 
-  float o[D / 2];
+  float o[D / 8][4];
 #pragma unroll
-  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
-  float row_max[2] = {-FLT_MAX, -FLT_MAX}, row_sum[2] = {0.f, 0.f};
+  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   const float scale2 = p.scale * kLog2e;
   // Q's descriptor rows for this warpgroup: 64 rows from 64 wg, K-major, 8-row atoms 1024 B apart.
   const unsigned char* q_rows = Qs + wg * 64 * kRowBytes;
@@ -208,7 +214,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
     const float* days = days_k + (i & 1) * kBN;
 
     // S = Q K^T over D in k16 steps: step kk is 32 bytes into 64-column block kk / 4.
-    float s[kBN / 2];
+    float s[kBN / 8][4];
     fence_registers(o);
     wgmma_fence();
 #pragma unroll
@@ -221,59 +227,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
     wgmma_wait<0>();
     fence_registers(s);
 
-    // Scale, bias, mask; new row maxima. s[4j + e]: row (e < 2 ? r0 : r1), key n0 + 8j + 2t + (e & 1).
-    const bool whole0 = r0 < L && n0 + kBN - 1 <= r0 && n0 >= s0;
-    const bool whole1 = r1 < L && n0 + kBN - 1 <= r1 && n0 >= s1;
-    float tile_max[2] = {-FLT_MAX, -FLT_MAX};
-#pragma unroll
-    for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = j * 8 + 2 * t + (e & 1);
-        float x = s[4 * j + e] * scale2;
-        if (ages) x -= slope * log2_gap(e < 2 ? day0 : day1, days[c]);
-        if (!(e < 2 ? whole0 : whole1) && !allowed(e < 2 ? r0 : r1, n0 + c, e < 2 ? s0 : s1, L)) x = -INFINITY;
-        s[4 * j + e] = x;
-        tile_max[e / 2] = fmaxf(tile_max[e / 2], x);
-      }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], shfl_xor(tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], shfl_xor(tile_max[r], 2));
-    }
-    float alpha[2], new_max[2], tile_sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      new_max[r] = fmaxf(row_max[r], tile_max[r]);
-      alpha[r] = exp2f(row_max[r] - new_max[r]);  // maxima start at -FLT_MAX: never inf - inf
-    }
-    // P as the A operand of P V: k16 slice kk is the C tiles 2kk, 2kk + 1 (mma.sync's layout).
     uint32_t pa[kBN / 16][4];
-#pragma unroll
-    for (int j = 0; j < kBN / 8; ++j) {
-      float pv[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        pv[e] = exp2f(s[4 * j + e] - new_max[e / 2]);
-        tile_sum[e / 2] += pv[e];
-      }
-      pa[j / 2][(j % 2) * 2 + 0] = Traits<T>::pack(pv[0], pv[1]);
-      pa[j / 2][(j % 2) * 2 + 1] = Traits<T>::pack(pv[2], pv[3]);
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_sum[r] += shfl_xor(tile_sum[r], 1);
-      tile_sum[r] += shfl_xor(tile_sum[r], 2);
-      row_sum[r] = row_sum[r] * alpha[r] + tile_sum[r];
-      row_max[r] = new_max[r];
-    }
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[4 * j + 0] *= alpha[0];
-      o[4 * j + 1] *= alpha[0];
-      o[4 * j + 2] *= alpha[1];
-      o[4 * j + 3] *= alpha[1];
-    }
+    softmax_tile<T, kBN, D>(s, o, pa, rows, n0, days, ages != nullptr, slope, scale2, L);
     // O += P V over the tile's keys in k16 steps: keys 16kk.. are two 8-row atoms (2048 B in);
     // V is N-major, its 64-column blocks kBN rows apart.
     fence_registers(o);
@@ -288,19 +243,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
     sync_block();  // this buffer is refilled by the prefetch two tiles on
   }
 
-  T* out = static_cast<T*>(p.o) + (static_cast<int64_t>(b) * p.Hq + h) * L * D;
-  float* lse = p.lse + (static_cast<int64_t>(b) * p.Hq + h) * L;
-  const float inv0 = row_sum[0] > 0 ? 1.f / row_sum[0] : 0.f, inv1 = row_sum[1] > 0 ? 1.f / row_sum[1] : 0.f;
-#pragma unroll
-  for (int j = 0; j < D / 8; ++j) {
-    const int c = j * 8 + 2 * t;
-    if (r0 < L) *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(r0) * D + c) = Traits<T>::pack(o[4 * j] * inv0, o[4 * j + 1] * inv0);
-    if (r1 < L) *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(r1) * D + c) = Traits<T>::pack(o[4 * j + 2] * inv1, o[4 * j + 3] * inv1);
-  }
-  if (t == 0) {
-    if (r0 < L) lse[r0] = (row_max[0] + log2f(row_sum[0])) * kLn2;
-    if (r1 < L) lse[r1] = (row_max[1] + log2f(row_sum[1])) * kLn2;
-  }
+  const int64_t head = static_cast<int64_t>(b) * p.Hq + h;
+  write_output<T, D>(o, rows, static_cast<T*>(p.o) + head * L * D, p.lse + head * L, L);
 #elif defined(__CUDA_ARCH__)
   __trap();  // built for a GPU without wgmma (not sm_90a): fail loudly, never return garbage
 #endif  // CHART_SM90_DEVICE_CODE
