@@ -26,4 +26,7 @@ template <typename... Args>
   throw Error(fmt::format(f, std::forward<Args>(args)...));
 }
 
+// The first line of an exception's text (c10 errors append a C++ backtrace to theirs).
+inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 }  // namespace chart

@@ -3,7 +3,7 @@
 #include <unordered_map>
 
 #include "core/log.h"
-#include "data/time_bins.h"
+#include "core/time.h"
 
 namespace chart::data {
 
@@ -67,7 +67,7 @@ ExampleBatch collate(const TokenDataset& ds, const std::vector<Example>& example
     int32_t* seg = b.segments.data_ptr<int32_t>() + r * L;
     for (int64_t j = 0; j < n; ++j) {
       tok[j] = t[j];
-      age[j] = static_cast<float>((tm[j] - e.birth_us) / kMicrosPerYear);
+      age[j] = age_years(tm[j], e.birth_us);
       seg[j] = 0;
     }
     b.last_index[r] = n - 1;

@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 #include "core/mix.h"
-#include "data/time_bins.h"
+#include "core/time.h"
 
 namespace chart::data {
 namespace {
@@ -91,8 +91,8 @@ void Loader::fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t
     for (int64_t k = from; k < to && j < L; ++k, ++j) {
       tok[j] = t[k];
       tgt[j] = k + 1 < e.n_tokens ? static_cast<int64_t>(t[k + 1]) : -1;
-      dt[j] = k + 1 < e.n_tokens ? static_cast<float>((tm[k + 1] - tm[k]) / double(kMicrosPerDay)) : 0.0f;
-      age[j] = static_cast<float>((tm[k] - e.birth_us) / kMicrosPerYear);
+      dt[j] = k + 1 < e.n_tokens ? gap_days(tm[k], tm[k + 1]) : 0.0f;
+      age[j] = age_years(tm[k], e.birth_us);
       seg[j] = segment;
     }
     return j;

@@ -5,11 +5,9 @@
 #include <string>
 #include <vector>
 
-namespace chart::data {
+#include "core/time.h"
 
-constexpr int64_t kMicrosPerSecond = 1000000;
-constexpr int64_t kMicrosPerDay = 86400 * kMicrosPerSecond;
-constexpr double kMicrosPerYear = 365.25 * 86400.0 * 1e6;  // ages are in Julian years
+namespace chart::data {
 
 // "90s", "5m", "2h", "3d", "1w", "1y" -> microseconds. Throws chart::Error naming `what`.
 int64_t parse_duration(const std::string& text, const std::string& what);

@@ -12,7 +12,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
-#include "train/distributed.h"
+#include "train/distributed/dist.h"
 
 int main(int argc, char** argv) try {
   const std::string where = argc > 1 ? argv[1] : "cpu";

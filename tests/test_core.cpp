@@ -8,7 +8,7 @@
 #include "core/log.h"
 #include "core/sha256.h"
 #include "tests/test_util.h"
-#include "train/args.h"
+#include "train/app/args.h"
 
 namespace chart {
 namespace {

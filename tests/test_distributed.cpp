@@ -23,7 +23,7 @@
 #include "model/safetensors.h"
 #include "tests/meds_fixture.h"
 #include "tests/test_util.h"
-#include "train/distributed.h"
+#include "train/distributed/dist.h"
 
 namespace chart {
 namespace {

@@ -10,8 +10,9 @@
 #include "core/error.h"
 #include "core/mix.h"
 #include "tests/test_util.h"
-#include "train/eval_metrics.h"
-#include "train/report.h"
+#include "train/validation/binary_metrics.h"
+#include "train/report/eval_report.h"
+#include "train/report/loss_curves.h"
 
 namespace chart {
 namespace {

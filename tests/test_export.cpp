@@ -24,11 +24,12 @@
 #include "model/safetensors.h"
 #include "model/transformer.h"
 #include "tests/test_util.h"
-#include "train/checkpoint.h"
-#include "train/export_hf.h"
-#include "train/model_card.h"
-#include "train/optimizer.h"
-#include "train/pretrained.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/interop/hf_export.h"
+#include "train/interop/hf_names.h"
+#include "train/checkpoint/model_card.h"
+#include "train/pretrain/optimizer.h"
+#include "train/interop/load_pretrained.h"
 
 namespace chart {
 namespace {

@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "core/config.h"
-#include "train/optimizer.h"
+#include "train/pretrain/optimizer.h"
 
 namespace chart {
 namespace {

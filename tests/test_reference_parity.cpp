@@ -17,8 +17,8 @@
 #include "model/safetensors.h"
 #include "model/transformer.h"
 #include "tests/test_util.h"
-#include "train/loss.h"
-#include "train/optimizer.h"
+#include "train/pretrain/loss.h"
+#include "train/pretrain/optimizer.h"
 
 namespace chart {
 namespace {

@@ -17,9 +17,9 @@
 #include "model/safetensors_layout.h"
 #include "model/transformer.h"
 #include "tests/test_util.h"
-#include "train/checkpoint.h"
-#include "train/optimizer.h"
-#include "train/pretrained.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/pretrain/optimizer.h"
+#include "train/checkpoint/pretrained.h"
 
 namespace chart {
 namespace {

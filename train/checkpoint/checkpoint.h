@@ -1,0 +1,83 @@
+// Checkpoints: run.dir/checkpoints/step_<N>/ holding
+//   model.safetensors       weights (metadata format=pt), readable from Python
+//   optimizer.safetensors   AdamW moments and step counts, by parameter name
+//   rng.safetensors         CPU (and CUDA) generator states
+//   trainer_state.yaml      optimizer step, loader position (epoch, step), tokens seen
+//   config.yaml             the resolved config of the run
+//   model_card.json         what the model is and was trained on (train/model_card.h), and
+//   MODEL_CARD.md           the same for a person
+//   SHA256SUMS              `sha256sum -c` checks every file above
+// With several ranks, rank 0 writes the shared files and its own part of per-rank state under the
+// names above; rank r > 0 adds rng.rank<r>.safetensors and, with ZeRO-1 (each rank holds the
+// moments of its own parameters), optimizer.rank<r>.safetensors. A reader takes the union of the
+// optimizer files, so a checkpoint resumes on any number of ranks, with or without ZeRO-1.
+// and run.dir/checkpoints/latest naming the newest. A checkpoint is built under a temporary name,
+// fsynced and renamed, so one that exists is whole; its checksums catch later damage.
+#pragma once
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "data/loader.h"
+#include "model/transformer.h"
+#include "train/checkpoint/model_card.h"
+
+namespace chart {
+
+struct TrainerState {
+  int64_t step = 0;  // optimizer steps completed
+  data::LoaderState loader;
+  int64_t tokens_seen = 0;
+  std::string vocab_hash;  // of the dataset trained on: fine-tuning checks it (train/pretrained.h)
+  int64_t world_size = 1;
+  int64_t windows_per_loader_step = 0;  // batch_size x world_size when saved; 0: not recorded
+};
+
+class Dist;
+
+// Writes step_<state.step>, points `latest` at it, then keeps only the newest keep_last. `card`
+// carries what the caller knows (data lineage, metrics, sections); the rest is filled here
+// (fill_model_card) and the card is written before the checksums (rank 0 writes it).
+std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const std::string& config_yaml,
+                                      ClinicalTransformer& model, torch::optim::AdamW& optimizer,
+                                      const TrainerState& state, int64_t keep_last, Dist* dist = nullptr,
+                                      ModelCard card = {});
+
+// A weights-only checkpoint (a fine-tuned model): model.safetensors, config.yaml,
+// trainer_state.yaml and `extra` files (name, text), checksummed, step_<state.step>, `latest`.
+std::filesystem::path save_model_checkpoint(const std::filesystem::path& run_dir, const std::string& config_yaml,
+                                            torch::nn::Module& model, const TrainerState& state,
+                                            const std::vector<std::pair<std::string, std::string>>& extra = {});
+
+// Throws chart::Error naming the file that is missing or does not match its checksum. Every file
+// SHA256SUMS lists must match, and model.safetensors, config.yaml and trainer_state.yaml must be
+// among them (older checkpoints without a model card verify too).
+void verify_checkpoint(const std::filesystem::path& dir);
+// The same for any directory with a SHA256SUMS: each listed file matches, `required` are listed.
+void verify_sha256sums(const std::filesystem::path& dir, const std::vector<std::string>& required);
+
+// N of a checkpoint directory named step_<N>; throws chart::Error for another name.
+int64_t checkpoint_step(const std::filesystem::path& checkpoint_dir);
+// The step_<N> directories under `dir` (run.dir/checkpoints), by step, oldest first.
+std::vector<std::pair<int64_t, std::filesystem::path>> list_checkpoints(const std::filesystem::path& dir);
+
+// --resume auto: the newest checkpoint that verifies, warning about each damaged one skipped;
+// none if the run has none. --resume PATH: that checkpoint, which must verify.
+std::optional<std::filesystem::path> resume_checkpoint(const std::filesystem::path& run_dir,
+                                                       const std::string& resume);
+
+// Restores weights, optimizer moments, RNG and trainer state. The model config of the
+// checkpoint must equal the run's (model_yaml), or it is refused with the difference named.
+// Moments are restored for the parameters the optimizer holds (ZeRO-1: this rank's share); the
+// RNG from rng.rank<rank>.safetensors where it exists (rank 0: rng.safetensors).
+TrainerState load_checkpoint(const std::filesystem::path& dir, ClinicalTransformer& model,
+                             torch::optim::AdamW* optimizer, int rank = 0);
+
+// Weights only (fine-tuning, eval): names must match exactly.
+void load_weights(const std::filesystem::path& safetensors_file, torch::nn::Module& model);
+
+}  // namespace chart

@@ -1,0 +1,88 @@
+// Reading checkpoints back: weights by name, AdamW moments (the union of every rank's file), RNG
+// states and the trainer state.
+#include <yaml-cpp/yaml.h>
+
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "model/safetensors.h"
+#include "train/checkpoint/checkpoint.h"
+
+namespace chart {
+namespace fs = std::filesystem;
+
+void load_weights(const fs::path& file, torch::nn::Module& model) {
+  Safetensors st = load_safetensors(file);
+  torch::NoGradGuard no_grad;
+  size_t used = 0;
+  for (auto& p : model.named_parameters()) {
+    auto it = st.tensors.find(p.key());
+    if (it == st.tensors.end()) fail("{}: no tensor '{}' for this model", file.string(), p.key());
+    if (it->second.sizes() != p.value().sizes())
+      fail("{}: tensor '{}' has shape {}, the model expects {}", file.string(), p.key(),
+           fmt::join(it->second.sizes(), "x"), fmt::join(p.value().sizes(), "x"));
+    p.value().copy_(it->second);
+    ++used;
+  }
+  if (used != st.tensors.size()) {
+    for (const auto& [name, t] : st.tensors)
+      if (!model.named_parameters().contains(name))
+        fail("{}: unexpected tensor '{}' that this model does not have", file.string(), name);
+  }
+}
+
+TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, torch::optim::AdamW* optimizer,
+                             int rank) {
+  load_weights(dir / "model.safetensors", *model);
+  if (optimizer) {
+    std::set<const void*> held;
+    for (const auto& g : optimizer->param_groups())
+      for (const auto& p : g.params()) held.insert(p.unsafeGetTensorImpl());
+    std::map<std::string, torch::Tensor> moments;  // the union of every rank's optimizer file
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string f = e.path().filename().string();
+      if (f == "optimizer.safetensors" || (f.rfind("optimizer.rank", 0) == 0 && e.path().extension() == ".safetensors"))
+        moments.merge(load_safetensors(e.path()).tensors);
+    }
+    for (const auto& p : model->named_parameters()) {
+      auto a = moments.find("exp_avg/" + p.key());
+      if (a == moments.end() || !held.count(p.value().unsafeGetTensorImpl())) continue;  // before the first step
+      auto state = std::make_unique<torch::optim::AdamWParamState>();
+      if (!moments.count("step/" + p.key()) || !moments.count("exp_avg_sq/" + p.key()))
+        fail("checkpoint {}: incomplete AdamW state for '{}'", dir.string(), p.key());
+      state->step(moments.at("step/" + p.key()).item<int64_t>());
+      state->exp_avg(a->second.to(p.value().device()).clone());
+      state->exp_avg_sq(moments.at("exp_avg_sq/" + p.key()).to(p.value().device()).clone());
+      optimizer->state()[p.value().unsafeGetTensorImpl()] = std::move(state);
+    }
+  }
+  // A rank the checkpoint has no RNG for (more ranks than saved it) keeps its own seeding.
+  const fs::path rng_file = dir / (rank == 0 ? "rng.safetensors" : "rng.rank" + std::to_string(rank) + ".safetensors");
+  if (fs::exists(rng_file)) {
+    Safetensors rng = load_safetensors(rng_file);
+    if (!rng.tensors.count("cpu")) fail("{}: no tensor 'cpu' (the CPU generator state)", rng_file.string());
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global one
+    cpu.set_state(rng.tensors.at("cpu"));
+    if (torch::cuda::is_available() && rng.tensors.count("cuda")) {
+      at::Generator cuda = at::globalContext().defaultGenerator(at::kCUDA);  // a handle to the global one
+      cuda.set_state(rng.tensors.at("cuda"));
+    }
+  }
+  TrainerState st;
+  try {
+    YAML::Node s = YAML::LoadFile((dir / "trainer_state.yaml").string());
+    st.step = s["step"].as<int64_t>();
+    st.loader.epoch = s["loader_epoch"].as<int64_t>();
+    st.loader.step = s["loader_step"].as<int64_t>();
+    st.tokens_seen = s["tokens_seen"].as<int64_t>();
+    if (s["vocab_hash"]) st.vocab_hash = s["vocab_hash"].as<std::string>();
+    if (s["world_size"]) st.world_size = s["world_size"].as<int64_t>();
+    if (s["windows_per_loader_step"]) st.windows_per_loader_step = s["windows_per_loader_step"].as<int64_t>();
+  } catch (const YAML::Exception& e) {
+    fail("{}: not a valid trainer state: {}", (dir / "trainer_state.yaml").string(), e.what());
+  }
+  return st;
+}
+
+}  // namespace chart

@@ -1,0 +1,109 @@
+#include "train/interop/hf_import.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "model/layers.h"
+#include "model/safetensors.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/interop/hf_names.h"
+
+namespace chart {
+namespace fs = std::filesystem;
+namespace {
+
+YAML::Node load_json_file(const fs::path& f) {
+  try {
+    return YAML::Load(read_file(f));
+  } catch (const YAML::Exception& e) {
+    fail("{}: not valid JSON: {}", f.string(), e.what());
+  }
+}
+
+}  // namespace
+
+bool is_hf_export(const fs::path& dir) {
+  return fs::is_directory(dir) && fs::exists(dir / "config.json") && !fs::exists(dir / "trainer_state.yaml");
+}
+
+Pretrained load_hf_export(const fs::path& dir) {
+  const fs::path config_json = dir / "config.json";
+  if (fs::exists(dir / "SHA256SUMS")) {
+    try {
+      verify_sha256sums(dir, {"model.safetensors", "config.json"});
+    } catch (const Error& e) {
+      throw Error(e.what(), "the export changed after chart wrote it; if you changed the weights on purpose "
+                            "(saved from Python), delete its SHA256SUMS");
+    }
+  }
+  YAML::Node cfg = load_json_file(config_json);
+  YAML::Node c = cfg.IsMap() ? cfg["chart"] : YAML::Node();
+  if (!c || !c.IsMap())
+    throw Error(fmt::format("{} is a Hugging Face model that chart did not export (no \"chart\" key in config.json)",
+                            dir.string()),
+                "chart needs the vocabulary and config a model was trained with: import directories written by "
+                "`chart export` (or saved from them with save_pretrained, which keeps the key)");
+  Pretrained p;
+  p.dir = dir;
+  try {
+    if (fs::exists(dir / "chart_config.yaml")) {
+      p.config = load_config((dir / "chart_config.yaml").string(), {});
+    } else {  // saved from Python with save_pretrained: config.json still carries chart's config
+      if (!c["config"] || !c["config"].IsMap()) fail("{}: \"chart\" has no \"config\"", config_json.string());
+      YAML::Emitter e;
+      e << c["config"];
+      const fs::path tmp = fs::temp_directory_path() / fmt::format("chart-import-{}.yaml", ::getpid());
+      write_file_atomic(tmp, e.c_str());
+      try {
+        p.config = load_config(tmp.string(), {});
+      } catch (...) {
+        fs::remove(tmp);
+        throw;
+      }
+      fs::remove(tmp);
+    }
+    if (c["vocab_hash"] && c["vocab_hash"].IsScalar()) p.vocab_hash = c["vocab_hash"].Scalar();
+    if (c["step"] && c["step"].IsScalar()) p.step = c["step"].as<int64_t>();
+    // The Llama fields must describe the same model as chart's config (a hand-edited config.json).
+    const ModelConfig& m = p.config.model;
+    const std::pair<const char*, int64_t> expect[] = {
+        {"hidden_size", m.d_model}, {"num_hidden_layers", m.n_layers}, {"num_attention_heads", m.n_heads},
+        {"num_key_value_heads", resolved_kv_heads(m)}, {"intermediate_size", resolved_d_ff(m)}};
+    for (const auto& [key, want] : expect)
+      if (cfg[key] && cfg[key].as<int64_t>() != want)
+        fail("{}: {} is {} but chart's config says {}", config_json.string(), key, cfg[key].as<int64_t>(), want);
+  } catch (const YAML::Exception& e) {
+    fail("{}: unreadable field: {}", config_json.string(), e.what());
+  }
+
+  const fs::path weights_file = dir / "model.safetensors";
+  if (!fs::exists(weights_file)) fail("{} has no model.safetensors", dir.string());
+  for (auto& [name, t] : load_safetensors(weights_file).tensors) {
+    auto chart_name = chart_tensor_name(name);
+    if (!chart_name)
+      throw Error(fmt::format("{}: unexpected tensor '{}' (not a Llama tensor chart writes)", weights_file.string(), name),
+                  "import exports of chart models; adapters must be merged into the weights first");
+    if (*chart_name == "lm_head.weight" && p.config.model.tie_embeddings) continue;  // a tied copy
+    p.tensors[*chart_name] = t;
+  }
+  if (fs::exists(dir / "chart_extra.safetensors")) {
+    for (auto& [name, t] : load_safetensors(dir / "chart_extra.safetensors").tensors) {
+      if (!is_time_tensor(name))
+        fail("{}: unexpected tensor '{}' (only dropped time features belong here)",
+             (dir / "chart_extra.safetensors").string(), name);
+      p.tensors[name] = t;
+    }
+  }
+  auto emb = p.tensors.find("tok_emb.weight");
+  if (emb == p.tensors.end() || emb->second.dim() != 2)
+    fail("{}: no 2-D tensor 'model.embed_tokens.weight'", weights_file.string());
+  p.vocab_size = emb->second.size(0);
+  return p;
+}
+
+}  // namespace chart

@@ -1,0 +1,12 @@
+#include "train/interop/load_pretrained.h"
+
+#include "train/interop/hf_import.h"
+
+namespace chart {
+
+Pretrained load_pretrained(const std::string& path) {
+  if (!path.empty() && is_hf_export(path)) return load_hf_export(path);
+  return load_chart_checkpoint(path);
+}
+
+}  // namespace chart

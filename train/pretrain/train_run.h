@@ -1,0 +1,110 @@
+// One pretraining run as the loop sees it: everything the steps share (TrainRun), the setup that
+// builds it (train_setup.cpp) and the steps of one optimizer step (train_steps.cpp). The loop
+// itself, a page of these calls, is train_loop() in trainer.cpp.
+#pragma once
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "data/loader.h"
+#include "data/token_dataset.h"
+#include "model/device.h"
+#include "model/transformer.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_card.h"
+#include "train/distributed/dist.h"
+#include "train/distributed/grad_sync.h"
+#include "train/report/metrics_log.h"
+
+namespace chart {
+
+// Throughput and communication counters since the last logged step.
+struct LogInterval {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  int64_t positions = 0;     // window positions processed (batch x context), as throughput is counted
+  int64_t steps = 0;
+  double sync_wait_s = 0;    // from the end of backward until the gradients are summed
+};
+
+struct TrainRun {
+  const Config& cfg;
+  const DeviceChoice& dev;
+  Dist& dist;
+  std::filesystem::path run_dir;
+  std::string config_yaml;  // the resolved config, as config.yaml and every checkpoint hold it
+  data::TokenDataset ds;
+  ClinicalTransformer model{nullptr};
+  std::vector<torch::Tensor> params;
+  std::vector<int> owner;  // ZeRO-1: the rank that steps each parameter; empty without ZeRO-1
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::optional<std::filesystem::path> resumed_from;
+  TrainerState st;
+  int64_t first_step = 0;   // st.step when this process started (0, or the resumed step)
+  int64_t last_saved = -1;  // the step of the newest checkpoint on disk
+  ModelCard card;
+  std::unique_ptr<data::Loader> loader;
+  data::LoaderOptions eval_options;
+  bool can_eval = false;
+  std::unique_ptr<GradSync> grad_sync;
+  std::unique_ptr<MetricsLog> metrics;  // rank 0 only
+  std::optional<Progress> progress;     // rank 0 only
+  LogInterval interval;
+  double flops_per_token = 0, peak_flops = 0;
+
+  TrainRun(const Config& c, const DeviceChoice& d, Dist& di, data::TokenDataset dataset)
+      : cfg(c), dev(d), dist(di), run_dir(c.run.dir), config_yaml(config_to_yaml(c)), ds(std::move(dataset)) {}
+  bool main() const { return dist.is_main(); }  // rank 0 alone writes the run directory's shared files
+};
+
+// ---- setup (train_setup.cpp), in the order open_train_run() calls them -------------------------
+// The checkpoint to resume from: rank 0 chooses and verifies it, the others take its step.
+std::optional<std::filesystem::path> choose_resume_checkpoint(TrainRun& r, const std::string& resume);
+void build_model_and_optimizer(TrainRun& r);
+// Restores a checkpoint, or initialises (init.checkpoint, the time head's bias); every rank then
+// holds rank 0's weights.
+void restore_or_initialise(TrainRun& r);
+void open_loaders(TrainRun& r);
+void open_outputs(TrainRun& r);  // config.yaml, metrics, progress, signal handlers, gradient sync
+std::unique_ptr<TrainRun> open_train_run(const Config& cfg, const std::string& resume, const DeviceChoice& dev,
+                                         Dist& dist);
+
+// ---- one optimizer step (train_steps.cpp) --------------------------------------------------------
+struct StepTotals {
+  double targets = 0;  // target positions of this step over every micro-batch and rank
+  bool stop = false;   // some rank received SIGTERM/SIGUSR1
+};
+struct StepLoss {
+  double next_token = 0, time = 0;  // this rank's share: its targets' sum over the global count
+};
+
+std::vector<data::Batch> next_micro_batches(TrainRun& r);
+// One small all-reduce: the step's target count (every target weighs the same) and whether any
+// rank was asked to stop (all stop at the same step).
+StepTotals agree_on_step(TrainRun& r, const std::vector<data::Batch>& micro);
+double start_step(TrainRun& r);  // sets and returns the learning rate; clears gradients
+StepLoss forward_backward(TrainRun& r, std::vector<data::Batch>& micro, double global_targets);
+void sync_gradients(TrainRun& r);
+double clip_gradients(TrainRun& r);  // the global gradient norm before clipping
+void optimizer_step(TrainRun& r, const StepTotals& totals);
+bool should_log(const TrainRun& r);
+void log_step(TrainRun& r, StepLoss loss, double grad_norm, double lr);
+double evaluate(TrainRun& r);  // mean next-token loss on train.eval_batches tuning batches
+void evaluate_if_due(TrainRun& r);
+void checkpoint(TrainRun& r);  // saves st.step unless it is on disk already
+void checkpoint_if_due(TrainRun& r);
+// SIGTERM/SIGUSR1 (cluster preemption): save and say how to resume.
+void save_for_preemption(TrainRun& r);
+void finish_run(TrainRun& r);
+
+// The signal the stop handler received (0: none).
+int stop_signal();
+void install_stop_handlers();
+
+}  // namespace chart

@@ -1,0 +1,65 @@
+#include "train/pretrain/trainer.h"
+
+#ifdef CHART_HAVE_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+#include "core/error.h"
+#include "train/pretrain/train_run.h"
+
+namespace chart {
+namespace {
+
+// One optimizer step after another until train.steps, a checkpoint when due, or a stop signal.
+int train_loop(TrainRun& r) {
+  while (r.st.step < r.cfg.train.steps) {
+    r.dist.set_step(r.st.step);
+    std::vector<data::Batch> micro = next_micro_batches(r);
+    const StepTotals totals = agree_on_step(r, micro);
+    if (totals.stop) {
+      save_for_preemption(r);
+      return 0;
+    }
+    const double lr = start_step(r);
+    const StepLoss loss = forward_backward(r, micro, totals.targets);
+    sync_gradients(r);
+    const double grad_norm = clip_gradients(r);
+    optimizer_step(r, totals);
+    log_step(r, loss, grad_norm, lr);
+    evaluate_if_due(r);
+    checkpoint_if_due(r);
+  }
+  finish_run(r);
+  return 0;
+}
+
+}  // namespace
+
+int run_training(const Config& cfg, const std::string& resume) {
+  if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
+  set_cpu_threads(cfg.train.threads);
+  const LaunchEnv env = launch_env();
+  DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision, env.local_rank);
+#ifdef CHART_HAVE_CUDA
+  if (dev.device.is_cuda()) c10::cuda::set_device(dev.device.index());  // kernels use the current device's stream
+#endif
+  Dist dist(env, cfg.dist, dev.device);
+  int rc = 0;
+  try {
+    rc = train_loop(*open_train_run(cfg, resume, dev, dist));
+  } catch (const Error& e) {
+    dist.report_failure(e.what());
+    throw;
+  } catch (const std::exception& e) {
+    if (!dist.active()) throw;
+    if (!Dist::is_communication_error(e)) {  // e.g. out of memory: this rank is at fault
+      dist.report_failure(e.what());
+      throw;
+    }
+    dist.collective_failed(e);
+  }
+  dist.finish();
+  return rc;
+}
+
+}  // namespace chart

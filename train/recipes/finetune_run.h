@@ -1,0 +1,79 @@
+// One fine-tuning run as its loop sees it (FinetuneRun), and the steps run_finetune() calls
+// (finetune_steps.cpp).
+#pragma once
+#include <torch/torch.h>
+
+#include <chrono>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "data/examples.h"
+#include "data/token_dataset.h"
+#include "model/device.h"
+#include "model/transformer.h"
+#include "train/checkpoint/pretrained.h"
+#include "train/report/metrics_log.h"
+
+namespace chart {
+
+struct ClassCounts {
+  int64_t n = 0, positives = 0;
+};
+
+struct FinetuneRun {
+  Config cfg;  // the recipe's, with model.* (and data.dir when unset) from the pretrained checkpoint
+  Pretrained pre;
+  data::TokenDataset ds;
+  int64_t context = 0;  // tokens up to prediction_time that the classifier reads
+  std::string task;
+  std::string config_yaml;
+  data::ExampleSplits examples;
+  ClassCounts train_counts, tuning_counts;
+  bool can_tune = false;  // early stopping on tuning AUROC is possible
+  DeviceChoice dev;
+  ClinicalTransformer model{nullptr};
+  std::vector<torch::Tensor> trainable;
+  std::unique_ptr<torch::optim::AdamW> optimizer;  // groups: decay, no decay, head
+  torch::Tensor pos_weight;
+  torch::Tensor probe_features, probe_labels;  // probe: the frozen backbone's features, once
+  std::unique_ptr<MetricsLog> metrics;
+  std::optional<Progress> progress;
+  // The loop's position and the best tuning result so far.
+  int64_t step = 0, epoch = 0, cursor = 0;
+  std::vector<int64_t> order;  // this epoch's shuffled example order
+  std::vector<torch::Tensor> best_weights;
+  int64_t best_step = 0, since_best = 0;
+  double best_auroc = -1, best_loss = std::numeric_limits<double>::infinity();
+  // Since the last log line.
+  double loss_sum = 0, plain_sum = 0;  // class-weighted (the objective) and unweighted
+  int64_t loss_n = 0, seen = 0;
+  std::chrono::steady_clock::time_point log_start = std::chrono::steady_clock::now();
+
+  FinetuneRun(Config c, Pretrained p, data::TokenDataset d)
+      : cfg(std::move(c)), pre(std::move(p)), ds(std::move(d)) {}
+  const std::vector<data::Example>& train_examples() { return examples.by_split["train"]; }
+  const std::vector<data::Example>& tuning_examples() { return examples.by_split["tuning"]; }
+};
+
+// The pretrained checkpoint, the dataset and the examples, checked against each other.
+std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg);
+// The pretrained backbone with a one-logit head; what trains depends on finetune.recipe.
+void build_classifier(FinetuneRun& r);
+void make_finetune_optimizer(FinetuneRun& r);
+void compute_probe_features(FinetuneRun& r);  // probe only
+std::vector<int64_t> next_batch(FinetuneRun& r);  // example indices, epoch-shuffled
+// The schedule's rate for the backbone groups, head_lr_scale times it for the head.
+void set_finetune_learning_rate(torch::optim::Optimizer& opt, double lr, double head_lr_scale);
+void finetune_step(FinetuneRun& r, const std::vector<int64_t>& batch);
+void log_finetune_if_due(FinetuneRun& r, double lr);
+// Tuning AUROC every train.eval_every steps; keeps the best weights; true when patience ran out.
+bool tune_and_check_patience(FinetuneRun& r);
+// The best weights (LoRA merged), finetune.yaml and the model card, as a weights-only checkpoint.
+void save_finetuned(FinetuneRun& r);
+
+}  // namespace chart

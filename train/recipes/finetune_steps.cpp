@@ -1,0 +1,318 @@
+// The steps of `chart finetune`, in the order run_finetune() calls them.
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/json.h"
+#include "core/mix.h"
+#include "data/labels.h"
+#include "model/autocast.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_card.h"
+#include "train/interop/load_pretrained.h"
+#include "train/pretrain/optimizer.h"
+#include "train/recipes/finetune_run.h"
+#include "train/recipes/predict.h"
+#include "train/validation/binary_metrics.h"
+
+namespace chart {
+namespace fs = std::filesystem;
+namespace {
+
+ClassCounts count(const std::vector<data::Example>& ex) {
+  ClassCounts c;
+  c.n = static_cast<int64_t>(ex.size());
+  for (const auto& e : ex) c.positives += e.row.label;
+  return c;
+}
+
+std::string task_name(const Config& cfg) {
+  if (!cfg.task.name.empty()) return cfg.task.name;
+  fs::path p = fs::path(cfg.task.labels).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.has_extension() ? p.stem().string() : p.filename().string();
+}
+
+// The epoch-shuffled order of n examples, the same on every platform.
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  uint64_t s = mix(seed ^ mix(static_cast<uint64_t>(epoch) + 1));
+  for (size_t i = order.size(); i > 1; --i) {
+    s = mix(s);
+    std::swap(order[i - 1], order[s % i]);
+  }
+  return order;
+}
+
+std::vector<torch::Tensor> snapshot(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> s;
+  for (const auto& p : params) s.push_back(p.detach().clone());
+  return s;
+}
+
+void restore(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& s) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(s[i]);
+}
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Tuning AUROC and mean (unweighted) log loss of the current weights.
+std::pair<double, double> tune(FinetuneRun& r) {
+  const auto& ex = r.tuning_examples();
+  auto p = predict_probabilities(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev);
+  std::vector<int> y;
+  double loss = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    y.push_back(ex[i].row.label);
+    const double q = std::clamp(p[i], 1e-7, 1 - 1e-7);
+    loss -= y.back() ? std::log(q) : std::log(1 - q);
+  }
+  return {binary_metrics(p, y).auroc, loss / std::max<size_t>(1, p.size())};
+}
+
+std::string finetune_summary_yaml(const FinetuneRun& r) {
+  return fmt::format(
+      "task: {}\nlabels: {}\nrecipe: {}\nbest_step: {}\nsteps_run: {}\ntuning_auroc: {}\ntuning_loss: {}\n"
+      "train_rows: {}\ntrain_positive: {}\ntuning_rows: {}\ntuning_positive: {}\ncontext: {}\n"
+      "pretrained_checkpoint: {}\n",
+      r.task, r.cfg.task.labels, r.cfg.finetune.recipe, r.best_step, r.step,
+      r.can_tune ? fmt::format("{}", r.best_auroc) : "null", r.can_tune ? fmt::format("{}", r.best_loss) : "null",
+      r.train_counts.n, r.train_counts.positives, r.tuning_counts.n, r.tuning_counts.positives, r.context,
+      r.pre.dir.string());
+}
+
+// The fine-tuning data and task, the tuning result, and the pretrained model's own card as its base.
+ModelCard finetune_card(const FinetuneRun& r) {
+  ModelCard card;
+  card.kind = "finetuned";
+  card.data = data_lineage(r.cfg.data.dir, "train");
+  card.set_section("task", fmt::format(
+      "{{\"name\": {}, \"labels\": {}, \"recipe\": {}, \"context\": {}, \"train_rows\": {}, \"train_positive\": {}, "
+      "\"tuning_rows\": {}, \"tuning_positive\": {}, \"best_step\": {}, \"steps_run\": {}, \"pretrained_checkpoint\": {}}}",
+      json_string(r.task), json_string(r.cfg.task.labels), json_string(r.cfg.finetune.recipe), r.context,
+      r.train_counts.n, r.train_counts.positives, r.tuning_counts.n, r.tuning_counts.positives, r.best_step, r.step,
+      json_string(r.pre.dir.string())));
+  if (r.can_tune) {
+    card.set_metric("tuning_auroc", r.best_auroc);
+    card.set_metric("tuning_loss", r.best_loss);
+    card.set_section("evaluation", fmt::format("{{\"split\": \"tuning\", \"step\": {}, \"auroc\": {}, \"loss\": {}, \"n\": {}}}",
+                                               r.best_step, json_number(r.best_auroc), json_number(r.best_loss),
+                                               r.tuning_counts.n));
+  }
+  try {
+    card.set_section("base_model", read_model_card_json(r.pre.dir));
+  } catch (const Error&) {  // a checkpoint from before model cards
+  }
+  fill_model_card(card, *r.model, r.config_yaml, r.best_step, 0, r.ds.vocab_hash());
+  return card;
+}
+
+}  // namespace
+
+std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
+  Config cfg = cfg_in;
+  if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
+  if (cfg.task.labels.empty()) throw Error("task.labels is not set", "pass --set task.labels=LABELS_DIR_OR_FILE");
+  const fs::path run_dir = cfg.run.dir;
+  if (fs::exists(run_dir / "checkpoints" / "latest"))
+    throw Error(fmt::format("{} already holds a fine-tuned checkpoint", run_dir.string()),
+                "choose another run.dir, or remove the old run");
+  set_cpu_threads(cfg.train.threads);
+  Pretrained pre = load_pretrained(cfg.init.checkpoint);
+  if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
+  cfg.model = pre.config.model;  // the architecture is the checkpoint's, whatever the recipe says
+  auto ds = data::TokenDataset::open(cfg.data.dir);
+  auto r = std::make_unique<FinetuneRun>(cfg, std::move(pre), std::move(ds));
+  check_vocab(r->pre, r->ds.vocab_hash(), r->cfg.data.dir);
+  if (r->pre.vocab_size != static_cast<int64_t>(r->ds.vocab().size()))
+    fail("checkpoint {} has {} tokens, the vocabulary of {} has {}", r->pre.dir.string(), r->pre.vocab_size,
+         r->cfg.data.dir, r->ds.vocab().size());
+  r->context = finetune_context(r->cfg);
+  r->task = task_name(r->cfg);
+  r->config_yaml = config_to_yaml(r->cfg);
+  r->examples = data::make_examples(r->ds, data::read_labels(r->cfg.task.labels));
+  r->train_counts = count(r->train_examples());
+  r->tuning_counts = count(r->tuning_examples());
+  const ClassCounts& ct = r->train_counts;
+  if (ct.positives == 0 || ct.positives == ct.n)
+    fail("{}: the train split has {} label rows, {} positive: fine-tuning needs both classes", r->cfg.task.labels,
+         ct.n, ct.positives);
+  const ClassCounts& cu = r->tuning_counts;
+  r->can_tune = r->cfg.train.eval_every > 0 && cu.positives > 0 && cu.positives < cu.n;
+  if (!r->can_tune)
+    warn("finetune: no early stopping ({} tuning rows, {} positive; train.eval_every {})", cu.n, cu.positives,
+         r->cfg.train.eval_every);
+  r->dev = choose_device(r->cfg.train.device, r->cfg.train.precision);
+  return r;
+}
+
+void build_classifier(FinetuneRun& r) {
+  const auto& fc = r.cfg.finetune;
+  torch::manual_seed(static_cast<uint64_t>(r.cfg.train.seed));
+  r.model = ClinicalTransformer(r.cfg.model, r.pre.vocab_size);
+  r.model->add_classifier(1);
+  copy_pretrained_weights(r.pre, *r.model, {"cls_head."});
+  r.model->to(r.dev.device);
+  // The pretraining heads play no part in a classifier.
+  for (auto& p : r.model->named_parameters())
+    if (starts_with(p.key(), "lm_head.") || starts_with(p.key(), "time_head.")) p.value().set_requires_grad(false);
+  if (fc.recipe != "full")
+    for (auto& p : r.model->parameters()) p.set_requires_grad(false);
+  if (fc.recipe == "lora") r.model->add_lora(fc.lora_rank, fc.lora_alpha, fc.lora_targets);
+  for (auto& p : r.model->cls_head->parameters()) p.set_requires_grad(true);
+  for (const auto& p : r.model->parameters())
+    if (p.requires_grad()) r.trainable.push_back(p);
+  r.best_weights = snapshot(r.trainable);  // the best so far: where training starts
+  const ClassCounts& c = r.train_counts;
+  const double pos_weight =
+      fc.class_weighting == "balanced" ? double(c.n - c.positives) / double(c.positives) : 1.0;
+  r.pos_weight = torch::tensor({pos_weight}, torch::dtype(torch::kFloat32).device(r.dev.device));
+  int64_t n_trainable = 0;
+  for (const auto& t : r.trainable) n_trainable += t.numel();
+  info("finetune: {} recipe on {} ({} trainable of {} parameters), task {}: train {} rows ({} positive), tuning {} "
+       "({} positive), context {}, positive weight {:.2f}",
+       fc.recipe, r.dev.describe(), n_trainable, r.model->parameter_count(), r.task, c.n, c.positives,
+       r.tuning_counts.n, r.tuning_counts.positives, r.context, pos_weight);
+}
+
+void make_finetune_optimizer(FinetuneRun& r) {
+  const auto& tc = r.cfg.train;
+  std::vector<torch::Tensor> head, decay, no_decay;
+  for (const auto& p : r.model->named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    if (starts_with(p.key(), "cls_head.")) head.push_back(p.value());
+    else (p.value().dim() == 2 && p.key() != "tok_emb.weight" ? decay : no_decay).push_back(p.value());
+  }
+  auto base = torch::optim::AdamWOptions(tc.lr).betas({tc.beta1, tc.beta2}).eps(tc.eps);
+  auto with_decay = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(base).weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, with_decay(tc.weight_decay));
+  groups.emplace_back(no_decay, with_decay(0.0));
+  groups.emplace_back(head, with_decay(tc.weight_decay));
+  r.optimizer = std::make_unique<torch::optim::AdamW>(groups, base);
+}
+
+void compute_probe_features(FinetuneRun& r) {
+  if (r.cfg.finetune.recipe != "probe") return;
+  torch::NoGradGuard no_grad;
+  r.model->eval();
+  const auto& ex = r.train_examples();
+  std::vector<torch::Tensor> f, y;
+  for (size_t i = 0; i < ex.size(); i += 256) {
+    auto b = data::collate(r.ds, ex, i, std::min(ex.size(), i + 256), r.context);
+    AutocastGuard autocast(r.dev);
+    const auto d = r.dev.device;
+    f.push_back(r.model->features(b.tokens.to(d), b.ages.to(d), b.segments.to(d), b.last_index.to(d))
+                    .to(torch::kFloat32));
+    y.push_back(b.labels.to(d));
+  }
+  r.probe_features = torch::cat(f);
+  r.probe_labels = torch::cat(y);
+  r.model->train();
+}
+
+std::vector<int64_t> next_batch(FinetuneRun& r) {
+  const int64_t n = r.train_counts.n;
+  const auto seed = static_cast<uint64_t>(r.cfg.train.seed);
+  if (r.order.empty()) r.order = epoch_order(n, seed, r.epoch);
+  std::vector<int64_t> idx;
+  while (static_cast<int64_t>(idx.size()) < r.cfg.train.batch_size) {
+    if (r.cursor == n) {
+      r.order = epoch_order(n, seed, ++r.epoch);
+      r.cursor = 0;
+    }
+    idx.push_back(r.order[static_cast<size_t>(r.cursor++)]);
+  }
+  return idx;
+}
+
+void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
+  const auto d = r.dev.device;
+  r.optimizer->zero_grad();
+  torch::Tensor logits, y;
+  {
+    AutocastGuard autocast(r.dev);
+    if (r.cfg.finetune.recipe == "probe") {
+      auto ix = torch::tensor(idx, torch::kInt64).to(d);
+      logits = r.model->cls_head(r.probe_features.index_select(0, ix)).select(1, 0);
+      y = r.probe_labels.index_select(0, ix);
+    } else {
+      std::vector<data::Example> batch;
+      for (int64_t i : idx) batch.push_back(r.train_examples()[static_cast<size_t>(i)]);
+      auto b = data::collate(r.ds, batch, 0, batch.size(), r.context);
+      logits = r.model->classify(b.tokens.to(d), b.ages.to(d), b.segments.to(d), b.last_index.to(d)).select(1, 0);
+      y = b.labels.to(d);
+    }
+  }
+  auto loss = torch::binary_cross_entropy_with_logits(logits.to(torch::kFloat32), y, {}, r.pos_weight);
+  loss.backward();
+  // Logged unweighted too, on the scale of the tuning loss.
+  r.plain_sum += torch::binary_cross_entropy_with_logits(logits.detach().to(torch::kFloat32), y).item<double>();
+  if (r.cfg.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(r.trainable, r.cfg.train.grad_clip);
+  r.optimizer->step();
+  ++r.step;
+  r.seen += r.cfg.train.batch_size;
+  r.loss_sum += loss.item<double>();
+  ++r.loss_n;
+}
+
+void set_finetune_learning_rate(torch::optim::Optimizer& opt, double lr, double head_lr_scale) {
+  auto& g = opt.param_groups();
+  for (size_t i = 0; i < g.size(); ++i)
+    static_cast<torch::optim::AdamWOptions&>(g[i].options()).lr(i == 2 ? lr * head_lr_scale : lr);
+}
+
+void log_finetune_if_due(FinetuneRun& r, double lr) {
+  const auto& tc = r.cfg.train;
+  if (!(r.step % tc.log_every == 0 || r.step == tc.steps)) return;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.log_start).count();
+  const double n = static_cast<double>(std::max<int64_t>(1, r.loss_n));
+  r.metrics->write(r.step, "train", {{"loss", r.plain_sum / n}, {"weighted_loss", r.loss_sum / n}, {"lr", lr},
+                                     {"examples_per_s", r.seen / std::max(1e-9, secs)}});
+  r.progress->update(r.step, fmt::format("loss {:.4f} | lr {:.2e}", r.plain_sum / n, lr));
+  r.loss_sum = r.plain_sum = 0;
+  r.loss_n = r.seen = 0;
+  r.log_start = std::chrono::steady_clock::now();
+}
+
+bool tune_and_check_patience(FinetuneRun& r) {
+  const auto& tc = r.cfg.train;
+  if (!r.can_tune || !(r.step % tc.eval_every == 0 || r.step == tc.steps)) return false;
+  auto [auroc, loss] = tune(r);
+  r.metrics->write(r.step, "tuning", {{"loss", loss}, {"auroc", auroc}});
+  const bool better = auroc > r.best_auroc || (auroc == r.best_auroc && loss < r.best_loss);
+  info("finetune: step {} tuning AUROC {:.4f} loss {:.4f}{}", r.step, auroc, loss, better ? " (best)" : "");
+  if (better) {
+    r.best_auroc = auroc, r.best_loss = loss, r.best_step = r.step, r.since_best = 0;
+    r.best_weights = snapshot(r.trainable);
+    return false;
+  }
+  if (r.cfg.finetune.patience > 0 && ++r.since_best >= r.cfg.finetune.patience) {
+    info("finetune: no better tuning AUROC in {} evaluations; stopping at step {}", r.cfg.finetune.patience, r.step);
+    return true;
+  }
+  return false;
+}
+
+void save_finetuned(FinetuneRun& r) {
+  if (r.can_tune) restore(r.trainable, r.best_weights);
+  if (!r.can_tune) r.best_step = r.step;
+  if (r.cfg.finetune.recipe == "lora") r.model->merge_lora();
+  r.model->to(torch::kCPU);
+  TrainerState st;
+  st.step = r.best_step;
+  st.vocab_hash = r.ds.vocab_hash();
+  const std::string card_json = model_card_json(finetune_card(r));
+  auto saved = save_model_checkpoint(r.cfg.run.dir, r.config_yaml, *r.model, st,
+                                     {{"finetune.yaml", finetune_summary_yaml(r)}, {"model_card.json", card_json},
+                                      {"MODEL_CARD.md", model_card_markdown(card_json)}});
+  info("finetune: saved {} (step {}{})", saved.string(), r.best_step,
+       r.can_tune ? fmt::format(", tuning AUROC {:.4f}", r.best_auroc) : "");
+}
+
+}  // namespace chart

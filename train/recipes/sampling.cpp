@@ -1,0 +1,66 @@
+#include "train/recipes/sampling.h"
+
+#include <limits>
+#include <string>
+
+#include "core/error.h"
+#include "data/time_bins.h"
+
+namespace chart {
+
+namespace {
+
+bool matches(const std::string& token, const std::string& pattern) {
+  if (!pattern.empty() && pattern.back() == '*') return token.rfind(pattern.substr(0, pattern.size() - 1), 0) == 0;
+  return token == pattern;
+}
+
+}  // namespace
+
+TokenRoles token_roles(const data::Vocab& vocab, const GenerateConfig& g) {
+  const size_t V = vocab.size();
+  TokenRoles r;
+  r.advance_us.assign(V, 0);
+  r.outcome.assign(V, 0);
+  r.stop.assign(V, 0);
+  for (uint32_t id = 0; id < V; ++id) {
+    const std::string& name = vocab.token(id);
+    if (vocab.kind(id) == data::TokenKind::kTime) {
+      // "TIME//5m-15m" -> the middle of the interval; "TIME//>=365d" -> 365d per token.
+      std::string span = name.substr(name.find("//") + 2);
+      if (span.rfind(">=", 0) == 0) {
+        r.advance_us[id] = data::parse_duration(span.substr(2), "vocabulary token " + name);
+      } else {
+        auto dash = span.find('-');
+        int64_t lo = data::parse_duration(span.substr(0, dash), "vocabulary token " + name);
+        int64_t hi = data::parse_duration(span.substr(dash + 1), "vocabulary token " + name);
+        r.advance_us[id] = (lo + hi) / 2;
+      }
+    }
+    if (vocab.kind(id) != data::TokenKind::kCode) continue;
+    for (const auto& p : g.outcome_codes) r.outcome[id] |= matches(name, p);
+    for (const auto& p : g.stop_codes) r.stop[id] |= matches(name, p);
+  }
+  for (const auto& p : g.outcome_codes) {
+    bool any = false;
+    for (uint32_t id = 0; id < V; ++id) any |= vocab.kind(id) == data::TokenKind::kCode && matches(vocab.token(id), p);
+    if (!any)
+      throw Error(fmt::format("generate.outcome_codes: no token of the vocabulary matches '{}'", p),
+                  "name codes as they appear in vocab.tsv of the token dataset (a trailing * matches a prefix)");
+  }
+  r.banned = torch::zeros({static_cast<int64_t>(V)}, torch::kBool);
+  r.banned[data::Vocab::kPad] = true;
+  r.banned[data::Vocab::kBos] = true;
+  return r;
+}
+
+torch::Tensor sample_next(torch::Tensor logits, const torch::Tensor& banned, double temperature, int64_t top_k) {
+  logits = logits.to(torch::kFloat32).masked_fill(banned, -std::numeric_limits<float>::infinity()) / temperature;
+  if (top_k > 0 && top_k < logits.size(1)) {
+    auto kth = std::get<0>(logits.topk(top_k, 1)).select(1, top_k - 1).unsqueeze(1);
+    logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
+  }
+  return torch::multinomial(torch::softmax(logits, 1), 1).squeeze(1);
+}
+
+}  // namespace chart

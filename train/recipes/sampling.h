@@ -1,0 +1,28 @@
+// What each token means to a sampled trajectory (its clock, outcomes and stops), and drawing the
+// next token from the model's logits.
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/config.h"
+#include "data/vocab.h"
+
+namespace chart {
+
+struct TokenRoles {
+  std::vector<int64_t> advance_us;  // time a time-interval token moves the clock; 0 otherwise
+  std::vector<uint8_t> outcome, stop;
+  torch::Tensor banned;             // [V] bool: never sampled ([PAD], [BOS])
+};
+
+// From generate.outcome_codes and stop_codes ("X*" matches a prefix). A time-interval token
+// advances the clock by the middle of its interval; the open-ended last one by its lower edge (the
+// tokenizer repeats it per span). Throws chart::Error for an outcome code no token matches.
+TokenRoles token_roles(const data::Vocab& vocab, const GenerateConfig& g);
+
+// One token per row of logits [N, V]: temperature, top-k (0: all), banned tokens never drawn.
+torch::Tensor sample_next(torch::Tensor logits, const torch::Tensor& banned, double temperature, int64_t top_k);
+
+}  // namespace chart

@@ -1,0 +1,187 @@
+#include "train/report/eval_report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/files.h"
+#include "train/report/loss_curves.h"
+#include "train/report/svg_plot.h"
+
+namespace chart {
+namespace {
+using namespace svg;
+
+// ROC or precision-recall: a reference line (chance, base rate) under the series, the first
+// series (the model) drawn last, on top.
+std::string curve_plot(const std::string& title, const std::vector<Series>& series, Axis x, Axis y, bool steps,
+                       const LegendEntry& reference, const Curve& reference_line, std::string_view cls) {
+  std::vector<LegendEntry> entries;
+  for (size_t i = 0; i < series.size(); ++i) entries.push_back({series[i].name, series_style(i)});
+  entries.push_back(reference);
+  std::string s = svg_open(400, title, cls), body;
+  Frame f = frame_below(legend(body, entries, kTitleH), 400 - 46, std::move(x), std::move(y));
+  s += axes(f) + body + polyline(f, reference_line.x, reference_line.y, reference.style);
+  for (size_t i = series.size(); i-- > 0;)
+    s += polyline(f, series[i].curve.x, series[i].curve.y, series_style(i), steps);
+  return s + "</svg>\n";
+}
+
+std::string fmt3(double v) { return std::isnan(v) ? "n/a" : fmt::format("{:.3f}", v); }
+
+std::string with_interval(double v, const Interval& ci) {
+  if (std::isnan(ci.lo)) return fmt3(v);
+  return fmt::format("{} ({}&ndash;{})", fmt3(v), fmt3(ci.lo), fmt3(ci.hi));
+}
+
+double prevalence(const BinaryMetrics& m) { return m.n > 0 ? static_cast<double>(m.n_pos) / m.n : NAN; }
+
+std::string calibration_plot(const std::vector<CalibrationBin>& bins) {
+  const double height = 480;
+  Style model = series_style(0);
+  std::string s = svg_open(height, "Calibration (reliability diagram)", "calibration"), body;
+  double legend_h = legend(body, {{"model", model, true}, {"perfectly calibrated", kChance}}, kTitleH);
+  // Main panel: fraction positive against mean prediction; below it, predictions per bin.
+  Frame f =
+      frame_below(legend_h, height - 46 - 86, unit_axis("mean predicted probability"), unit_axis("fraction positive"));
+  int64_t max_n = 1;
+  for (const CalibrationBin& b : bins) max_n = std::max(max_n, b.n);
+  Axis counts = nice_axis(0, static_cast<double>(max_n), "count");
+  counts.ticks = {counts.lo, counts.hi};
+  Frame h{f.left, f.top + f.height + 14, f.width, 58, unit_axis("mean predicted probability"), counts};
+  s += axes(f, false) + axes(h) + body + polyline(f, {0, 1}, {0, 1}, kChance);
+  std::vector<double> xs, ys;
+  for (const CalibrationBin& b : bins) xs.push_back(b.mean_predicted), ys.push_back(b.fraction_positive);
+  s += polyline(f, xs, ys, model);
+  for (const CalibrationBin& b : bins) {
+    double r = 2.5 + 5.5 * std::sqrt(static_cast<double>(b.n) / max_n);  // area grows with the count
+    s += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="{:.1f}" fill="{}" fill-opacity="0.75" stroke="white"/>)",
+                     f.px(b.mean_predicted), f.py(b.fraction_positive), r, model.color) +
+         "\n";
+    double top = h.py(static_cast<double>(b.n));
+    s += fmt::format(R"(<rect x="{:.1f}" y="{:.1f}" width="12" height="{:.1f}" fill="{}" fill-opacity="0.6"/>)",
+                     h.px(b.mean_predicted) - 6, top, h.top + h.height - top, model.color) +
+         "\n";
+  }
+  return s + "</svg>\n";
+}
+
+std::string loss_plot(const std::string& title, const LossCurves& lc) {
+  std::vector<LegendEntry> entries;
+  double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+  size_t i = 0;
+  for (const auto& [split, pts] : lc.by_split) {
+    entries.push_back({split, {kPalette[i++ % std::size(kPalette)], "", 1.8}, pts.size() <= 40});
+    for (auto [x, y] : pts)
+      xlo = std::min(xlo, x), xhi = std::max(xhi, x), ylo = std::min(ylo, y), yhi = std::max(yhi, y);
+  }
+  bool empty = entries.empty();
+  std::string s = svg_open(400, title, "loss"), body;
+  Frame f =
+      frame_below(legend(body, entries, kTitleH), 400 - 46, empty ? unit_axis("step") : nice_axis(xlo, xhi, "step"),
+                  empty ? unit_axis("loss") : nice_axis(ylo, yhi, "loss"));
+  if (empty) f.x.ticks = f.y.ticks = {};
+  s += axes(f) + body;
+  if (empty)
+    s += text(f.left + f.width / 2, f.top + f.height / 2, lc.found ? "no metrics" : "no metrics (file not found)",
+              R"(text-anchor="middle" class="note")");
+  i = 0;
+  for (const auto& [split, pts] : lc.by_split) {
+    const LegendEntry& e = entries[i++];
+    std::vector<double> xs, ys;
+    for (auto [x, y] : pts) xs.push_back(x), ys.push_back(y);
+    s += polyline(f, xs, ys, e.style);
+    if (e.marker)
+      for (auto [x, y] : pts)
+        s +=
+            fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}"/>)", f.px(x), f.py(y), e.style.color) + "\n";
+  }
+  return s + "</svg>\n";
+}
+
+std::string figure(const std::string& svg, const std::string& caption_html) {
+  return "<figure>\n" + svg + "<figcaption>" + caption_html + "</figcaption>\n</figure>\n";
+}
+
+const char* const kCss =
+    R"(body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:960px;color:#222;padding:0 16px}
+h1{font-size:22px;margin-bottom:8px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;font-size:14px}th,td{padding:4px 10px;border-bottom:1px solid #e4e4e4;text-align:left}
+table.metrics td{text-align:right;font-variant-numeric:tabular-nums}table.metrics td:first-child{text-align:left}
+table.facts th{color:#555;font-weight:600}.note{color:#666;font-size:13px}
+.plots{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;width:440px}
+figcaption{font-size:13px;color:#333;margin-top:4px;line-height:1.4}
+svg text{font-family:Helvetica,Arial,sans-serif;font-size:11px;fill:#333}svg text.title{font-size:14px;font-weight:600;fill:#111}
+svg text.note{font-size:14px;fill:#888}svg .grid{stroke:#e8e8e8;stroke-width:1}svg .tick{stroke:#555;stroke-width:1}
+svg .frame{fill:none;stroke:#555;stroke-width:1})";
+
+}  // namespace
+
+std::string render_report_html(const ReportInputs& in) {
+  std::string h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" +
+                  html_escape(in.title) + "</title>\n<style>\n" + kCss + "\n</style>\n</head>\n<body>\n<h1>" +
+                  html_escape(in.title) + "</h1>\n<table class=\"facts\">\n";
+  for (const auto& [k, v] : in.facts) h += "<tr><th>" + html_escape(k) + "</th><td>" + html_escape(v) + "</td></tr>\n";
+  h += "</table>\n";
+
+  h += "<h2>Metrics</h2>\n<table class=\"metrics\">\n<tr><th></th><th>AUROC</th><th>AUPRC</th><th>Brier</th>"
+       "<th>ECE</th><th>n</th><th>n positive</th><th>prevalence</th></tr>\n";
+  auto row = [&](const std::string& name, const BinaryEvaluation& e) {
+    h += fmt::format(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n", name,
+        with_interval(e.point.auroc, e.auroc), with_interval(e.point.auprc, e.auprc),
+        with_interval(e.point.brier, e.brier), with_interval(e.point.ece, e.ece), e.point.n, e.point.n_pos,
+        fmt3(prevalence(e.point)));
+  };
+  row("model", in.model);
+  if (in.oracle) row("oracle (true probabilities)", *in.oracle);
+  h += "</table>\n<p class=\"note\">";
+  h += in.model.bootstrap_samples > 0
+           ? fmt::format("In parentheses: 95% percentile bootstrap intervals from {} resamples{}. ",
+                         in.model.bootstrap_samples,
+                         in.model.bootstrap_redrawn > 0
+                             ? fmt::format(" ({} resamples holding one class were redrawn)", in.model.bootstrap_redrawn)
+                             : "")
+           : std::string("No bootstrap intervals. ");
+  h += "AUPRC is average precision; ECE uses equal-width bins.</p>\n";
+
+  auto caption = [&](const char* metric, double BinaryMetrics::*field, Interval BinaryEvaluation::*ci) {
+    std::string c = fmt::format("{} (95% CI): model {}", metric, with_interval(in.model.point.*field, in.model.*ci));
+    if (in.oracle) c += fmt::format("; oracle {}", with_interval(in.oracle->point.*field, (*in.oracle).*ci));
+    return c + ".";
+  };
+  double base = prevalence(in.model.point);
+  h += "<h2>Discrimination and calibration</h2>\n<div class=\"plots\">\n";
+  h += figure(curve_plot("ROC curve", in.roc, unit_axis("false positive rate"), unit_axis("true positive rate"), false,
+                         {"chance", kChance}, {{0, 1}, {0, 1}}, "roc"),
+              caption("AUROC", &BinaryMetrics::auroc, &BinaryEvaluation::auroc));
+  h += figure(curve_plot("Precision-recall curve", in.pr, unit_axis("recall"), unit_axis("precision"), true,
+                         {"base rate " + fmt3(base), kChance}, {{0, 1}, {base, base}}, "pr"),
+              caption("AUPRC", &BinaryMetrics::auprc, &BinaryEvaluation::auprc));
+  h += figure(calibration_plot(in.calibration), caption("ECE", &BinaryMetrics::ece, &BinaryEvaluation::ece) + " " +
+                                                    caption("Brier", &BinaryMetrics::brier, &BinaryEvaluation::brier) +
+                                                    " Marker area and the bars below: predictions per bin.");
+  h += "</div>\n";
+
+  if (!in.loss_runs.empty()) {
+    h += "<h2>Training loss</h2>\n<div class=\"plots\">\n";
+    for (const LossRun& run : in.loss_runs) {
+      LossCurves lc = read_loss_curves(run.metrics_jsonl);
+      std::string cap = "<code>" + html_escape(run.metrics_jsonl.string()) + "</code>";
+      if (!lc.found) cap += ": not found.";
+      if (lc.skipped_lines > 0)
+        cap += fmt::format(" {} line{} skipped (malformed, or without step, split and a finite loss).",
+                           lc.skipped_lines, lc.skipped_lines == 1 ? "" : "s");
+      h += figure(loss_plot(run.title, lc), cap);
+    }
+    h += "</div>\n";
+  }
+  return h + "</body>\n</html>\n";
+}
+
+void write_report(const std::filesystem::path& html, const ReportInputs& in) {
+  write_file_atomic(html, render_report_html(in));
+}
+
+}  // namespace chart

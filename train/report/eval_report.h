@@ -1,0 +1,43 @@
+// The report `chart eval` writes: one self-contained HTML file (no scripts, no external assets)
+// with a facts header, a metrics table with 95% intervals, and inline SVG plots drawn here: ROC,
+// precision-recall, reliability diagram, and the loss curves of the runs behind the checkpoint.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "train/validation/binary_metrics.h"
+
+namespace chart {
+
+struct Series {
+  std::string name;  // legend text, e.g. "model" or "oracle"
+  Curve curve;
+};
+
+struct LossRun {
+  std::string title;                    // e.g. "pretraining", "fine-tuning"
+  std::filesystem::path metrics_jsonl;  // a run directory's metrics.jsonl; may be missing
+};
+
+struct ReportInputs {
+  std::string title;
+  std::vector<std::pair<std::string, std::string>> facts;  // shown in order: task, checkpoint...
+  BinaryEvaluation model;
+  std::optional<BinaryEvaluation> oracle;   // synthetic data: metrics of the true probabilities
+  std::vector<Series> roc, pr;              // model first, then the oracle if any
+  std::vector<CalibrationBin> calibration;  // the model's reliability diagram
+  std::vector<LossRun> loss_runs;
+};
+
+// The whole report as one HTML document; pure apart from reading the loss runs' files.
+std::string render_report_html(const ReportInputs& in);
+
+// Renders the report and writes it to `html` atomically (write_file_atomic).
+void write_report(const std::filesystem::path& html, const ReportInputs& in);
+
+}  // namespace chart
