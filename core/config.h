@@ -2,7 +2,7 @@
 // YAML files and `--set a.b=c` overrides are read into it by load_config(), which refuses an
 // unknown key, a wrong type or an out-of-range value with a message naming the key and where
 // it came from (file:line or --set). configs/README.md documents each key; a test keeps the two
-// in step. To add a key: a field here, a line in bind() (config.cpp), a line in the README.
+// in step. To add a key: a field here, a line in bind() (config_keys.cpp), a line in the README.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,8 +1,8 @@
 """chart's clinical transformer in plain PyTorch: the reference the C++ model is checked against.
 
 It reads chart's weights as they are (a safetensors file named like chart's named_parameters) and
-computes what model/layers.cpp, model/transformer.cpp, kernels/attention.cpp, train/loss.cpp and
-train/optimizer.cpp compute:
+computes what model/layers.cpp, model/transformer.cpp, kernels/attention.cpp, train/pretrain/loss.cpp and
+train/pretrain/optimizer.cpp compute:
 
   x = E[token] + W_age sinusoidal(age in days)   (or no age encoding)
   x = x + Attention(RMSNorm(x)); x = x + SwiGLU(RMSNorm(x))   per block
@@ -194,7 +194,7 @@ class ClinicalTransformer(nn.Module):
 
 
 def pretraining_loss(logits, log_rate, targets, target_dt):
-    """Next-token cross-entropy (+ exponential waiting-time NLL with a time head), as train/loss.cpp."""
+    """Next-token cross-entropy (+ exponential waiting-time NLL with a time head), as train/pretrain/loss.cpp."""
     V = logits.size(-1)
     next_token = F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), ignore_index=-1)
     if log_rate is None:
@@ -207,7 +207,7 @@ def pretraining_loss(logits, log_rate, targets, target_dt):
     return next_token + time_nll, next_token, time_nll
 
 
-def parameter_group(name, p):  # as train/optimizer.cpp
+def parameter_group(name, p):  # as train/pretrain/optimizer.cpp
     if name == "tok_emb.weight":
         return "embeddings"
     if "norm.weight" in name:
@@ -265,7 +265,7 @@ TOL = {"logits": 1e-4, "log_rate": 1e-4, "loss": 1e-5, "grad": 1e-5, "param": 1e
 # The lossless path from Python: a chart checkpoint (or a chart Hugging Face export, dropped time
 # features included) loaded as this module, age encoding, time bias and time head and all.
 
-# Llama name (after "model.layers.<i>.") -> chart name (after "layers.<i>."); train/export_hf.cpp
+# Llama name (after "model.layers.<i>.") -> chart name (after "layers.<i>."); train/interop/hf_names.cpp
 LAYER_NAMES = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn.wq.weight",
                "self_attn.k_proj.weight": "attn.wk.weight", "self_attn.v_proj.weight": "attn.wv.weight",
                "self_attn.o_proj.weight": "attn.wo.weight", "post_attention_layernorm.weight": "mlp_norm.weight",

@@ -21,7 +21,7 @@
 #include "core/files.h"
 #include "data/prepare.h"
 #include "model/safetensors.h"
-#include "tests/meds_fixture.h"
+#include "tests/token_fixture.h"
 #include "tests/test_util.h"
 #include "train/distributed/dist.h"
 
@@ -33,24 +33,17 @@ using testing::TempDir;
 namespace fs = std::filesystem;
 
 fs::path make_tokens(const TempDir& dir) {
-  const char* names[] = {"train", "tuning", "held_out"};
-  for (int s = 0; s < 3; ++s) {
-    std::vector<Row> rows;
-    for (int i = 0; i < (s == 0 ? 120 : 30); ++i) {
-      int64_t id = 10000 * (s + 1) + i;
-      rows.push_back({id, std::nullopt, i % 2 ? "GENDER//F" : "GENDER//M"});
-      rows.push_back({id, days(7305 + i), "MEDS_BIRTH"});
-      for (int k = 0; k < 30 + i % 17; ++k) {
-        double t = 15000 + 30 * k + 0.5 * (i % 5);
-        rows.push_back({id, days(t), "VISIT//" + std::to_string(i % 3)});
-        rows.push_back({id, days(t + 0.1), "DX//" + std::to_string((k + i) % 5)});
-        rows.push_back({id, days(t + 0.1), "LAB//x", static_cast<float>((k * 7 + i) % 10)});
-      }
+  return testing::make_token_dataset(dir.path(), {120, 30, 30}, [](int s, int i) {
+    const int64_t id = 10000 * (s + 1) + i;
+    auto rows = testing::born(id, i % 2 ? "GENDER//F" : "GENDER//M", days(7305 + i));
+    for (int k = 0; k < 30 + i % 17; ++k) {
+      double t = 15000 + 30 * k + 0.5 * (i % 5);
+      rows.push_back({id, days(t), "VISIT//" + std::to_string(i % 3)});
+      rows.push_back({id, days(t + 0.1), "DX//" + std::to_string((k + i) % 5)});
+      rows.push_back({id, days(t + 0.1), "LAB//x", static_cast<float>((k * 7 + i) % 10)});
     }
-    testing::write_meds(dir / "meds/data" / names[s] / "0.parquet", rows);
-  }
-  data::prepare_dataset(dir / "meds", dir / "tok", load_config("", {}), false);
-  return dir / "tok";
+    return rows;
+  });
 }
 
 // A TCP port no one listens on now (the kernel's choice for port 0).

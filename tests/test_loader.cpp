@@ -11,7 +11,7 @@
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "data/token_dataset.h"
-#include "tests/meds_fixture.h"
+#include "tests/token_fixture.h"
 #include "tests/test_util.h"
 
 namespace chart {
@@ -23,22 +23,15 @@ namespace fs = std::filesystem;
 
 // 60 train subjects of 3..40 events each (so some fill several windows of 16 tokens).
 fs::path make_dataset(const TempDir& dir) {
-  const char* names[] = {"train", "tuning", "held_out"};
-  for (int s = 0; s < 3; ++s) {
-    std::vector<Row> rows;
-    for (int i = 0; i < (s == 0 ? 60 : 12); ++i) {
-      int64_t id = 1000 * (s + 1) + i;
-      rows.push_back({id, std::nullopt, i % 2 ? "GENDER//F" : "GENDER//M"});
-      rows.push_back({id, days(7305), "MEDS_BIRTH"});
-      int n = 3 + (i * 7) % 38;
-      for (int k = 0; k < n; ++k)
-        rows.push_back({id, days(15000 + 3 * k + 0.01 * i), "DX//" + std::to_string(k % 5),
-                        k % 3 ? std::optional<float>() : std::optional<float>(float(k + i))});
-    }
-    testing::write_meds(dir / "meds/data" / names[s] / "0.parquet", rows);
-  }
-  data::prepare_dataset(dir / "meds", dir / "tok", load_config("", {}), false);
-  return dir / "tok";
+  return testing::make_token_dataset(dir.path(), {60, 12, 12}, [](int s, int i) {
+    const int64_t id = 1000 * (s + 1) + i;
+    auto rows = testing::born(id, i % 2 ? "GENDER//F" : "GENDER//M", days(7305));
+    const int n = 3 + (i * 7) % 38;
+    for (int k = 0; k < n; ++k)
+      rows.push_back({id, days(15000 + 3 * k + 0.01 * i), "DX//" + std::to_string(k % 5),
+                      k % 3 ? std::optional<float>() : std::optional<float>(float(k + i))});
+    return rows;
+  });
 }
 
 data::LoaderOptions opts(int64_t batch, bool packing = true, bool shuffle = true) {

@@ -12,7 +12,7 @@
 #include "data/prepare.h"
 #include "data/token_dataset.h"
 #include "data/token_shard.h"
-#include "tests/meds_fixture.h"
+#include "tests/token_fixture.h"
 #include "tests/test_util.h"
 
 namespace chart {
@@ -31,15 +31,14 @@ std::vector<Row> subject_rows(int split, int i) {
   int64_t id = kBase[split] + i;
   int64_t birth = days(7305 + 5 * i);  // 1990-01-01 onwards: all in the 1990 bucket
   int64_t visit = birth + days(12000 + 3 * i);
-  std::vector<Row> r = {
-      {id, std::nullopt, i % 2 ? "GENDER//F" : "GENDER//M"},
-      {id, birth, "MEDS_BIRTH"},
+  std::vector<Row> r = testing::born(id, i % 2 ? "GENDER//F" : "GENDER//M", birth);
+  r.insert(r.end(), {
       {id, visit, "VISIT"},
       {id, visit, "LAB//glucose", static_cast<float>(i % 20) + 0.5f},
       {id, visit + days(2.0 / 24), "DX//A"},
       {id, visit + days(400 + i), "VISIT"},
       {id, visit + days(400 + i), "LAB//glucose", static_cast<float>(100 - i)},
-  };
+  });
   if (split == 0 && i < 9) r.push_back({id, visit + days(401 + i), "RARE//9"});
   if (split == 0 && i < 10) r.push_back({id, visit + days(402 + i), "RARE//10"});
   if (split == 1) r.push_back({id, visit + days(403 + i), "ONLY//TUNING"});
@@ -48,16 +47,11 @@ std::vector<Row> subject_rows(int split, int i) {
 
 std::map<int64_t, std::vector<Row>> make_meds(const fs::path& root, int per_split = 30) {
   std::map<int64_t, std::vector<Row>> by_subject;
-  const char* names[] = {"train", "tuning", "held_out"};
-  for (int s = 0; s < 3; ++s) {
-    std::vector<Row> rows;
-    for (int i = 0; i < per_split; ++i) {
-      auto r = subject_rows(s, i);
-      by_subject[r[0].subject] = r;
-      rows.insert(rows.end(), r.begin(), r.end());
-    }
-    testing::write_meds(root / "data" / names[s] / "0.parquet", rows);
-  }
+  testing::write_meds_splits(root, {per_split, per_split, per_split}, [&](int s, int i) {
+    auto r = subject_rows(s, i);
+    by_subject[r[0].subject] = r;
+    return r;
+  });
   return by_subject;
 }
 

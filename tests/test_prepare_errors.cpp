@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "tests/meds_fixture.h"
+#include "tests/token_fixture.h"
 #include "tests/test_util.h"
 
 namespace chart {
@@ -16,17 +16,13 @@ namespace fs = std::filesystem;
 
 // A small valid dataset; a case then breaks one thing in it.
 void good_meds(const fs::path& root) {
-  for (const char* split : {"train", "tuning", "held_out"}) {
-    std::vector<Row> rows;
-    for (int i = 0; i < 12; ++i) {
-      int64_t id = (split[0] == 't' ? (split[1] == 'r' ? 100 : 200) : 300) + i;
-      rows.push_back({id, std::nullopt, "GENDER//F"});
-      rows.push_back({id, days(1000), "MEDS_BIRTH"});
-      rows.push_back({id, days(20000), "DX//A", 1.5f});
-      rows.push_back({id, days(20001), "DX//B"});
-    }
-    testing::write_meds(root / "data" / split / "0.parquet", rows);
-  }
+  testing::write_meds_splits(root, {12, 12, 12}, [](int s, int i) {
+    const int64_t id = 100 * (s + 1) + i;
+    auto rows = testing::born(id, "GENDER//F", days(1000));
+    rows.push_back({id, days(20000), "DX//A", 1.5f});
+    rows.push_back({id, days(20001), "DX//B"});
+    return rows;
+  });
 }
 
 struct Outcome {

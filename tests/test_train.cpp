@@ -14,7 +14,7 @@
 #include "core/files.h"
 #include "core/sha256.h"
 #include "data/prepare.h"
-#include "tests/meds_fixture.h"
+#include "tests/token_fixture.h"
 #include "tests/test_util.h"
 
 namespace chart {
@@ -26,25 +26,18 @@ namespace fs = std::filesystem;
 
 // Subjects whose timelines follow a few learnable patterns (so the loss falls fast).
 fs::path make_tokens(const TempDir& dir) {
-  const char* names[] = {"train", "tuning", "held_out"};
-  for (int s = 0; s < 3; ++s) {
-    std::vector<Row> rows;
-    for (int i = 0; i < (s == 0 ? 120 : 20); ++i) {
-      int64_t id = 10000 * (s + 1) + i;
-      rows.push_back({id, std::nullopt, i % 2 ? "GENDER//F" : "GENDER//M"});
-      rows.push_back({id, days(7305 + i), "MEDS_BIRTH"});
-      int pattern = i % 3;
-      for (int k = 0; k < 40; ++k) {
-        double t = 15000 + 30 * k + (pattern == 2 ? 0.01 * k : 0);
-        rows.push_back({id, days(t), "VISIT//" + std::to_string(pattern)});
-        rows.push_back({id, days(t + 0.1), "DX//" + std::to_string((k + pattern) % 4)});
-        rows.push_back({id, days(t + 0.1), "LAB//x", static_cast<float>((k * 7 + pattern) % 10)});
-      }
+  return testing::make_token_dataset(dir.path(), {120, 20, 20}, [](int s, int i) {
+    const int64_t id = 10000 * (s + 1) + i;
+    auto rows = testing::born(id, i % 2 ? "GENDER//F" : "GENDER//M", days(7305 + i));
+    const int pattern = i % 3;
+    for (int k = 0; k < 40; ++k) {
+      double t = 15000 + 30 * k + (pattern == 2 ? 0.01 * k : 0);
+      rows.push_back({id, days(t), "VISIT//" + std::to_string(pattern)});
+      rows.push_back({id, days(t + 0.1), "DX//" + std::to_string((k + pattern) % 4)});
+      rows.push_back({id, days(t + 0.1), "LAB//x", static_cast<float>((k * 7 + pattern) % 10)});
     }
-    testing::write_meds(dir / "meds/data" / names[s] / "0.parquet", rows);
-  }
-  data::prepare_dataset(dir / "meds", dir / "tok", load_config("", {}), false);
-  return dir / "tok";
+    return rows;
+  });
 }
 
 std::string train_args(const fs::path& tok, const fs::path& run, const std::string& extra = "") {
