@@ -2,16 +2,20 @@
 
 #include <torch/torch.h>
 
-#include <cmath>
-#include <cstdlib>
+#include <limits>
+
+#include "core/time.h"
+#include "kernels/attention_dispatch.h"
 
 namespace chart::kernels {
 
-torch::Tensor time_decay_bias(const torch::Tensor& ages, const torch::Tensor& slopes) {
-  auto days = ages.to(torch::kFloat32) * 365.25;                        // [B, L]
-  auto gap = (days.unsqueeze(2) - days.unsqueeze(1)).abs();              // [B, L, L]
-  auto decay = torch::log1p(gap).unsqueeze(1);                          // [B, 1, L, L]
-  return -slopes.to(torch::kFloat32).view({1, -1, 1, 1}) * decay;        // [B, H, L, L]
+torch::Tensor time_decay_bias(const torch::Tensor& query_ages, const torch::Tensor& key_ages,
+                              const torch::Tensor& slopes) {
+  auto q_days = query_ages.to(torch::kFloat32) * kDaysPerYear;           // [B, Lq]
+  auto k_days = key_ages.to(torch::kFloat32) * kDaysPerYear;             // [B, Lk]
+  auto gap = (q_days.unsqueeze(2) - k_days.unsqueeze(1)).abs();          // [B, Lq, Lk]
+  auto decay = torch::log1p(gap).unsqueeze(1);                          // [B, 1, Lq, Lk]
+  return -slopes.to(torch::kFloat32).view({1, -1, 1, 1}) * decay;        // [B, H, Lq, Lk]
 }
 
 torch::Tensor segment_starts(const torch::Tensor& segments) {
@@ -35,7 +39,7 @@ torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k
   auto allowed = (same & causal).unsqueeze(1);                        // [B, 1, L, L]
   torch::Tensor mask;
   if (ages.defined() && slopes.defined()) {
-    auto bias = time_decay_bias(ages, slopes);
+    auto bias = time_decay_bias(ages, ages, slopes);
     mask = bias.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).to(q.dtype());
   } else {
     mask = allowed;
@@ -43,29 +47,12 @@ torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k
   return at::scaled_dot_product_attention(q, kk, vv, mask);
 }
 
-#ifdef CHART_HAVE_CUDA
-// kernels/attention_cuda.cpp
-bool cuda_attention_supports(const torch::Tensor& q);
-torch::Tensor attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                             const torch::Tensor& segments, const torch::Tensor& ages, const torch::Tensor& slopes);
-#endif
-
-#ifndef CHART_HAVE_CUDA
-const char* cuda_forward_kernel(const torch::Tensor&) { return ""; }
-#endif
-
-const char* attention_path(const torch::Tensor& q) {
-#ifdef CHART_HAVE_CUDA
-  if (cuda_attention_supports(q) && !std::getenv("CHART_ATTENTION_REFERENCE")) return "cuda";
-#endif
-  return "reference";
-}
-
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& segments, const torch::Tensor& ages,
                         const torch::Tensor& slopes) {
+  const AttentionPath path = attention_path(q);  // in a CPU-only build too: a bad switch stops it
 #ifdef CHART_HAVE_CUDA
-  if (attention_path(q)[0] == 'c') return attention_cuda(q, k, v, segments, ages, slopes);
+  if (path.cuda()) return attention_cuda(q, k, v, segments, ages, slopes, path.kind);
 #endif
   return attention_reference(q, k, v, segments, ages, slopes);
 }

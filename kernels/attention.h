@@ -5,8 +5,9 @@
 //   bias[b,h,i,j] = -slopes[h] * log(1 + |age_i - age_j| in days)   (optional time decay)
 //   g(h) = h / (Hq / Hkv)                                        (grouped-query attention)
 //
-// On a GPU with the custom kernels built and a supported shape, the CUDA kernels run; otherwise
-// the LibTorch reference below, which is also the oracle the kernel tests compare against.
+// On a GPU with the custom kernels built and a supported dtype and head dim, the CUDA kernels run;
+// otherwise the LibTorch reference below, which is also the oracle the kernel tests compare
+// against. kernels/attention_dispatch.h makes that choice and says why (for the log).
 #pragma once
 #include <torch/types.h>
 
@@ -24,20 +25,14 @@ torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k
                                   const torch::Tensor& v, const torch::Tensor& segments,
                                   const torch::Tensor& ages, const torch::Tensor& slopes);
 
-// [B, Hq, L, L] additive time-decay bias, float32.
-torch::Tensor time_decay_bias(const torch::Tensor& ages, const torch::Tensor& slopes);
+// The time-decay bias -slopes[h] * log(1 + |age_i - age_j| in days), [B, Hq, Lq, Lk] float32, for
+// queries aged query_ages [B, Lq] and keys aged key_ages [B, Lk] (float years): the one formula of
+// the reference and the KV-cache decode (the kernels compute it in place, kernels/flash_common.cuh).
+torch::Tensor time_decay_bias(const torch::Tensor& query_ages, const torch::Tensor& key_ages,
+                              const torch::Tensor& slopes);
 
 // [B, L] int32: the first position of each position's patient (patients are contiguous runs of
 // equal segment ids, as the loader packs them); what the kernels take instead of segment ids.
 torch::Tensor segment_starts(const torch::Tensor& segments);
-
-// Which path attention() takes for these inputs: "cuda" or "reference".
-const char* attention_path(const torch::Tensor& q);
-
-// Which forward kernel the "cuda" path runs: "sm90" (warpgroup MMA, kernels/flash_attention_fwd_sm90.cu)
-// on an sm_90 GPU when CHART_ATTENTION_SM90=1 (opt-in until it has been verified on a Hopper
-// GPU), otherwise "sm80" (mma.sync); "" when the CUDA path does not apply. The backward is the
-// mma.sync kernel either way.
-const char* cuda_forward_kernel(const torch::Tensor& q);
 
 }  // namespace chart::kernels

@@ -1,7 +1,7 @@
 // Flash attention for packed patient timelines on NVIDIA GPUs (sm_80+): forward and backward,
 // bf16/fp16 in, fp32 accumulation, head dims 64 and 128, causal within each patient, grouped KV
 // heads, and an optional time-decay bias computed in the kernel from per-token ages.
-// Plain CUDA, no torch: kernels/attention_cuda.cpp wraps these in an autograd Function.
+// Plain CUDA, no torch: kernels/flash_autograd.h wraps these in an autograd Function.
 //
 // Layouts (contiguous): q, o, do, dq: [B, Hq, L, D]; k, v, dk, dv: [B, Hkv, L, D];
 // seg_start: [B, L] int32, the first position of each position's patient (patients are
@@ -11,7 +11,7 @@
 #include <cstdint>
 
 // The kernels compile for a GPU (nvcc) or, as plain C++, for the CPU SIMT emulator that CI tests
-// them with; the two builds live in different inline namespaces so one binary can hold both.
+// them with; the two builds' kernels live in different inline namespaces so one binary can hold both.
 #ifdef CHART_SIMT_EMULATION
 #define CHART_FLASH_ABI simt_emulated
 #else
@@ -19,9 +19,13 @@
 #endif
 
 namespace chart::kernels {
-inline namespace CHART_FLASH_ABI {
 
+// The launch parameters are the same plain struct in both builds (kernels/flash_launch.h builds
+// them from tensors); only the kernels differ.
 enum class AttnDtype { kBF16, kFP16 };
+
+// The head dims the kernels are instantiated for (flash_common.cuh, dispatch_shape).
+constexpr bool flash_head_dim_supported(int64_t D) { return D == 64 || D == 128; }
 
 struct AttnParams {
   const void* q = nullptr;
@@ -43,6 +47,8 @@ struct AttnParams {
   void* dv = nullptr;
   float* dslopes = nullptr;       // [Hq] fp32, zeroed by the caller; null without time bias
 };
+
+inline namespace CHART_FLASH_ABI {
 
 // Both run on `stream` (a cudaStream_t) and return a CUDA error string, or nullptr on success.
 const char* flash_attention_forward(const AttnParams& p, void* stream);

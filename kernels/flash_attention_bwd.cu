@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
       const bool in = m0 + i < L;
       lse_s[buf * BM + i] = in ? p.lse[q_off + m0 + i] * kLog2e : 0.f;
       delta_s[buf * BM + i] = in ? p.delta[q_off + m0 + i] : 0.f;
-      days_q[buf * BM + i] = in && ages ? ages[m0 + i] * kDaysPerYear : 0.f;
+      days_q[buf * BM + i] = in && ages ? ages[m0 + i] * kDaysPerYearF : 0.f;
       seg_q[buf * BM + i] = in ? seg[m0 + i] : L;  // past the end: matches no key
     }
   };
@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(AttnParams p) 
 
   // This thread's two keys (rows of the transposed score tile).
   const int k0 = n0 + warp * 16 + g, k1 = k0 + 8;
-  const float dayk0 = ages && k0 < L ? ages[k0] * kDaysPerYear : 0.f, dayk1 = ages && k1 < L ? ages[k1] * kDaysPerYear : 0.f;
+  const float dayk0 = ages && k0 < L ? ages[k0] * kDaysPerYearF : 0.f, dayk1 = ages && k1 < L ? ages[k1] * kDaysPerYearF : 0.f;
 
   float dk[D / 8][4], dv[D / 8][4];
 #pragma unroll
@@ -279,10 +279,9 @@ const char* launch_backward(const AttnParams& p, void* stream) {
 }  // namespace flash
 
 const char* flash_attention_backward(const AttnParams& p, void* stream) {
-  using namespace flash;
-  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? launch_backward<bf16, 64>(p, stream) : launch_backward<fp16, 64>(p, stream);
-  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? launch_backward<bf16, 128>(p, stream) : launch_backward<fp16, 128>(p, stream);
-  return "flash attention: head dim must be 64 or 128";
+  return flash::dispatch_shape(p, [&](auto s) {
+    return flash::launch_backward<typename decltype(s)::T, decltype(s)::D>(p, stream);
+  });
 }
 
 }  // inline namespace CHART_FLASH_ABI

@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
     load_tile_async<T, D>(Ks + buf * kBN * S, k, n0, kBN, L);
     load_tile_async<T, D>(Vs + buf * kBN * S, v, n0, kBN, L);
     if (ages)
-      for (int c = threadIdx.x; c < kBN; c += blockDim.x) days_k[buf * kBN + c] = n0 + c < L ? ages[n0 + c] * kDaysPerYear : 0.f;
+      for (int c = threadIdx.x; c < kBN; c += blockDim.x) days_k[buf * kBN + c] = n0 + c < L ? ages[n0 + c] * kDaysPerYearF : 0.f;
   };
   load_tile_async<T, D>(Qs, q, m0, kBM, L);
   load_kv(0);
@@ -66,7 +66,7 @@ __global__ void __launch_bounds__(kWarps * 32) forward_kernel(AttnParams p) {
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     rows.seg[i] = rows.r[i] < L ? seg[rows.r[i]] : 0;
-    rows.day[i] = ages && rows.r[i] < L ? ages[rows.r[i]] * kDaysPerYear : 0.f;
+    rows.day[i] = ages && rows.r[i] < L ? ages[rows.r[i]] * kDaysPerYearF : 0.f;
   }
 
   uint32_t qa[D / 16][4];
@@ -134,10 +134,9 @@ const char* launch_forward(const AttnParams& p, void* stream) {
 }  // namespace flash
 
 const char* flash_attention_forward(const AttnParams& p, void* stream) {
-  using namespace flash;
-  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? launch_forward<bf16, 64>(p, stream) : launch_forward<fp16, 64>(p, stream);
-  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? launch_forward<bf16, 128>(p, stream) : launch_forward<fp16, 128>(p, stream);
-  return "flash attention: head dim must be 64 or 128";
+  return flash::dispatch_shape(p, [&](auto s) {
+    return flash::launch_forward<typename decltype(s)::T, decltype(s)::D>(p, stream);
+  });
 }
 
 }  // inline namespace CHART_FLASH_ABI

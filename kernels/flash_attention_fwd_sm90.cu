@@ -7,8 +7,8 @@
 //   softmax, mask and time bias in registers (the accumulator layout is mma.sync's, per warp);
 //   O += P V: A = P from registers, B = V from shared memory (N-major).
 // Built for sm_90a only (-gencode arch=compute_90a,code=sm_90a); on other GPUs the launcher is
-// never called (flash_attention_fwd.cu picks it). Also compiled for the CPU SIMT emulator, which
-// implements wgmma, so CI runs it.
+// never called (kernels/attention_dispatch.cpp decides). Also compiled for the CPU SIMT emulator,
+// which implements wgmma, so CI runs it.
 #include <cfloat>
 #include <type_traits>
 
@@ -175,7 +175,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
     load_swizzled<T, D>(Ks + buf * kTile, k, n0, kBN, L);
     load_swizzled<T, D>(Vs + buf * kTile, v, n0, kBN, L);
     if (ages)
-      for (int c = threadIdx.x; c < kBN; c += blockDim.x) days_k[buf * kBN + c] = n0 + c < L ? ages[n0 + c] * kDaysPerYear : 0.f;
+      for (int c = threadIdx.x; c < kBN; c += blockDim.x) days_k[buf * kBN + c] = n0 + c < L ? ages[n0 + c] * kDaysPerYearF : 0.f;
   };
   load_swizzled<T, D>(Qs, q, m0, kBM, L);
   load_kv(0);
@@ -188,7 +188,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttnParams p) {
   rows.r[1] = rows.r[0] + 8;
   for (int r = 0; r < 2; ++r) {
     rows.seg[r] = rows.r[r] < L ? seg[rows.r[r]] : 0;
-    rows.day[r] = ages && rows.r[r] < L ? ages[rows.r[r]] * kDaysPerYear : 0.f;
+    rows.day[r] = ages && rows.r[r] < L ? ages[rows.r[r]] * kDaysPerYearF : 0.f;
   }
 
   float o[D / 8][4];
@@ -260,10 +260,9 @@ const char* launch(const AttnParams& p, void* stream) {
 }  // namespace flash
 
 const char* flash_attention_forward_sm90(const AttnParams& p, void* stream) {
-  using namespace flash;
-  if (p.D == 64) return p.dtype == AttnDtype::kBF16 ? sm90::launch<bf16, 64>(p, stream) : sm90::launch<fp16, 64>(p, stream);
-  if (p.D == 128) return p.dtype == AttnDtype::kBF16 ? sm90::launch<bf16, 128>(p, stream) : sm90::launch<fp16, 128>(p, stream);
-  return "flash attention: head dim must be 64 or 128";
+  return flash::dispatch_shape(p, [&](auto s) {
+    return flash::sm90::launch<typename decltype(s)::T, decltype(s)::D>(p, stream);
+  });
 }
 
 }  // inline namespace CHART_FLASH_ABI

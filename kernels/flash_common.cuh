@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 
+#include "core/time.h"
 #include "kernels/flash_attention.h"
 
 #ifdef CHART_SIMT_EMULATION
@@ -203,6 +204,21 @@ const char* launch(Kernel kernel, dim3 grid, int threads, size_t smem, void* str
 #endif
 }
 
+// The one dtype x head-dim switch of all the kernels (host code): calls launch(Shape<T, D>{}) for
+// p's dtype and head dim and returns its error string. The dims are flash_head_dim_supported's.
+template <typename T_, int D_>
+struct Shape {
+  using T = T_;
+  static constexpr int D = D_;
+};
+template <typename Launch>
+const char* dispatch_shape(const AttnParams& p, Launch launch) {
+  const bool bf = p.dtype == AttnDtype::kBF16;
+  if (p.D == 64) return bf ? launch(Shape<bf16, 64>{}) : launch(Shape<fp16, 64>{});
+  if (p.D == 128) return bf ? launch(Shape<bf16, 128>{}) : launch(Shape<fp16, 128>{});
+  return "flash attention: head dim must be 64 or 128";
+}
+
 // The A fragment (16 x k16) made of two neighbouring C tiles c[2kk] and c[2kk + 1] (see above).
 template <typename T, int N>
 __device__ __forceinline__ void c_tiles_to_a(const float (&c)[N][4], int kk, uint32_t (&a)[4]) {
@@ -259,7 +275,8 @@ __device__ __forceinline__ bool allowed(int q, int k, int q_seg_start, int L) {
   return q < L && k <= q && k >= q_seg_start;
 }
 
-constexpr float kDaysPerYear = 365.25f;
+// core/time.h's constant as fp32: ages times a double would run on the FP64 units.
+constexpr float kDaysPerYearF = static_cast<float>(::chart::kDaysPerYear);
 // log2(1 + |gap| in days) for ages in days: the time-decay bias is -slope * ln(1 + gap), which in
 // the kernels' log2 units is exactly -slope * this.
 __device__ __forceinline__ float log2_gap(float days_q, float days_k) {

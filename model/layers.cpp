@@ -116,10 +116,8 @@ torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const torch:
   allowed = (allowed | (kpos == qpos).unsqueeze(0)).unsqueeze(1);                          // [N, 1, T, end]
   torch::Tensor mask = allowed;
   if (time_slopes.defined()) {
-    auto days = cache.ages.slice(1, 0, end) * 365.25;                                        // [N, end]
-    auto qdays = days.slice(1, start, end);                                                  // [N, T]
-    auto decay = torch::log1p((qdays.unsqueeze(2) - days.unsqueeze(1)).abs()).unsqueeze(1);  // [N, 1, T, end]
-    auto bias = -time_slopes.to(torch::kFloat32).view({1, -1, 1, 1}) * decay;
+    auto key_ages = cache.ages.slice(1, 0, end);                                               // [N, end]
+    auto bias = kernels::time_decay_bias(key_ages.slice(1, start, end), key_ages, time_slopes);  // [N, H, T, end]
     mask = bias.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).to(q.dtype());
   }
   auto y = at::scaled_dot_product_attention(q, keys, values, mask);

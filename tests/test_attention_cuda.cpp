@@ -10,13 +10,15 @@
 #include <fmt/format.h>
 
 #include "kernels/attention.h"
-#include "tests/attention_cases.h"
+#include "kernels/attention_dispatch.h"
 #include "kernels/kernels.h"
+#include "tests/attention_cases.h"
 
 #ifdef CHART_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 
 #include "kernels/flash_attention.h"
+#include "kernels/flash_launch.h"
 #endif
 
 namespace chart {
@@ -26,46 +28,14 @@ bool have_gpu() { return kernels::cuda_kernels_built() && torch::cuda::is_availa
 
 void run_case(const Case& c) {
   SCOPED_TRACE(name(c) + " first_len " + std::to_string(c.first_len));
-  torch::manual_seed(c.L * 7 + c.D + c.patients);
   auto dev = torch::Device(torch::kCUDA);
-  auto f32 = torch::dtype(torch::kFloat32).device(dev);
-  auto q = torch::randn({c.B, c.Hq, c.L, c.D}, f32).to(c.dtype).requires_grad_();
-  auto k = torch::randn({c.B, c.Hkv, c.L, c.D}, f32).to(c.dtype).requires_grad_();
-  auto v = torch::randn({c.B, c.Hkv, c.L, c.D}, f32).to(c.dtype).requires_grad_();
-  auto seg = make_segments(c).to(dev);
-  torch::Tensor ages, slopes;
-  if (c.bias) {
-    ages = (torch::rand({c.B, c.L}, f32) * 3.0).cumsum(1) / 50.0 + 40.0;  // increasing, ~days apart
-    slopes = (torch::rand({c.Hq}, f32) * 0.5 + 0.05).requires_grad_();
-  }
-  ASSERT_STREQ(kernels::attention_path(q), "cuda");
-  auto out = kernels::attention(q, k, v, seg, ages, slopes);
-  auto dout = torch::randn_like(out);
-  out.backward(dout);
-
-  // The reference in fp32 on the same (upcast) inputs.
-  auto q32 = q.detach().to(torch::kFloat32).requires_grad_();
-  auto k32 = k.detach().to(torch::kFloat32).requires_grad_();
-  auto v32 = v.detach().to(torch::kFloat32).requires_grad_();
-  torch::Tensor s32;
-  if (c.bias) s32 = slopes.detach().clone().requires_grad_();
-  auto ref = kernels::attention_reference(q32, k32, v32, seg, ages, s32);
-  ref.backward(dout.to(torch::kFloat32));
-
-  const double tol = c.dtype == torch::kBFloat16 ? 2e-2 : 4e-3;  // bf16 keeps 8 bits, fp16 11
-  EXPECT_FALSE(out.isnan().any().item<bool>());
-  EXPECT_LT(rel_err(out, ref), tol);
-  EXPECT_LT(rel_err(q.grad(), q32.grad()), 2 * tol);
-  EXPECT_LT(rel_err(k.grad(), k32.grad()), 2 * tol);
-  EXPECT_LT(rel_err(v.grad(), v32.grad()), 2 * tol);
-  if (c.bias) {
-    EXPECT_LT(rel_err(slopes.grad(), s32.grad()), 4 * tol);
-  }
+  ASSERT_TRUE(kernels::attention_path(dev, c.dtype, c.D).cuda());
+  expect_matches_reference(c, dev, kernels::attention);
 }
 
 TEST(AttentionCuda, MatchesTheReference) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU (or a CPU-only build): the CUDA attention kernels are not run";
-  if (std::getenv("CHART_ATTENTION_REFERENCE")) GTEST_SKIP() << "CHART_ATTENTION_REFERENCE is set: the kernels are off";
+  if (kernels::attention_switches().reference) GTEST_SKIP() << "CHART_ATTENTION_REFERENCE=1: the kernels are off";
   for (auto dtype : {torch::kBFloat16, torch::kFloat16})
     for (int64_t D : {64, 128}) {
       run_case({2, 4, 4, 1, D, 1, false, dtype});
@@ -82,11 +52,11 @@ TEST(AttentionCuda, MatchesTheReference) {
 
 TEST(AttentionCuda, HopperForwardMatchesTheReference) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU (or a CPU-only build): the CUDA attention kernels are not run";
-  if (std::getenv("CHART_ATTENTION_REFERENCE")) GTEST_SKIP() << "CHART_ATTENTION_REFERENCE is set: the kernels are off";
+  if (kernels::attention_switches().reference) GTEST_SKIP() << "CHART_ATTENTION_REFERENCE=1: the kernels are off";
   if (at::cuda::getCurrentDeviceProperties()->major != 9) GTEST_SKIP() << "not an sm_90 GPU: the wgmma forward does not apply";
   ::setenv("CHART_ATTENTION_SM90", "1", 1);
   auto probe = torch::zeros({1, 1, 1, 64}, torch::dtype(torch::kBFloat16).device(torch::kCUDA));
-  EXPECT_STREQ(kernels::cuda_forward_kernel(probe), "sm90");
+  EXPECT_EQ(kernels::attention_path(probe).kind, kernels::AttentionPath::kCudaSm90);
   for (auto dtype : {torch::kBFloat16, torch::kFloat16})
     for (int64_t D : {64, 128}) {
       run_case({2, 4, 4, 1, D, 1, false, dtype});
@@ -109,11 +79,10 @@ TEST(AttentionCuda, WritesEveryOutputPosition) {
     auto k = torch::randn({1, 1, L, 64}, q.options()), v = torch::randn({1, 1, L, 64}, q.options());
     auto o = torch::full_like(q, std::nanf(""));
     auto lse = torch::full({1, 2, L}, std::nanf(""), q.options().dtype(torch::kFloat32));
-    auto seg_start = torch::zeros({1, L}, q.options().dtype(torch::kInt32));
-    kernels::AttnParams p;
-    p.q = q.data_ptr(); p.k = k.data_ptr(); p.v = v.data_ptr(); p.o = o.data_ptr();
-    p.lse = lse.data_ptr<float>(); p.seg_start = seg_start.data_ptr<int32_t>();
-    p.B = 1; p.Hq = 2; p.Hkv = 1; p.L = static_cast<int>(L); p.D = 64; p.scale = 0.125f;
+    kernels::FlashTensors t;
+    t.q = q, t.k = k, t.v = v, t.o = o, t.lse = lse;
+    t.seg_start = torch::zeros({1, L}, q.options().dtype(torch::kInt32));
+    const kernels::AttnParams p = kernels::attention_params(t);
     ASSERT_EQ(kernels::flash_attention_forward(p, at::cuda::getCurrentCUDAStream().stream()), nullptr);
     EXPECT_FALSE(o.isnan().any().item<bool>()) << "L=" << L;
     EXPECT_FALSE(lse.isnan().any().item<bool>()) << "L=" << L;
@@ -124,8 +93,8 @@ TEST(AttentionCuda, WritesEveryOutputPosition) {
 TEST(AttentionCuda, TheModelUsesTheKernelsOnAGpu) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU (or a CPU-only build): the CUDA attention kernels are not run";
   auto q = torch::randn({1, 2, 8, 64}, torch::dtype(torch::kBFloat16).device(torch::kCUDA));
-  EXPECT_STREQ(kernels::attention_path(q), "cuda");
-  EXPECT_STREQ(kernels::attention_path(q.to(torch::kFloat32)), "reference");  // fp32: the reference path
+  EXPECT_TRUE(kernels::attention_path(q).cuda());
+  EXPECT_EQ(kernels::attention_path(q.to(torch::kFloat32)).kind, kernels::AttentionPath::kReference);  // fp32: the reference path
 }
 
 }  // namespace

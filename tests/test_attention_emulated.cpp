@@ -1,9 +1,10 @@
 // The flash attention kernels' own source run on the CPU SIMT emulator (kernels/simt_emulator.h)
 // against the LibTorch reference in fp32 on upcast inputs: output, dQ, dK, dV and the time-slope
 // gradient, bf16 and fp16, head dims 64 and 128, lengths across tile edges, many patients per
-// row, with and without the time bias, grouped KV heads, outputs poisoned (NaN) first. This is
-// what CI can check of the kernels without a GPU; test_attention_cuda.cpp runs them for real.
-// The first tests show the emulator's own checks can fail.
+// row, with and without the time bias, grouped KV heads, outputs poisoned (NaN) first; then the
+// autograd wrapper the model runs (kernels/flash_autograd.h) around the same kernels, forward and
+// backward. This is what CI can check of the kernels without a GPU; test_attention_cuda.cpp runs
+// them for real. The first tests show the emulator's own checks can fail.
 #define CHART_SIMT_EMULATION 1
 #include "kernels/flash_attention.h"
 
@@ -16,6 +17,8 @@
 #include <random>
 
 #include "kernels/attention.h"
+#include "kernels/attention_emulated.h"
+#include "kernels/flash_launch.h"
 #include "kernels/simt_emulator.h"
 #include "tests/attention_cases.h"
 
@@ -132,46 +135,24 @@ struct Grads {
 Grads run_emulated(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& seg,
                    const torch::Tensor& ages, const torch::Tensor& slopes, const torch::Tensor& dout, bool hopper) {
   const float nan = std::nanf("");
-  auto seg_start = kernels::segment_starts(seg);
   Grads g;
-  g.out = torch::full_like(q, nan);
-  auto lse = torch::full({q.size(0), q.size(1), q.size(2)}, nan, torch::kFloat32);
-  kernels::AttnParams p;
-  p.q = q.data_ptr();
-  p.k = k.data_ptr();
-  p.v = v.data_ptr();
-  p.o = g.out.data_ptr();
-  p.lse = lse.data_ptr<float>();
-  p.seg_start = seg_start.data_ptr<int32_t>();
-  if (ages.defined()) {
-    p.ages = ages.data_ptr<float>();
-    p.slopes = slopes.data_ptr<float>();
-  }
-  p.B = static_cast<int>(q.size(0));
-  p.Hq = static_cast<int>(q.size(1));
-  p.Hkv = static_cast<int>(k.size(1));
-  p.L = static_cast<int>(q.size(2));
-  p.D = static_cast<int>(q.size(3));
-  p.scale = 1.0f / std::sqrt(static_cast<float>(p.D));
-  p.dtype = q.scalar_type() == torch::kBFloat16 ? kernels::AttnDtype::kBF16 : kernels::AttnDtype::kFP16;
+  kernels::FlashTensors t;
+  t.q = q, t.k = k, t.v = v, t.ages = ages, t.slopes = slopes;
+  t.seg_start = kernels::segment_starts(seg);
+  t.o = g.out = torch::full_like(q, nan);
+  t.lse = torch::full({q.size(0), q.size(1), q.size(2)}, nan, torch::kFloat32);
+  kernels::AttnParams p = kernels::attention_params(t);
   EXPECT_EQ(hopper ? kernels::flash_attention_forward_sm90(p, nullptr) : kernels::flash_attention_forward(p, nullptr), nullptr);
-  EXPECT_FALSE(lse.isnan().any().item<bool>()) << "forward left a logsumexp unwritten";
+  EXPECT_FALSE(t.lse.isnan().any().item<bool>()) << "forward left a logsumexp unwritten";
 
-  auto dq_accum = torch::zeros(q.sizes(), torch::kFloat32);
-  auto delta = torch::full({q.size(0), q.size(1), q.size(2)}, nan, torch::kFloat32);
-  g.dk = torch::full_like(k, nan);
-  g.dv = torch::full_like(v, nan);
-  p.dout = dout.data_ptr();
-  p.delta = delta.data_ptr<float>();
-  p.dq_accum = dq_accum.data_ptr<float>();
-  p.dk = g.dk.data_ptr();
-  p.dv = g.dv.data_ptr();
-  if (ages.defined()) {
-    g.dslopes = torch::zeros_like(slopes);
-    p.dslopes = g.dslopes.data_ptr<float>();
-  }
+  t.dout = dout;
+  t.dq_accum = g.dq = torch::zeros(q.sizes(), torch::kFloat32);
+  t.delta = torch::full({q.size(0), q.size(1), q.size(2)}, nan, torch::kFloat32);
+  t.dk = g.dk = torch::full_like(k, nan);
+  t.dv = g.dv = torch::full_like(v, nan);
+  if (ages.defined()) t.dslopes = g.dslopes = torch::zeros_like(slopes);
+  p = kernels::attention_params(t);
   EXPECT_EQ(kernels::flash_attention_backward(p, nullptr), nullptr);
-  g.dq = dq_accum;
   return g;
 }
 
@@ -263,6 +244,67 @@ TEST(AttentionEmulated, RandomShapes) {
            pick(0, 1) ? torch::kBFloat16 : torch::kFloat16};
     run_emulated_case(c, pick(0, 2) == 0 ? 0 : static_cast<uint64_t>(pick(1, 1000)), pick(0, 1) == 1);
   }
+}
+
+// ---- The autograd wrapper around them (the one kernels::attention() runs on a GPU).
+
+TEST(AttentionEmulated, TheAutogradWrapperMatchesTheReference) {
+  // The GPU test's comparison (attention_cases.h) on CPU tensors: output and the gradients of q,
+  // k, v and slopes through autograd. Small shapes: the emulator is slow.
+  const struct {
+    Case c;
+    bool sm90;
+  } cases[] = {{{1, 4, 2, 70, 64, 2, true, torch::kBFloat16}, false},
+               {{2, 2, 1, 33, 128, 1, false, torch::kFloat16}, false},
+               {{1, 2, 2, 70, 64, 3, true, torch::kBFloat16}, true}};
+  for (const auto& [c, sm90] : cases) {
+    SCOPED_TRACE(name(c) + (sm90 ? " sm90 forward" : ""));
+    expect_matches_reference(c, torch::kCPU,
+                             [sm90 = sm90](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                           const torch::Tensor& seg, const torch::Tensor& ages,
+                                           const torch::Tensor& slopes) {
+                               return kernels::attention_emulated(q, k, v, seg, ages, slopes, sm90);
+                             });
+  }
+}
+
+TEST(AttentionEmulated, TheWrapperCopiesStridedAndMisalignedInputs) {
+  // q as the model makes it (a transposed [B, L, H, D] view) and k one element into its storage
+  // (not 16-byte aligned): the same output and gradients as contiguous, aligned copies.
+  torch::manual_seed(5);
+  const int64_t B = 1, H = 2, L = 40, D = 64, n = B * H * L * D;
+  auto qb = torch::randn({B, L, H, D}).to(torch::kBFloat16).requires_grad_();
+  auto kb = torch::randn({n + 1}).to(torch::kBFloat16).requires_grad_();
+  auto v = torch::randn({B, H, L, D}).to(torch::kBFloat16);
+  auto q = qb.transpose(1, 2), k = kb.narrow(0, 1, n).view({B, H, L, D});
+  ASSERT_FALSE(q.is_contiguous());
+  ASSERT_NE(reinterpret_cast<uintptr_t>(k.data_ptr()) % 16, 0u);
+  auto seg = torch::zeros({B, L}, torch::kInt32);
+  auto ages = torch::linspace(40, 41, L).view({B, L});
+  auto slopes = torch::full({H}, 0.1f);
+  auto dout = torch::randn({B, H, L, D}).to(torch::kBFloat16);
+  auto out = kernels::attention_emulated(q, k, v, seg, ages, slopes);
+  out.backward(dout);
+
+  auto q2 = q.detach().contiguous().requires_grad_(), k2 = k.detach().clone().requires_grad_();
+  auto out2 = kernels::attention_emulated(q2, k2, v, seg, ages, slopes);
+  out2.backward(dout);
+  EXPECT_TRUE(torch::equal(out, out2));
+  EXPECT_TRUE(torch::equal(qb.grad().transpose(1, 2), q2.grad()));
+  EXPECT_TRUE(torch::equal(kb.grad().narrow(0, 1, n).view({B, H, L, D}), k2.grad()));
+  EXPECT_EQ(kb.grad()[0].item<float>(), 0.f);
+}
+
+TEST(AttentionEmulated, TheWrapperRefusesWhatTheKernelsDoNotTake) {
+  auto q = torch::zeros({1, 2, 8, 64}, torch::kBFloat16), seg = torch::zeros({1, 8}, torch::kInt32);
+  auto call = [&](const torch::Tensor& qq, const torch::Tensor& kv) { kernels::attention_emulated(qq, kv, kv, seg, {}, {}); };
+  EXPECT_THROW(call(q.to(torch::kFloat32), q.to(torch::kFloat32)), c10::Error);                 // fp32
+  EXPECT_THROW(call(q.narrow(3, 0, 32), q.narrow(3, 0, 32)), c10::Error);                       // head dim 32
+  EXPECT_THROW(call(q, torch::zeros({1, 3, 8, 64}, torch::kBFloat16)), c10::Error);             // 2 heads over 3 KV heads
+  EXPECT_THROW(kernels::attention_emulated(q, q, q, seg, torch::zeros({1, 8}), torch::zeros({3})), c10::Error);  // slopes not [Hq]
+  EXPECT_EQ(kernels::attention_emulated(q.narrow(2, 0, 0), q.narrow(2, 0, 0), q.narrow(2, 0, 0),
+                                        seg.narrow(1, 0, 0), {}, {}).sizes(),
+            (std::vector<int64_t>{1, 2, 0, 64}));  // empty: no launch
 }
 
 }  // namespace

@@ -1,0 +1,93 @@
+#include "kernels/attention_dispatch.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "kernels/flash_attention.h"
+#include "kernels/kernels.h"
+
+namespace chart::kernels {
+namespace {
+
+std::string dtype_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return "fp32";
+    case torch::kFloat64: return "fp64";
+    case torch::kBFloat16: return "bf16";
+    case torch::kFloat16: return "fp16";
+    default: return c10::toString(t);
+  }
+}
+
+// Unset: false; "1" or "0"; anything else is a mistake worth stopping for, not a guess.
+bool env_switch(const std::function<const char*(const char*)>& getenv, const char* name, const char* when_on,
+                const char* when_off) {
+  const char* v = getenv(name);
+  if (v == nullptr) return false;
+  const std::string s = v;
+  if (s == "1" || s == "0") return s == "1";
+  throw Error(fmt::format("{}='{}': expected 1 or 0", name, s),
+              fmt::format("set {}=1 for {}, or 0 (or unset it) for {}", name, when_on, when_off));
+}
+
+}  // namespace
+
+const char* path_name(AttentionPath::Kind kind) {
+  switch (kind) {
+    case AttentionPath::kCudaSm80: return "CUDA kernels, mma.sync forward and backward";
+    case AttentionPath::kCudaSm90: return "CUDA kernels, wgmma forward and mma.sync backward";
+    default: return "LibTorch reference";
+  }
+}
+
+AttentionSwitches attention_switches(const std::function<const char*(const char*)>& getenv) {
+  AttentionSwitches s;
+  s.reference = env_switch(getenv, "CHART_ATTENTION_REFERENCE", "the LibTorch reference attention",
+                           "the CUDA kernels where they apply");
+  s.sm90 = env_switch(getenv, "CHART_ATTENTION_SM90", "the wgmma forward on sm_90 GPUs", "the mma.sync forward");
+  return s;
+}
+
+AttentionPath choose_attention_path(const AttentionFacts& f) {
+  using P = AttentionPath;
+  if (!f.device.is_cuda()) return {P::kReference, fmt::format("{} tensor", c10::DeviceTypeName(f.device.type()))};
+  if (!f.kernels_built) return {P::kReference, "a build without the CUDA kernels: no nvcc at configure time"};
+  if (f.switches.reference) return {P::kReference, "CHART_ATTENTION_REFERENCE=1"};
+  if (f.dtype != torch::kBFloat16 && f.dtype != torch::kFloat16)
+    return {P::kReference, dtype_name(f.dtype) + "; the kernels take bf16/fp16"};
+  if (!flash_head_dim_supported(f.head_dim))
+    return {P::kReference, fmt::format("head dim {}; the kernels take 64 and 128", f.head_dim)};
+  const std::string arch = fmt::format("sm_{}", f.compute_capability);
+  if (f.compute_capability < 80) return {P::kReference, arch + "; the kernels need sm_80 or newer"};
+  // The wgmma kernel is sm_90a machine code, which runs on compute capability 9.0 alone.
+  if (f.compute_capability == 90)
+    return f.switches.sm90 ? P{P::kCudaSm90, "sm_90 with CHART_ATTENTION_SM90=1"}
+                           : P{P::kCudaSm80, "sm_90 without CHART_ATTENTION_SM90=1 (the wgmma forward is opt-in)"};
+  if (f.switches.sm90) return {P::kCudaSm80, arch + "; CHART_ATTENTION_SM90=1 applies to sm_90 only"};
+  return {P::kCudaSm80, arch};
+}
+
+AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim) {
+  AttentionFacts f;
+  f.device = device;
+  f.dtype = dtype;
+  f.head_dim = head_dim;
+  f.kernels_built = cuda_kernels_built();
+  f.switches = attention_switches();
+#ifdef CHART_HAVE_CUDA
+  if (device.is_cuda()) f.compute_capability = cuda_compute_capability(device);
+#endif
+  return choose_attention_path(f);
+}
+
+AttentionPath attention_path(const torch::Tensor& q) {
+  return attention_path(q.device(), q.scalar_type(), q.dim() > 0 ? q.size(-1) : 0);
+}
+
+std::string describe_attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim) {
+  const AttentionPath p = attention_path(device, dtype, head_dim);
+  return fmt::format("attention: {}, for {} head dim {} on {} ({})", path_name(p.kind), dtype_name(dtype), head_dim,
+                     device.str(), p.reason);
+}
+
+}  // namespace chart::kernels

@@ -1,0 +1,61 @@
+// Which implementation kernels::attention() runs, and why: one decision (choose_attention_path)
+// from the inputs, the build, the GPU and two environment variables, each "1" or "0" (or unset):
+//   CHART_ATTENTION_REFERENCE=1   the LibTorch reference even where the kernels apply
+//   CHART_ATTENTION_SM90=1        the wgmma forward on sm_90 GPUs (opt-in until a Hopper GPU has
+//                                 run its tests); the backward is the mma.sync kernel either way
+// Both builds see this header; only a CUDA build can choose a CUDA path.
+#pragma once
+#include <torch/types.h>
+
+#include <cstdlib>
+#include <functional>
+#include <string>
+
+namespace chart::kernels {
+
+struct AttentionPath {
+  enum Kind { kReference, kCudaSm80, kCudaSm90 };
+  Kind kind = kReference;
+  std::string reason;  // why, e.g. "fp32; the kernels take bf16/fp16"
+  bool cuda() const { return kind != kReference; }
+};
+
+// "LibTorch reference", "CUDA kernels, mma.sync forward and backward", ...
+const char* path_name(AttentionPath::Kind kind);
+
+// The environment switches above; anything but unset, "0" or "1" throws chart::Error naming the
+// variable. getenv is a parameter for the tests.
+struct AttentionSwitches {
+  bool reference = false;  // CHART_ATTENTION_REFERENCE=1
+  bool sm90 = false;       // CHART_ATTENTION_SM90=1
+};
+AttentionSwitches attention_switches(const std::function<const char*(const char*)>& getenv = ::getenv);
+
+// Everything the choice depends on, so that every branch can be tested on any machine.
+struct AttentionFacts {
+  torch::Device device = torch::kCPU;  // q's
+  torch::ScalarType dtype = torch::kFloat32;
+  int64_t head_dim = 0;
+  bool kernels_built = false;  // this binary has the CUDA kernels
+  int compute_capability = 0;  // of device's GPU, 10 * major + minor (80, 90); 0 for a CPU tensor
+  AttentionSwitches switches;
+};
+AttentionPath choose_attention_path(const AttentionFacts& facts);
+
+// The path attention() takes for queries of this device, dtype and head dim, on this machine now;
+// the second form reads them from q [B, H, L, D].
+AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim);
+AttentionPath attention_path(const torch::Tensor& q);
+// One line for the log, e.g. "attention: LibTorch reference (fp32; the kernels take bf16/fp16)".
+std::string describe_attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim);
+
+#ifdef CHART_HAVE_CUDA
+// The CUDA build's side (kernels/attention_cuda.cpp).
+int cuda_compute_capability(torch::Device device);
+// The kernels behind autograd; kind is kCudaSm80 or kCudaSm90 (which forward).
+torch::Tensor attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             const torch::Tensor& segments, const torch::Tensor& ages, const torch::Tensor& slopes,
+                             AttentionPath::Kind kind);
+#endif
+
+}  // namespace chart::kernels

@@ -1,0 +1,14 @@
+// kernels::attention()'s CUDA path with the kernels run by the CPU SIMT emulator on CPU tensors:
+// the same autograd wrapper (kernels/flash_autograd.h) around the same kernel source, so the
+// tests check the wrapper too (tests/test_attention_emulated.cpp). Slow: small shapes only.
+#pragma once
+#include <torch/types.h>
+
+namespace chart::kernels {
+
+// As attention(): bf16/fp16 CPU tensors, head dim 64 or 128; sm90 runs the wgmma forward.
+torch::Tensor attention_emulated(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& segments, const torch::Tensor& ages, const torch::Tensor& slopes,
+                                 bool sm90 = false);
+
+}  // namespace chart::kernels
