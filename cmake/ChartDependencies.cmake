@@ -5,7 +5,9 @@
 #                 CHART_PYTHON (torch.utils.cmake_prefix_path)
 #   Arrow/Parquet CHART_ARROW_ROOT (an Arrow C++ install with ArrowConfig.cmake), else the
 #                 headers and libraries bundled in CHART_PYTHON's `pyarrow` wheel
-#   yaml-cpp, fmt, GoogleTest: the system's packages (Debian: libyaml-cpp-dev libfmt-dev libgtest-dev)
+#   yaml-cpp, fmt, GoogleTest, nlohmann-json, OpenSSL (libcrypto, found in core/CMakeLists.txt):
+#                 the system's packages (Debian: libyaml-cpp-dev libfmt-dev libgtest-dev
+#                 nlohmann-json3-dev libssl-dev)
 #   CUDA          nvcc from CMAKE_CUDA_COMPILER, PATH or /usr/local/cuda; without it, a CPU-only build
 
 set(CHART_PYTHON "" CACHE FILEPATH "Python interpreter whose torch and pyarrow wheels the build uses")
@@ -101,8 +103,9 @@ else()
   message(STATUS "chart: Arrow/Parquet ${_pa_version} from the pyarrow wheel (${_arrow_lib})")
 endif()
 
-# ---- yaml-cpp, fmt, GoogleTest
+# ---- yaml-cpp, fmt, nlohmann-json, GoogleTest
 find_package(yaml-cpp REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
 find_package(fmt REQUIRED)
 # The torch wheel bundles its own fmt headers (a newer fmt) in an include directory that every
 # torch user gets. Put the fmt we link ahead of it, or the headers and the library disagree.
@@ -114,7 +117,8 @@ file(CREATE_LINK "${CHART_FMT_HEADER_DIR}/fmt" "${_fmt_shim}/fmt" SYMBOLIC)
 add_library(chart_fmt INTERFACE)
 target_include_directories(chart_fmt BEFORE INTERFACE "${_fmt_shim}")
 target_link_libraries(chart_fmt INTERFACE fmt::fmt)
-message(STATUS "chart: fmt ${fmt_VERSION} (${CHART_FMT_HEADER_DIR}), yaml-cpp ${yaml-cpp_VERSION}")
+message(STATUS "chart: fmt ${fmt_VERSION} (${CHART_FMT_HEADER_DIR}), yaml-cpp ${yaml-cpp_VERSION}, "
+               "nlohmann-json ${nlohmann_json_VERSION}")
 
 if(CHART_TESTS)
   find_package(GTest REQUIRED)

@@ -1,28 +1,26 @@
-// SHA-256, for manifest and checkpoint checksums that `sha256sum` can verify by hand.
+// SHA-256, for manifest and checkpoint checksums that `sha256sum` can verify by hand. OpenSSL's
+// libcrypto computes it (with the CPU's SHA instructions where it has them).
 #pragma once
-#include <array>
-#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
+
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of every includer
 
 namespace chart {
 
 class Sha256 {
  public:
-  // portable: never use the CPU's SHA instructions (for tests of the portable code).
-  explicit Sha256(bool portable = false);
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
   void update(const void* data, size_t n);
   void update(std::string_view s) { update(s.data(), s.size()); }
   std::string hex();  // finishes the hash; call once
 
  private:
-  void block(const uint8_t* p);
-  std::array<uint32_t, 8> h_;
-  std::array<uint8_t, 64> buf_;
-  size_t buf_len_ = 0;
-  uint64_t total_ = 0;
-  bool portable_ = false;
+  evp_md_ctx_st* ctx_;
 };
 
 std::string sha256_hex(std::string_view bytes);

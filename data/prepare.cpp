@@ -187,20 +187,19 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
     fail("{}: no subjects in the train split; the vocabulary needs train data", meds.string());
 
   // The manifest: counts and a checksum of every file, written last.
-  std::string m = "{\n  \"format\": \"chart-token-dataset\",\n";
-  m += fmt::format("  \"format_version\": {},\n  \"vocab_hash\": {},\n  \"vocab_size\": {},\n",
-                   kShardVersion, json_string(vocab_hash), vocab.size());
-  m += fmt::format("  \"source\": {},\n  \"min_subjects\": {},\n  \"codes_seen\": {},\n  \"codes_kept\": {},\n",
-                   json_string(fs::weakly_canonical(fs::absolute(meds)).string()), cfg.min_subjects, result.codes_seen,
-                   result.codes_kept);
-  m += "  \"splits\": {";
-  bool first = true;
-  for (const auto& [name, c] : result.splits) {
-    m += fmt::format("{}\n    {}: {{\"subjects\": {}, \"events\": {}, \"tokens\": {}, \"unknown\": {}, \"shards\": {}}}",
-                     first ? "" : ",", json_string(name), c.subjects, c.events, c.tokens, c.unknown, c.shards);
-    first = false;
-  }
-  m += "\n  },\n  \"files\": {";
+  Json m;
+  m["format"] = "chart-token-dataset";
+  m["format_version"] = kShardVersion;
+  m["vocab_hash"] = vocab_hash;
+  m["vocab_size"] = vocab.size();
+  m["source"] = fs::weakly_canonical(fs::absolute(meds)).string();
+  m["min_subjects"] = cfg.min_subjects;
+  m["codes_seen"] = result.codes_seen;
+  m["codes_kept"] = result.codes_kept;
+  m["splits"] = Json::object();
+  for (const auto& [name, c] : result.splits)
+    m["splits"][name] = {{"subjects", c.subjects}, {"events", c.events}, {"tokens", c.tokens},
+                         {"unknown", c.unknown}, {"shards", c.shards}};
   write_file_atomic(stage.path() / "prepare.yaml", config_to_yaml(config));
   std::vector<fs::path> written;
   for (const auto& e : fs::recursive_directory_iterator(stage.path()))
@@ -208,16 +207,14 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
   std::sort(written.begin(), written.end());
   std::map<std::string, std::string> known;
   for (const auto& fo : outputs) known.insert(fo.sha256.begin(), fo.sha256.end());
-  first = true;
+  m["files"] = Json::object();
   for (const auto& rel : written) {
     auto k = known.find(rel.generic_string());
-    m += fmt::format("{}\n    {}: {{\"bytes\": {}, \"sha256\": {}}}", first ? "" : ",",
-                     json_string(rel.generic_string()), fs::file_size(stage.path() / rel),
-                     json_string(k != known.end() ? k->second : sha256_file(stage.path() / rel)));
-    first = false;
+    m["files"][rel.generic_string()] = {
+        {"bytes", fs::file_size(stage.path() / rel)},
+        {"sha256", k != known.end() ? k->second : sha256_file(stage.path() / rel)}};
   }
-  m += "\n  }\n}\n";
-  write_file_atomic(stage.path() / "manifest.json", m);
+  write_file_atomic(stage.path() / "manifest.json", dump_json(m));
   stage.commit(overwrite);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;

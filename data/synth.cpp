@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "data/synth_model.h"
 
@@ -290,12 +291,13 @@ SynthSummary write_synth_dataset(const SynthOptions& o) {
   write_codes(model.codes(), root / "metadata" / "codes.parquet");
   write_subject_splits(o.subjects, root / "metadata" / "subject_splits.parquet");
   // No created_at: a seed's output is byte-identical from run to run.
-  write_file_atomic(root / "metadata" / "dataset.json",
-                    fmt::format("{{\n  \"dataset_name\": \"chart_synth\",\n"
-                                "  \"dataset_version\": \"{} (seed {}, {} subjects)\",\n"
-                                "  \"etl_name\": \"chart synth\",\n  \"etl_version\": \"{}\",\n"
-                                "  \"meds_version\": \"0.4.0\"\n}}\n",
-                                kGeneratorVersion, o.seed, o.subjects, kGeneratorVersion));
+  Json meta;
+  meta["dataset_name"] = "chart_synth";
+  meta["dataset_version"] = fmt::format("{} (seed {}, {} subjects)", kGeneratorVersion, o.seed, o.subjects);
+  meta["etl_name"] = "chart synth";
+  meta["etl_version"] = kGeneratorVersion;
+  meta["meds_version"] = "0.4.0";
+  write_file_atomic(root / "metadata" / "dataset.json", dump_json(meta));
   stage.commit(o.overwrite);
 
   SynthSummary s;

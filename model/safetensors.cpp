@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <limits>
+#include <set>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -39,26 +40,25 @@ const DtypeInfo* dtype_by_name(const std::string& n) {
 
 std::string safetensors_bytes(const NamedTensors& tensors, std::map<std::string, std::string> metadata) {
   metadata["format"] = "pt";
-  std::string header = "{\"__metadata__\":{";
-  bool first = true;
-  for (const auto& [k, v] : metadata) {
-    header += fmt::format("{}{}:{}", first ? "" : ",", json_string(k), json_string(v));
-    first = false;
-  }
-  header += "}";
+  Json h;  // compact: the metadata, then the tensors in the order given
+  h["__metadata__"] = metadata;
+  std::set<std::string> names = {"__metadata__"};
   std::vector<torch::Tensor> cpu;
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
+    if (!names.insert(name).second) fail("safetensors: two tensors named '{}' (or one named like the metadata)", name);
     auto c = t.detach().to(torch::kCPU).contiguous();
     const DtypeInfo* d = dtype_by_type(c.scalar_type());
     if (!d) fail("safetensors: tensor '{}' has unsupported dtype {}", name, c10::toString(c.scalar_type()));
     uint64_t bytes = static_cast<uint64_t>(c.numel()) * d->bytes;
-    header += fmt::format(",{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
-                          json_string(name), d->name, fmt::join(c.sizes(), ","), offset, offset + bytes);
+    Json& e = h[name];
+    e["dtype"] = d->name;
+    e["shape"] = c.sizes().vec();
+    e["data_offsets"] = {offset, offset + bytes};
     offset += bytes;
     cpu.push_back(c);
   }
-  header += "}";
+  std::string header = h.dump(-1, ' ', false, Json::error_handler_t::replace);
   while ((header.size() + 8) % 8 != 0) header += ' ';  // align the data to 8 bytes
   std::string out(8, '\0');
   uint64_t n = header.size();

@@ -1,7 +1,8 @@
 #include "model/safetensors_layout.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
-#include <cctype>
 #include <limits>
 #include <set>
 
@@ -10,147 +11,120 @@
 namespace chart {
 namespace {
 
-// A JSON reader for exactly what a safetensors header holds: objects, arrays, strings and
-// non-negative integers. Anything else, or anything malformed, is an error.
-class HeaderParser {
- public:
-  HeaderParser(std::string_view text, const std::string& file) : s_(text), file_(file) {}
-
-  struct Entry {
-    std::string dtype;
-    std::vector<int64_t> shape;
-    std::vector<uint64_t> offsets;
-  };
-
-  void parse(std::vector<std::pair<std::string, Entry>>& entries, std::map<std::string, std::string>& meta) {
-    expect('{');
-    if (peek() == '}') { ++i_; return end(); }
-    for (;;) {
-      std::string key = string();
-      expect(':');
-      if (key == "__metadata__") {
-        expect('{');
-        if (peek() != '}')
-          for (;;) {
-            std::string k = string();
-            expect(':');
-            meta[k] = string();
-            if (peek() == ',') { ++i_; continue; }
-            break;
-          }
-        expect('}');
-      } else {
-        Entry e;
-        expect('{');
-        for (;;) {
-          std::string field = string();
-          expect(':');
-          if (field == "dtype") e.dtype = string();
-          else if (field == "shape") e.shape = int_array<int64_t>();
-          else if (field == "data_offsets") e.offsets = int_array<uint64_t>();
-          else error("unknown field '" + field + "' in tensor '" + key + "'");
-          if (peek() == ',') { ++i_; continue; }
-          break;
-        }
-        expect('}');
-        if (!names_.insert(key).second) error("tensor '" + key + "' appears twice");
-        entries.emplace_back(key, std::move(e));
-      }
-      if (peek() == ',') { ++i_; continue; }
-      break;
-    }
-    expect('}');
-    end();
-  }
-
- private:
-  [[noreturn]] void error(const std::string& what) {
-    fail("{}: bad safetensors header at byte {}: {}", file_, 8 + i_, what);
-  }
-  void skip_ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_;
-  }
-  char peek() {
-    skip_ws();
-    if (i_ >= s_.size()) error("unexpected end");
-    return s_[i_];
-  }
-  void expect(char c) {
-    if (peek() != c) error(std::string("expected '") + c + "'");
-    ++i_;
-  }
-  void end() {
-    skip_ws();
-    if (i_ != s_.size()) error("trailing bytes after the header object");
-  }
-  std::string string() {
-    expect('"');
-    std::string out;
-    while (i_ < s_.size() && s_[i_] != '"') {
-      char c = s_[i_++];
-      if (static_cast<unsigned char>(c) < 0x20) error("control character in a string");
-      if (c == '\\') {
-        if (i_ >= s_.size()) error("unexpected end in a string");
-        char e = s_[i_++];
-        switch (e) {
-          case '"': case '\\': case '/': out += e; break;
-          case 'n': out += '\n'; break;
-          case 't': out += '\t'; break;
-          case 'r': out += '\r'; break;
-          case 'b': out += '\b'; break;
-          case 'f': out += '\f'; break;
-          case 'u': {
-            if (i_ + 4 > s_.size()) error("bad \\u escape");
-            unsigned v = 0;
-            for (int k = 0; k < 4; ++k) {
-              char h = s_[i_++];
-              v = v * 16 + (std::isdigit(static_cast<unsigned char>(h)) ? h - '0'
-                            : (h >= 'a' && h <= 'f') ? h - 'a' + 10
-                            : (h >= 'A' && h <= 'F') ? h - 'A' + 10
-                                                     : (error("bad \\u escape"), 0));
-            }
-            if (v < 0x80) out += static_cast<char>(v);
-            else if (v < 0x800) { out += char(0xC0 | (v >> 6)); out += char(0x80 | (v & 0x3F)); }
-            else { out += char(0xE0 | (v >> 12)); out += char(0x80 | ((v >> 6) & 0x3F)); out += char(0x80 | (v & 0x3F)); }
-            break;
-          }
-          default: error("bad escape");
-        }
-      } else {
-        out += c;
-      }
-    }
-    if (i_ >= s_.size()) error("unterminated string");
-    ++i_;
-    return out;
-  }
-  template <typename T>
-  std::vector<T> int_array() {
-    std::vector<T> out;
-    expect('[');
-    if (peek() == ']') { ++i_; return out; }
-    for (;;) {
-      skip_ws();
-      if (i_ >= s_.size() || !std::isdigit(static_cast<unsigned char>(s_[i_]))) error("expected a non-negative integer");
-      uint64_t v = 0;
-      while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_]))) {
-        uint64_t d = static_cast<uint64_t>(s_[i_++] - '0');
-        if (v > (static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - d) / 10) error("integer too large");
-        v = v * 10 + d;
-      }
-      out.push_back(static_cast<T>(v));
-      if (out.size() > 64) error("array too long");
-      if (peek() == ',') { ++i_; continue; }
-      break;
-    }
-    expect(']');
-    return out;
-  }
-  std::string_view s_;
-  std::string file_;
-  size_t i_ = 0;
-  std::set<std::string> names_;  // a header of n tensors is checked for duplicates in O(n log n)
+// The header as nlohmann reads it, plus what nlohmann does not check: a key that appears twice
+// (nlohmann keeps the last), nesting deeper than a header has, and arrays longer than a shape.
+// nlohmann::json, not ordered_json: its std::map keeps a header of n tensors O(n log n) (an
+// ordered object searches its keys linearly on every insert); the header's order is kept aside.
+struct Header {
+  nlohmann::json root;
+  std::vector<std::string> order;  // top-level keys in the order they appear
 };
+
+// nlohmann's text without its "[json.exception.parse_error.101] " prefix.
+std::string message(const nlohmann::json::exception& e) {
+  const std::string what = e.what();
+  const size_t p = what.find("] ");
+  return p == std::string::npos ? what : what.substr(p + 2);
+}
+
+constexpr size_t kMaxDepth = 3;  // header object > tensor object > shape or data_offsets
+constexpr size_t kMaxArray = 64;
+
+Header parse_header(std::string_view text, const std::string& file) {
+  using Event = nlohmann::json::parse_event_t;
+  struct Open {
+    bool object;
+    size_t items = 0;
+    std::set<std::string> keys;
+  };
+  std::vector<Open> open;
+  Header h;
+  bool complete = false;  // the top-level value has ended
+  auto refuse = [&](const std::string& what) { fail("{}: bad safetensors header: {}", file, what); };
+  auto count_item = [&] {
+    if (!open.empty() && !open.back().object && ++open.back().items > kMaxArray) refuse("array too long");
+  };
+  auto callback = [&](int, Event ev, nlohmann::json& j) {
+    switch (ev) {
+      case Event::object_start:
+      case Event::array_start:
+        count_item();
+        if (open.size() >= kMaxDepth) refuse("values nested deeper than a safetensors header has");
+        open.push_back({ev == Event::object_start});
+        break;
+      case Event::key: {
+        std::string k = j.get<std::string>();
+        if (open.size() == 1) h.order.push_back(k);
+        if (!open.back().keys.insert(std::move(k)).second)
+          refuse(open.size() == 1 ? "tensor '" + j.get<std::string>() + "' appears twice"
+                                  : "key '" + j.get<std::string>() + "' appears twice in one object");
+        break;
+      }
+      case Event::value:
+        count_item();
+        if (open.empty()) complete = true;
+        break;
+      case Event::object_end:
+      case Event::array_end:
+        open.pop_back();
+        if (open.empty()) complete = true;
+        break;
+    }
+    return true;
+  };
+  try {
+    h.root = nlohmann::json::parse(text.begin(), text.end(), callback);
+  } catch (const nlohmann::json::parse_error& e) {
+    if (complete) refuse("trailing bytes after the header object");
+    fail("{}: bad safetensors header at byte {}: {}", file, 8 + std::max<size_t>(e.byte, 1) - 1, message(e));
+  } catch (const nlohmann::json::exception& e) {  // a number too large for a double, ...
+    refuse(message(e));
+  }
+  return h;
+}
+
+// A shape entry or offset: a JSON integer in [0, 2^63).
+uint64_t non_negative(const nlohmann::json& v, const std::string& file, const std::string& where) {
+  if (v.is_number_unsigned()) {
+    const uint64_t x = v.get<uint64_t>();
+    if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      fail("{}: bad safetensors header: {}: integer too large", file, where);
+    return x;
+  }
+  if (v.is_number_float() && v.get<double>() >= 0x1p63)  // a literal beyond uint64 reads as a float
+    fail("{}: bad safetensors header: {}: integer too large", file, where);
+  fail("{}: bad safetensors header: {}: expected a non-negative integer, not {}", file, where, v.dump());
+}
+
+template <typename T>
+std::vector<T> int_array(const nlohmann::json& v, const std::string& file, const std::string& where) {
+  if (!v.is_array()) fail("{}: bad safetensors header: {}: expected an array, not {}", file, where, v.type_name());
+  std::vector<T> out;
+  for (const auto& x : v) out.push_back(static_cast<T>(non_negative(x, file, where)));
+  return out;
+}
+
+struct Entry {
+  std::string dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint64_t> offsets;
+};
+
+Entry tensor_entry(const std::string& tname, const nlohmann::json& v, const std::string& file) {
+  if (!v.is_object())
+    fail("{}: bad safetensors header: tensor '{}': expected an object, not {}", file, tname, v.type_name());
+  for (const auto& [field, x] : v.items())
+    if (field != "dtype" && field != "shape" && field != "data_offsets")
+      fail("{}: bad safetensors header: unknown field '{}' in tensor '{}'", file, field, tname);
+  Entry e;
+  if (!v.contains("dtype") || !v["dtype"].is_string())
+    fail("{}: bad safetensors header: tensor '{}' needs a dtype string", file, tname);
+  e.dtype = v["dtype"].get<std::string>();
+  if (!v.contains("shape")) fail("{}: bad safetensors header: tensor '{}' has no shape", file, tname);
+  e.shape = int_array<int64_t>(v["shape"], file, "shape of '" + tname + "'");
+  if (v.contains("data_offsets")) e.offsets = int_array<uint64_t>(v["data_offsets"], file, "data_offsets of '" + tname + "'");
+  return e;
+}
 
 }  // namespace
 
@@ -170,12 +144,26 @@ SafetensorsLayout parse_safetensors_layout(std::string_view bytes, const std::st
   if (n > bytes.size() - 8 || n > (100u << 20))
     fail("{}: safetensors header length {} exceeds the file ({} bytes): truncated or not safetensors",
          name, n, bytes.size());
-  std::vector<std::pair<std::string, HeaderParser::Entry>> entries;
+  const Header h = parse_header(bytes.substr(8, n), name);
+  if (!h.root.is_object())
+    fail("{}: bad safetensors header: expected '{{' (an object), not {}", name, h.root.type_name());
   SafetensorsLayout out;
-  HeaderParser(bytes.substr(8, n), name).parse(entries, out.metadata);
   out.data_start = 8 + n;
   const uint64_t data_size = bytes.size() - 8 - n;
-  for (auto& [tname, e] : entries) {
+  for (const std::string& tname : h.order) {
+    const nlohmann::json& v = h.root.at(tname);
+    if (tname == "__metadata__") {
+      if (!v.is_object())
+        fail("{}: bad safetensors header: __metadata__: expected an object, not {}", name, v.type_name());
+      for (const auto& [k, s] : v.items()) {
+        if (!s.is_string())
+          fail("{}: bad safetensors header: __metadata__ '{}': expected '\"' (a string), not {}", name, k,
+               s.type_name());
+        out.metadata[k] = s.get<std::string>();
+      }
+      continue;
+    }
+    Entry e = tensor_entry(tname, v, name);
     SafetensorsEntry t;
     t.name = tname;
     t.element_size = safetensors_dtype_size(e.dtype);

@@ -2,9 +2,10 @@
 // under AddressSanitizer; scripts/fuzz_safetensors.sh):
 //   [u64 little-endian header length N][N bytes of JSON header][tensor bytes]
 // parse_safetensors_layout() trusts nothing: the header length against the file, the JSON
-// grammar (objects, arrays, strings, non-negative integers only), each tensor's dtype, shape and
-// data_offsets, and that the offsets tile the data exactly (in range, no overlap, no gap, nothing
-// left over). Any failure is a chart::Error naming the file and what is wrong.
+// (nlohmann-json; a key twice, nesting deeper than a header's or an array longer than 64 refused),
+// the type of every field (objects, strings, non-negative integers), each tensor's dtype, shape
+// and data_offsets, and that the offsets tile the data exactly (in range, no overlap, no gap,
+// nothing left over). Any failure is a chart::Error naming the file and what is wrong.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -16,13 +16,15 @@ out=${FUZZ_DIR:-build-fuzz}
 targets=${FUZZ_TARGETS:-safetensors}
 say() { printf 'fuzz: %s\n' "$*" >&2; }
 
-# 1. clang with libFuzzer (Debian: clang pulls libclang-common-NN-dev, which holds it) and fmt.
+# 1. clang with libFuzzer (Debian: clang pulls libclang-common-NN-dev, which holds it), fmt and
+#    nlohmann-json (the header parser).
 cxx=$(command -v clang++ || true)
-if [ -z "$cxx" ] || [ ! -f /usr/include/fmt/format.h ]; then
-  say "installing clang and libfmt-dev"
+if [ -z "$cxx" ] || [ ! -f /usr/include/fmt/format.h ] || [ ! -f /usr/include/nlohmann/json.hpp ]; then
+  say "installing clang, libfmt-dev and nlohmann-json3-dev"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang libfmt-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang libfmt-dev \
+    nlohmann-json3-dev >/dev/null
   cxx=$(command -v clang++)
 fi
 

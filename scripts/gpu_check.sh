@@ -2,7 +2,8 @@
 # ONE command for a machine with an NVIDIA GPU: build (sm_80, sm_90), run every GPU test, the
 # attention benchmark and a training comparison (custom kernels vs the reference path on
 # base.yaml), then print a short table. Needs torch (+ pyarrow), CUDA, cmake and ninja on the
-# machine, and .gpu-bundle/ from scripts/make_gpu_bundle.sh (yaml-cpp, fmt, GoogleTest .debs).
+# machine, and .gpu-bundle/ from scripts/make_gpu_bundle.sh (yaml-cpp, fmt, nlohmann-json, libcrypto,
+# GoogleTest .debs).
 #   bash scripts/gpu_check.sh [OUT_DIR]       results also land in OUT_DIR (default out/gpu_check)
 # GPU_CHECK_PHASES picks phases (default: all, in order): build tests bench train nccl. A machine
 # with a per-command time limit can run "build tests bench" and then "train nccl" in a second call

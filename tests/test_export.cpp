@@ -8,7 +8,6 @@
 //     foreign directories. ModelCard.*: the card in every checkpoint and its API.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <fstream>
 #include <sstream>
@@ -17,6 +16,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "core/sha256.h"
 #include "data/loader.h"
 #include "data/token_dataset.h"
@@ -247,17 +247,17 @@ TEST(ModelCard, EveryCheckpointCarriesOneListedInItsChecksums) {
   const fs::path ckpt = make_checkpoint(dir, small_model());
   const std::string sums = read_file(ckpt / "SHA256SUMS");
   EXPECT_TRUE(contains(sums, "  model_card.json\n") && contains(sums, "  MODEL_CARD.md\n")) << sums;
-  YAML::Node card = YAML::Load(read_model_card_json(ckpt));
-  EXPECT_EQ(card["format"].as<std::string>(), "chart-model-card");
-  EXPECT_EQ(card["kind"].as<std::string>(), "pretrained");
+  Json card = parse_json(read_model_card_json(ckpt), "model card");
+  EXPECT_EQ(card["format"].get<std::string>(), "chart-model-card");
+  EXPECT_EQ(card["kind"].get<std::string>(), "pretrained");
   ClinicalTransformer probe(small_model(), 40);
-  EXPECT_EQ(card["model"]["parameters"].as<int64_t>(), probe->parameter_count());
-  EXPECT_EQ(card["model"]["config"]["d_model"].as<int64_t>(), 32);
-  EXPECT_EQ(card["config_sha256"].as<std::string>(), sha256_file(ckpt / "config.yaml"));
-  EXPECT_EQ(card["training_data"]["vocab_hash"].as<std::string>(), sha256_file(dir / "data" / "vocab.tsv"));
-  EXPECT_EQ(card["training"]["steps"].as<int64_t>(), 3);
-  EXPECT_EQ(card["training"]["tokens_seen"].as<int64_t>(), 123);
-  EXPECT_FALSE(card["code"]["git_commit"].as<std::string>().empty());
+  EXPECT_EQ(card["model"]["parameters"].get<int64_t>(), probe->parameter_count());
+  EXPECT_EQ(card["model"]["config"]["d_model"].get<int64_t>(), 32);
+  EXPECT_EQ(card["config_sha256"].get<std::string>(), sha256_file(ckpt / "config.yaml"));
+  EXPECT_EQ(card["training_data"]["vocab_hash"].get<std::string>(), sha256_file(dir / "data" / "vocab.tsv"));
+  EXPECT_EQ(card["training"]["steps"].get<int64_t>(), 3);
+  EXPECT_EQ(card["training"]["tokens_seen"].get<int64_t>(), 123);
+  EXPECT_FALSE(card["code"]["git_commit"].get<std::string>().empty());
   const std::string md = read_file(ckpt / "MODEL_CARD.md");
   EXPECT_TRUE(contains(md, "# Model card") && contains(md, "privacy threshold")) << md;
 
@@ -292,19 +292,19 @@ TEST(ModelCard, SectionsAreAddedReplacedAndRendered) {
   std::string json = model_card_json(c);
   json = with_model_card_section(json, "evaluation", R"({"auroc": 0.81, "n": 60})");
   json = with_model_card_section(json, "evaluation", R"({"auroc": 0.83, "n": 60})");
-  YAML::Node n = YAML::Load(json);
-  EXPECT_EQ(n["task"]["name"].as<std::string>(), "readmission");
-  EXPECT_DOUBLE_EQ(n["evaluation"]["auroc"].as<double>(), 0.83);
-  EXPECT_DOUBLE_EQ(n["metrics"]["train_loss"].as<double>(), 2.25);
-  EXPECT_EQ(n["training_data"]["privacy_min_subjects"].as<int64_t>(), 10);
-  EXPECT_TRUE(n["training_data"]["manifest_sha256"].IsNull());
+  Json n = parse_json(json, "model card");
+  EXPECT_EQ(n["task"]["name"].get<std::string>(), "readmission");
+  EXPECT_DOUBLE_EQ(n["evaluation"]["auroc"].get<double>(), 0.83);
+  EXPECT_DOUBLE_EQ(n["metrics"]["train_loss"].get<double>(), 2.25);
+  EXPECT_EQ(n["training_data"]["privacy_min_subjects"].get<int64_t>(), 10);
+  EXPECT_TRUE(n["training_data"]["manifest_sha256"].is_null());
   const std::string md = model_card_markdown(json);
   for (const char* part : {"finetuned", "1,234,567", "300 subjects, 45,678 tokens", "k = 10", "## task", "## evaluation",
                            "train_loss 2.25"})
     EXPECT_TRUE(contains(md, part)) << part << " in:\n" << md;
   TempDir dir;
   write_model_card_json(dir.path(), json);
-  EXPECT_EQ(YAML::Load(read_model_card_json(dir.path()))["evaluation"]["n"].as<int>(), 60);
+  EXPECT_EQ(parse_json(read_model_card_json(dir.path()), "model card")["evaluation"]["n"].get<int>(), 60);
   EXPECT_THROW(with_model_card_section(json, "bad", "{not json"), Error);
   c.set_section("bad", "[1, 2");
   EXPECT_THROW(model_card_json(c), Error);
@@ -326,12 +326,12 @@ TEST(ExportEndToEnd, TransformersLogitsMatchChartAndTheExportRoundTrips) {
   const fs::path ckpt = dir / "run" / "checkpoints" / "step_3";
 
   // The card records the data lineage of this run.
-  YAML::Node card = YAML::Load(read_model_card_json(ckpt));
-  EXPECT_EQ(card["training_data"]["manifest_sha256"].as<std::string>(), sha256_file(dir / "tok" / "manifest.json"));
-  EXPECT_GT(card["training_data"]["subjects"].as<int64_t>(), 100);
-  EXPECT_GT(card["training_data"]["tokens"].as<int64_t>(), 1000);
-  EXPECT_EQ(card["training_data"]["privacy_min_subjects"].as<int64_t>(), 10);
-  EXPECT_TRUE(card["metrics"]["train_loss"].IsScalar());
+  Json card = parse_json(read_model_card_json(ckpt), "model card");
+  EXPECT_EQ(card["training_data"]["manifest_sha256"].get<std::string>(), sha256_file(dir / "tok" / "manifest.json"));
+  EXPECT_GT(card["training_data"]["subjects"].get<int64_t>(), 100);
+  EXPECT_GT(card["training_data"]["tokens"].get<int64_t>(), 1000);
+  EXPECT_EQ(card["training_data"]["privacy_min_subjects"].get<int64_t>(), 10);
+  EXPECT_TRUE(card["metrics"]["train_loss"].is_number());
 
   ASSERT_EQ(run_chart("export --checkpoint " + (dir / "run").string() + " --out " + (dir / "hf").string(), &out), 0)
       << out;
@@ -400,11 +400,11 @@ TEST(ExportEndToEnd, TransformersLogitsMatchChartAndTheExportRoundTrips) {
                       &out),
             0)
       << out;
-  YAML::Node ft = YAML::Load(read_model_card_json(load_pretrained((dir / "ft").string()).dir));
-  EXPECT_EQ(ft["kind"].as<std::string>(), "finetuned");
-  EXPECT_EQ(ft["task"]["recipe"].as<std::string>(), "full");
-  EXPECT_EQ(ft["base_model"]["export"]["architecture"].as<std::string>(), "LlamaForCausalLM");
-  EXPECT_EQ(ft["training_data"]["manifest_sha256"].as<std::string>(), sha256_file(dir / "tok" / "manifest.json"));
+  Json ft = parse_json(read_model_card_json(load_pretrained((dir / "ft").string()).dir), "model card");
+  EXPECT_EQ(ft["kind"].get<std::string>(), "finetuned");
+  EXPECT_EQ(ft["task"]["recipe"].get<std::string>(), "full");
+  EXPECT_EQ(ft["base_model"]["export"]["architecture"].get<std::string>(), "LlamaForCausalLM");
+  EXPECT_EQ(ft["training_data"]["manifest_sha256"].get<std::string>(), sha256_file(dir / "tok" / "manifest.json"));
   ASSERT_EQ(run_chart("eval " + (testing::source_dir() / "configs/finetune/full.yaml").string() +
                           " --set init.checkpoint=" + (dir / "ft").string() + " --set task.labels=" +
                           (dir / "labels").string() + " --set data.dir=" + (dir / "tok").string() + " --set run.dir=" +
@@ -412,10 +412,10 @@ TEST(ExportEndToEnd, TransformersLogitsMatchChartAndTheExportRoundTrips) {
                       &out),
             0)
       << out;
-  YAML::Node ev = YAML::Load(read_model_card_json(dir / "ev"));
-  EXPECT_EQ(ev["kind"].as<std::string>(), "finetuned");
-  EXPECT_GT(ev["evaluation"]["n"].as<int64_t>(), 0);
-  EXPECT_EQ(ev["evaluation"]["split"].as<std::string>(), "held_out");
+  Json ev = parse_json(read_model_card_json(dir / "ev"), "model card");
+  EXPECT_EQ(ev["kind"].get<std::string>(), "finetuned");
+  EXPECT_GT(ev["evaluation"]["n"].get<int64_t>(), 0);
+  EXPECT_EQ(ev["evaluation"]["split"].get<std::string>(), "held_out");
   EXPECT_TRUE(contains(read_file(dir / "ev" / "MODEL_CARD.md"), "## evaluation"));
 }
 

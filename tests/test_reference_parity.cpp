@@ -66,20 +66,15 @@ data::Batch packed_batch() {
 
 // The model keys, and the optimizer settings with the learning rate the step ran at.
 std::string config_json(const ModelConfig& m, const TrainConfig& t, double lr) {
-  auto b = [](bool x) { return std::string(x ? "true" : "false"); };
-  std::string decay;
-  for (const auto& g : t.decay) decay += (decay.empty() ? "" : ", ") + json_string(g);
-  return fmt::format(
-      "{{\"vocab_size\": {},\n"
-      " \"model\": {{\"d_model\": {}, \"n_layers\": {}, \"n_heads\": {}, \"n_kv_heads\": {}, \"d_ff\": {},"
-      " \"context\": {}, \"rope_theta\": {}, \"norm_eps\": {}, \"time_encoding\": {}, \"time_bias\": {},"
-      " \"tie_embeddings\": {}, \"time_head\": {}, \"dropout\": {}}},\n"
-      " \"train\": {{\"lr\": {}, \"beta1\": {}, \"beta2\": {}, \"eps\": {}, \"weight_decay\": {},"
-      " \"decay\": [{}]}}}}\n",
-      kVocab, m.d_model, m.n_layers, m.n_heads, m.n_kv_heads, m.d_ff, m.context, json_number(m.rope_theta),
-      json_number(m.norm_eps), json_string(m.time_encoding), b(m.time_bias), b(m.tie_embeddings),
-      b(m.time_head), json_number(m.dropout), json_number(lr), json_number(t.beta1), json_number(t.beta2),
-      json_number(t.eps), json_number(t.weight_decay), decay);
+  Json j;
+  j["vocab_size"] = kVocab;
+  j["model"] = {{"d_model", m.d_model}, {"n_layers", m.n_layers}, {"n_heads", m.n_heads}, {"n_kv_heads", m.n_kv_heads},
+                {"d_ff", m.d_ff}, {"context", m.context}, {"rope_theta", m.rope_theta}, {"norm_eps", m.norm_eps},
+                {"time_encoding", m.time_encoding}, {"time_bias", m.time_bias}, {"tie_embeddings", m.tie_embeddings},
+                {"time_head", m.time_head}, {"dropout", m.dropout}};
+  j["train"] = {{"lr", lr}, {"beta1", t.beta1}, {"beta2", t.beta2}, {"eps", t.eps}, {"weight_decay", t.weight_decay},
+                {"decay", t.decay}};
+  return dump_json(j);
 }
 
 NamedTensors parameters_of(const ClinicalTransformer& model, bool grads) {

@@ -4,7 +4,6 @@
 
 #include <cctype>
 #include <cmath>
-#include <cstdlib>
 #include <ctime>
 
 #include "core/error.h"
@@ -46,54 +45,33 @@ bool is_json_number(const std::string& s) {
   return i == n;
 }
 
-void emit_json(const YAML::Node& n, int indent, std::string& out) {
-  const std::string pad(indent + 2, ' ');
+// A YAML node as JSON: quoted scalars stay strings; plain ones become numbers, true/false or null
+// where they read as such (YAML's own typing of the config).
+Json yaml_node_to_json(const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Scalar: {
       const std::string& s = n.Scalar();
-      if (n.Tag() == "!") out += json_string(s);  // quoted in the source: a string
-      else if (s == "true" || s == "false") out += s;
-      else if (s == "null" || s == "~") out += "null";
-      else if (is_json_number(s)) out += s;
-      else out += json_string(s);
-      return;
+      if (n.Tag() == "!") return s;  // quoted in the source: a string
+      if (s == "true" || s == "false") return s == "true";
+      if (s == "null" || s == "~") return nullptr;
+      if (is_json_number(s)) {  // keeps 12 an integer, 0.5 a double; 1e999 (no double) stays text
+        Json x = Json::parse(s, nullptr, /*allow_exceptions=*/false);
+        if (!x.is_discarded()) return x;
+      }
+      return s;
     }
     case YAML::NodeType::Sequence: {
-      bool flat = true;
-      for (const auto& item : n) flat = flat && !item.IsMap() && !item.IsSequence();
-      out += "[";
-      bool first = true;
-      for (const auto& item : n) {
-        out += first ? (flat ? "" : "\n" + pad) : (flat ? ", " : ",\n" + pad);
-        emit_json(item, indent + 2, out);
-        first = false;
-      }
-      if (!flat && !first) out += "\n" + std::string(indent, ' ');
-      out += "]";
-      return;
+      Json out = Json::array();
+      for (const auto& item : n) out.push_back(yaml_node_to_json(item));
+      return out;
     }
     case YAML::NodeType::Map: {
-      if (n.size() == 0) { out += "{}"; return; }
-      out += "{";
-      bool first = true;
-      for (const auto& kv : n) {
-        out += (first ? "\n" : ",\n") + pad + json_string(kv.first.Scalar()) + ": ";
-        emit_json(kv.second, indent + 2, out);
-        first = false;
-      }
-      out += "\n" + std::string(indent, ' ') + "}";
-      return;
+      Json out = Json::object();
+      for (const auto& kv : n) out[kv.first.Scalar()] = yaml_node_to_json(kv.second);
+      return out;
     }
     default:
-      out += "null";
-  }
-}
-
-YAML::Node load_json(const std::string& text, const std::string& what) {
-  try {
-    return YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    fail("{}: not valid JSON: {}", what, e.what());
+      return nullptr;
   }
 }
 
@@ -106,8 +84,8 @@ std::string now_utc() {
   return buf;
 }
 
-std::string count_or_null(int64_t v) { return v < 0 ? "null" : std::to_string(v); }
-std::string string_or_null(const std::string& s) { return s.empty() ? "null" : json_string(s); }
+Json count_or_null(int64_t v) { return v < 0 ? Json() : Json(v); }
+Json string_or_null(const std::string& s) { return s.empty() ? Json() : Json(s); }
 
 // "12345678" -> "12,345,678"
 std::string grouped(const std::string& digits) {
@@ -120,30 +98,43 @@ std::string grouped(const std::string& digits) {
   return out;
 }
 
-std::string scalar_at(const YAML::Node& n, const char* const* path, size_t len) {
-  if (len == 0) return n.IsScalar() && n.Scalar() != "null" ? n.Scalar() : "?";
-  if (!n.IsMap() || !n[path[0]]) return "?";
+// A card's value for a person: strings as they are, numbers and booleans as JSON writes them,
+// "?" for what is missing, null or not a single value.
+std::string scalar_at(const Json& n, const char* const* path, size_t len) {
+  if (len == 0) {
+    if (n.is_string()) return n.get<std::string>();
+    return n.is_primitive() && !n.is_null() ? n.dump() : "?";
+  }
+  if (!n.is_object() || !n.contains(path[0])) return "?";
   return scalar_at(n[path[0]], path + 1, len - 1);
 }
 
-std::string scalar(const YAML::Node& root, std::initializer_list<const char*> path) {
+std::string scalar(const Json& root, std::initializer_list<const char*> path) {
   return scalar_at(root, path.begin(), path.size());
 }
 
 // A metric for a person: 4 decimals ("3.6297"), or the text as it is when not a number.
-std::string short_number(const YAML::Node& n) {
-  if (!n.IsScalar()) return "?";
-  if (!is_json_number(n.Scalar())) return n.Scalar();
-  const double v = std::strtod(n.Scalar().c_str(), nullptr);
+std::string short_number(const Json& n) {
+  if (n.is_string()) return n.get<std::string>();
+  if (!n.is_number()) return n.is_primitive() ? n.dump() : "?";
+  const double v = n.get<double>();
   return std::fabs(v) >= 1e-3 && std::fabs(v) < 1e6 ? fmt::format("{:.4f}", v) : fmt::format("{:.4g}", v);
+}
+
+Json parse_card(const std::string& card_json, const std::string& what) {
+  Json c = parse_json(card_json, what);
+  if (!c.is_object()) fail("{}: not a JSON object", what);
+  return c;
 }
 
 }  // namespace
 
-std::string yaml_text_to_json(const std::string& text, const std::string& what) {
-  std::string out;
-  emit_json(load_json(text, what), 0, out);
-  return out;
+Json yaml_to_json(const std::string& yaml, const std::string& what) {
+  try {
+    return yaml_node_to_json(YAML::Load(yaml));
+  } catch (const YAML::Exception& e) {
+    fail("{}: not valid YAML: {}", what, e.what());
+  }
 }
 
 DataLineage data_lineage(const fs::path& dataset_dir, const std::string& split) {
@@ -154,16 +145,16 @@ DataLineage data_lineage(const fs::path& dataset_dir, const std::string& split) 
   try {
     const std::string text = read_file(manifest);
     d.manifest_sha256 = sha256_hex(text);
-    YAML::Node m = load_json(text, manifest.string());
-    if (m["source"]) d.source = m["source"].as<std::string>();
-    if (m["vocab_hash"]) d.vocab_hash = m["vocab_hash"].as<std::string>();
-    if (m["vocab_size"]) d.vocab_size = m["vocab_size"].as<int64_t>();
-    if (m["min_subjects"]) d.privacy_k = m["min_subjects"].as<int64_t>();
-    if (m["splits"] && m["splits"][split]) {
-      d.subjects = m["splits"][split]["subjects"].as<int64_t>(-1);
-      d.tokens = m["splits"][split]["tokens"].as<int64_t>(-1);
+    const Json m = parse_json(text, manifest.string());
+    d.source = m.value("source", "");
+    d.vocab_hash = m.value("vocab_hash", "");
+    d.vocab_size = m.value("vocab_size", int64_t{-1});
+    d.privacy_k = m.value("min_subjects", int64_t{-1});
+    if (m.contains("splits") && m["splits"].contains(split)) {
+      d.subjects = m["splits"][split].value("subjects", int64_t{-1});
+      d.tokens = m["splits"][split].value("tokens", int64_t{-1});
     }
-  } catch (const std::exception& e) {  // chart::Error or a YAML exception
+  } catch (const std::exception& e) {  // chart::Error, or a field of another type (Json::exception)
     warn("model card: the data lineage is incomplete: {}", e.what());
   }
   return d;
@@ -200,9 +191,8 @@ void fill_model_card(ModelCard& card, const ClinicalTransformerImpl& model, cons
       model.vocab_size, features);
   card.parameters = model.parameter_count();
   card.config_sha256 = sha256_hex(config_yaml);
-  YAML::Node cfg = load_json(config_yaml, "config.yaml");
-  card.model_json.clear();
-  if (cfg["model"]) emit_json(cfg["model"], 2, card.model_json);
+  const Json cfg = yaml_to_json(config_yaml, "config.yaml");
+  card.model_json = cfg.is_object() && cfg.contains("model") ? cfg["model"] : Json();
   card.code = code_version();
   card.step = step;
   card.tokens_seen = tokens_seen;
@@ -212,60 +202,46 @@ void fill_model_card(ModelCard& card, const ClinicalTransformerImpl& model, cons
 
 std::string model_card_json(const ModelCard& c) {
   const DataLineage& d = c.data;
-  std::string j = "{\n";
-  j += fmt::format("  \"format\": \"chart-model-card\",\n  \"version\": 1,\n  \"kind\": {},\n  \"created_utc\": {},\n",
-                   json_string(c.kind), json_string(now_utc()));
-  j += fmt::format("  \"model\": {{\n    \"architecture\": {},\n    \"parameters\": {},\n    \"config\": {}\n  }},\n",
-                   json_string(c.architecture), c.parameters, c.model_json.empty() ? "null" : c.model_json);
-  j += fmt::format(
-      "  \"training_data\": {{\n    \"dataset_dir\": {},\n    \"split\": {},\n    \"subjects\": {},\n"
-      "    \"tokens\": {},\n    \"manifest_sha256\": {},\n    \"meds_source\": {},\n    \"vocab_hash\": {},\n"
-      "    \"vocab_size\": {},\n    \"privacy_min_subjects\": {}\n  }},\n",
-      string_or_null(d.dataset_dir), json_string(d.split), count_or_null(d.subjects), count_or_null(d.tokens),
-      string_or_null(d.manifest_sha256), string_or_null(d.source), string_or_null(d.vocab_hash),
-      count_or_null(d.vocab_size), count_or_null(d.privacy_k));
-  j += fmt::format("  \"config_sha256\": {},\n", string_or_null(c.config_sha256));
-  j += fmt::format("  \"code\": {{\"chart_version\": {}, \"git_commit\": {}, \"git_dirty\": {}}},\n",
-                   json_string(c.code.version), json_string(c.code.commit),
-                   c.code.dirty == "true" || c.code.dirty == "false" ? c.code.dirty : "null");
-  j += fmt::format("  \"training\": {{\"steps\": {}, \"tokens_seen\": {}}},\n", c.step, c.tokens_seen);
-  j += "  \"metrics\": {";
-  for (size_t i = 0; i < c.metrics.size(); ++i)
-    j += fmt::format("{}{}: {}", i ? ", " : "", json_string(c.metrics[i].first), json_number(c.metrics[i].second));
-  j += "}";
-  for (const auto& [name, section] : c.extra_sections) {
-    load_json(section, "model card section '" + name + "'");  // refuse what is not JSON
-    j += ",\n  " + json_string(name) + ": " + section;
-  }
-  j += "\n}\n";
-  return yaml_text_to_json(j, "model card") + "\n";
+  Json j;
+  j["format"] = "chart-model-card";
+  j["version"] = 1;
+  j["kind"] = c.kind;
+  j["created_utc"] = now_utc();
+  j["model"]["architecture"] = c.architecture;
+  j["model"]["parameters"] = c.parameters;
+  j["model"]["config"] = c.model_json;
+  Json& t = j["training_data"];
+  t["dataset_dir"] = string_or_null(d.dataset_dir);
+  t["split"] = d.split;
+  t["subjects"] = count_or_null(d.subjects);
+  t["tokens"] = count_or_null(d.tokens);
+  t["manifest_sha256"] = string_or_null(d.manifest_sha256);
+  t["meds_source"] = string_or_null(d.source);
+  t["vocab_hash"] = string_or_null(d.vocab_hash);
+  t["vocab_size"] = count_or_null(d.vocab_size);
+  t["privacy_min_subjects"] = count_or_null(d.privacy_k);
+  j["config_sha256"] = string_or_null(c.config_sha256);
+  j["code"]["chart_version"] = c.code.version;
+  j["code"]["git_commit"] = c.code.commit;
+  j["code"]["git_dirty"] = c.code.dirty == "true" ? Json(true) : c.code.dirty == "false" ? Json(false) : Json();
+  j["training"]["steps"] = c.step;
+  j["training"]["tokens_seen"] = c.tokens_seen;
+  j["metrics"] = Json::object();
+  for (const auto& [name, value] : c.metrics) j["metrics"][name] = value;
+  for (const auto& [name, section] : c.extra_sections)
+    j[name] = parse_json(section, "model card section '" + name + "'");
+  return dump_json(j);
 }
 
 std::string with_model_card_section(const std::string& card_json, const std::string& name,
                                     const std::string& section_json) {
-  YAML::Node card = load_json(card_json, "model card");
-  if (!card.IsMap()) fail("model card: not a JSON object");
-  YAML::Node section = load_json(section_json, "model card section '" + name + "'");
-  std::string out = "{";
-  bool first = true, replaced = false;
-  for (const auto& kv : card) {
-    std::string value;
-    const bool here = kv.first.Scalar() == name;
-    emit_json(here ? section : kv.second, 2, value);
-    replaced |= here;
-    out += (first ? "\n  " : ",\n  ") + json_string(kv.first.Scalar()) + ": " + value;
-    first = false;
-  }
-  if (!replaced) {
-    std::string value;
-    emit_json(section, 2, value);
-    out += (first ? "\n  " : ",\n  ") + json_string(name) + ": " + value;
-  }
-  return out + "\n}\n";
+  Json card = parse_card(card_json, "model card");
+  card[name] = parse_json(section_json, "model card section '" + name + "'");  // replaced in place, or appended
+  return dump_json(card);
 }
 
 std::string model_card_markdown(const std::string& card_json) {
-  YAML::Node c = load_json(card_json, "model card");
+  const Json c = parse_card(card_json, "model card");
   auto s = [&](std::initializer_list<const char*> path) { return scalar(c, path); };
   std::string md = fmt::format("# Model card: chart {} model\n\n", s({"kind"}));
   md += "| | |\n| --- | --- |\n";
@@ -286,31 +262,24 @@ std::string model_card_markdown(const std::string& card_json) {
   md += fmt::format("| training | {} steps, {} tokens seen |\n", grouped(s({"training", "steps"})),
                     grouped(s({"training", "tokens_seen"})));
   std::string metrics;
-  if (c["metrics"] && c["metrics"].IsMap())
-    for (const auto& kv : c["metrics"])
-      metrics += (metrics.empty() ? "" : ", ") + kv.first.Scalar() + " " + short_number(kv.second);
+  if (c.is_object() && c.contains("metrics") && c["metrics"].is_object())
+    for (const auto& [name, value] : c["metrics"].items())
+      metrics += (metrics.empty() ? "" : ", ") + name + " " + short_number(value);
   md += fmt::format("| final metrics | {} |\n", metrics.empty() ? "none recorded" : metrics);
   md += fmt::format("| card written | {} |\n", s({"created_utc"}));
   static const char* kFixed[] = {"format", "version", "kind", "created_utc", "model", "training_data",
                                  "config_sha256", "code", "training", "metrics"};
-  for (const auto& kv : c) {
-    const std::string name = kv.first.Scalar();
+  for (const auto& [name, value] : c.items()) {
     bool fixed = false;
     for (const char* f : kFixed) fixed |= name == f;
-    if (fixed) continue;
-    std::string body;
-    emit_json(kv.second, 0, body);
-    md += fmt::format("\n## {}\n```json\n{}\n```\n", name, body);
+    if (!fixed) md += fmt::format("\n## {}\n```json\n{}```\n", name, dump_json(value));
   }
   return md;
 }
 
 void write_model_card_json(const fs::path& dir, const std::string& card_json) {
-  YAML::Node c = load_json(card_json, "model card");
-  if (!c.IsMap()) fail("model card for {}: not a JSON object", dir.string());
-  std::string pretty;
-  emit_json(c, 0, pretty);
-  write_file_atomic(dir / "model_card.json", pretty + "\n");
+  const std::string pretty = dump_json(parse_card(card_json, "model card for " + dir.string()));
+  write_file_atomic(dir / "model_card.json", pretty);
   write_file_atomic(dir / "MODEL_CARD.md", model_card_markdown(pretty));
 }
 

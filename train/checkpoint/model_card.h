@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/json.h"
+
 namespace chart {
 
 struct ClinicalTransformerImpl;
@@ -53,7 +55,7 @@ struct ModelCard {
   std::string kind = "pretrained";  // pretrained | finetuned | exported | evaluated
   // Filled by fill_model_card() (save_checkpoint calls it):
   std::string architecture;   // one line, e.g. "decoder-only transformer, 2 layers, d_model 64, ..."
-  std::string model_json;     // the model.* section of the config, as a JSON object
+  Json model_json;            // the model.* section of the config (null until filled)
   int64_t parameters = 0;
   std::string config_sha256;  // of the resolved config.yaml
   CodeVersion code;
@@ -88,8 +90,8 @@ std::string with_model_card_section(const std::string& card_json, const std::str
 // The markdown rendering of a card (what MODEL_CARD.md holds).
 std::string model_card_markdown(const std::string& card_json);
 
-// JSON text of a YAML (or JSON) document: quoted scalars stay strings; plain scalars become
-// numbers, true/false or null where they read as such. Pretty-printed with two-space indents.
-std::string yaml_text_to_json(const std::string& yaml_or_json, const std::string& what);
+// A YAML document (the resolved config) as JSON: quoted scalars stay strings; plain scalars
+// become numbers, true/false or null where they read as such. `what` names it in errors.
+Json yaml_to_json(const std::string& yaml, const std::string& what);
 
 }  // namespace chart

@@ -1,7 +1,5 @@
 #include "train/interop/hf_export.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 
 #include "core/error.h"
@@ -29,12 +27,6 @@ std::vector<std::string> time_features(const ModelConfig& m) {
   return out;
 }
 
-std::string json_list(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + json_string(items[i]);
-  return out + "]";
-}
-
 // The vocab.tsv whose SHA-256 is the checkpoint's vocabulary hash.
 fs::path find_vocab(const Pretrained& p, const HfExportOptions& o) {
   std::vector<fs::path> candidates;
@@ -42,9 +34,9 @@ fs::path find_vocab(const Pretrained& p, const HfExportOptions& o) {
   candidates.push_back(p.dir / "vocab.tsv");
   if (!p.config.data.dir.empty()) candidates.push_back(fs::path(p.config.data.dir) / "vocab.tsv");
   try {  // the model card records the dataset's absolute path
-    YAML::Node card = YAML::Load(read_model_card_json(p.dir));
-    if (card["training_data"] && card["training_data"]["dataset_dir"].IsScalar())
-      candidates.push_back(fs::path(card["training_data"]["dataset_dir"].Scalar()) / "vocab.tsv");
+    const Json card = parse_json(read_model_card_json(p.dir), (p.dir / "model_card.json").string());
+    const Json& dir = card.at("training_data").at("dataset_dir");
+    if (dir.is_string()) candidates.push_back(fs::path(dir.get<std::string>()) / "vocab.tsv");
   } catch (const std::exception&) {
   }
   for (const auto& c : candidates) {
@@ -112,55 +104,80 @@ HfExportResult export_hf(const std::string& checkpoint, const fs::path& out, con
   const std::string config_yaml = config_to_yaml(p.config);
   write_file_atomic(stage.path() / "chart_config.yaml", config_yaml);
   write_file_atomic(stage.path() / "vocab.tsv", read_file(vocab));
-  std::string vocab_json = "{";
-  for (uint32_t id = 0; id < v.size(); ++id)
-    vocab_json += fmt::format("{}\n  {}: {}", id ? "," : "", json_string(v.token(id)), id);
-  write_file_atomic(stage.path() / "vocab.json", vocab_json + "\n}\n");
+  Json vocab_json = Json::object();
+  for (uint32_t id = 0; id < v.size(); ++id) vocab_json[v.token(id)] = id;
+  write_file_atomic(stage.path() / "vocab.json", dump_json(vocab_json));
 
+  // config.json: LlamaConfig's fields, then chart's own under "chart".
   const int64_t head_dim = m.d_model / m.n_heads;
-  const std::string theta = json_number(m.rope_theta);
-  std::string cfg = "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n";
-  cfg += fmt::format(
-      "  \"vocab_size\": {},\n  \"hidden_size\": {},\n  \"intermediate_size\": {},\n  \"num_hidden_layers\": {},\n"
-      "  \"num_attention_heads\": {},\n  \"num_key_value_heads\": {},\n  \"head_dim\": {},\n"
-      "  \"hidden_act\": \"silu\",\n  \"max_position_embeddings\": {},\n  \"rms_norm_eps\": {},\n"
-      "  \"rope_theta\": {},\n  \"rope_scaling\": null,\n"
-      "  \"rope_parameters\": {{\"rope_type\": \"default\", \"rope_theta\": {}}},\n"
-      "  \"tie_word_embeddings\": {},\n  \"attention_bias\": false,\n  \"attention_dropout\": 0.0,\n"
-      "  \"mlp_bias\": false,\n  \"pretraining_tp\": 1,\n  \"initializer_range\": 0.02,\n  \"use_cache\": true,\n"
-      "  \"pad_token_id\": {},\n  \"bos_token_id\": {},\n  \"eos_token_id\": null,\n"
-      "  \"torch_dtype\": {},\n  \"dtype\": {},\n",
-      p.vocab_size, m.d_model, resolved_d_ff(m), m.n_layers, m.n_heads, resolved_kv_heads(m), head_dim,
-      m.context, json_number(m.norm_eps), theta, theta, m.tie_embeddings ? "true" : "false", data::Vocab::kPad,
-      data::Vocab::kBos, json_string(torch_dtype), json_string(torch_dtype));
-  const std::string chart_block = fmt::format(
-      "{{\"format\": \"chart-hf-export\", \"version\": 1, \"source_checkpoint\": {}, \"step\": {}, "
-      "\"vocab_hash\": {}, \"vocab_file\": \"vocab.tsv\", \"unk_token_id\": {}, \"lossless\": {}, \"dropped\": {}, "
-      "\"dropped_tensors_file\": {}, \"config_file\": \"chart_config.yaml\", \"config\": {}}}",
-      json_string(fs::weakly_canonical(fs::absolute(p.dir)).string()), p.step, json_string(p.vocab_hash),
-      data::Vocab::kUnk, features.empty() ? "true" : "false", json_list(features),
-      extra.empty() ? "null" : "\"chart_extra.safetensors\"", yaml_text_to_json(config_yaml, "config"));
-  cfg += "  \"chart\": " + chart_block + "\n}\n";
-  write_file_atomic(stage.path() / "config.json", yaml_text_to_json(cfg, "config.json") + "\n");
+  const std::string source = fs::weakly_canonical(fs::absolute(p.dir)).string();
+  Json cfg;
+  cfg["architectures"] = Json::array({"LlamaForCausalLM"});
+  cfg["model_type"] = "llama";
+  cfg["vocab_size"] = p.vocab_size;
+  cfg["hidden_size"] = m.d_model;
+  cfg["intermediate_size"] = resolved_d_ff(m);
+  cfg["num_hidden_layers"] = m.n_layers;
+  cfg["num_attention_heads"] = m.n_heads;
+  cfg["num_key_value_heads"] = resolved_kv_heads(m);
+  cfg["head_dim"] = head_dim;
+  cfg["hidden_act"] = "silu";
+  cfg["max_position_embeddings"] = m.context;
+  cfg["rms_norm_eps"] = m.norm_eps;
+  // rope in both spellings: rope_theta + rope_scaling (transformers 4.x), rope_parameters (5.x)
+  cfg["rope_theta"] = m.rope_theta;
+  cfg["rope_scaling"] = nullptr;
+  cfg["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", m.rope_theta}};
+  cfg["tie_word_embeddings"] = m.tie_embeddings;
+  cfg["attention_bias"] = false;
+  cfg["attention_dropout"] = 0.0;
+  cfg["mlp_bias"] = false;
+  cfg["pretraining_tp"] = 1;
+  cfg["initializer_range"] = 0.02;
+  cfg["use_cache"] = true;
+  cfg["pad_token_id"] = data::Vocab::kPad;
+  cfg["bos_token_id"] = data::Vocab::kBos;
+  cfg["eos_token_id"] = nullptr;
+  cfg["torch_dtype"] = torch_dtype;
+  cfg["dtype"] = torch_dtype;
+  Json& c = cfg["chart"];
+  c["format"] = "chart-hf-export";
+  c["version"] = 1;
+  c["source_checkpoint"] = source;
+  c["step"] = p.step;
+  c["vocab_hash"] = p.vocab_hash;
+  c["vocab_file"] = "vocab.tsv";
+  c["unk_token_id"] = data::Vocab::kUnk;
+  c["lossless"] = features.empty();
+  c["dropped"] = features;
+  c["dropped_tensors_file"] = extra.empty() ? Json() : Json("chart_extra.safetensors");
+  c["config_file"] = "chart_config.yaml";
+  c["config"] = yaml_to_json(config_yaml, "config");
+  write_file_atomic(stage.path() / "config.json", dump_json(cfg));
 
   // The model card travels with the weights, with what the export did.
   std::string card;
   try {
     card = read_model_card_json(p.dir);
   } catch (const Error&) {
-    card = "{\"format\": \"chart-model-card\", \"version\": 1, \"kind\": \"exported\", "
-           "\"note\": \"the source checkpoint has no model card (written before chart recorded one)\"}";
+    Json stub;
+    stub["format"] = "chart-model-card";
+    stub["version"] = 1;
+    stub["kind"] = "exported";
+    stub["note"] = "the source checkpoint has no model card (written before chart recorded one)";
+    card = dump_json(stub);
   }
   const CodeVersion code = code_version();
-  card = with_model_card_section(
-      card, "export",
-      fmt::format("{{\"format\": \"hf\", \"architecture\": \"LlamaForCausalLM\", \"source_checkpoint\": {}, "
-                  "\"lossless\": {}, \"dropped\": {}, \"exported_by\": {{\"chart_version\": {}, \"git_commit\": {}, "
-                  "\"git_dirty\": {}}}}}",
-                  json_string(fs::weakly_canonical(fs::absolute(p.dir)).string()), features.empty() ? "true" : "false",
-                  json_list(features), json_string(code.version), json_string(code.commit),
-                  code.dirty == "unknown" ? "null" : code.dirty));
-  write_model_card_json(stage.path(), card);
+  Json exported;
+  exported["format"] = "hf";
+  exported["architecture"] = "LlamaForCausalLM";
+  exported["source_checkpoint"] = source;
+  exported["lossless"] = features.empty();
+  exported["dropped"] = features;
+  exported["exported_by"]["chart_version"] = code.version;
+  exported["exported_by"]["git_commit"] = code.commit;
+  exported["exported_by"]["git_dirty"] = code.dirty == "unknown" ? Json() : Json(code.dirty == "true");
+  write_model_card_json(stage.path(), with_model_card_section(card, "export", exported.dump()));
 
   std::string sums;
   std::vector<std::string> files;

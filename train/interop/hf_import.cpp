@@ -1,7 +1,6 @@
 #include "train/interop/hf_import.h"
 
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -16,14 +15,6 @@
 namespace chart {
 namespace fs = std::filesystem;
 namespace {
-
-YAML::Node load_json_file(const fs::path& f) {
-  try {
-    return YAML::Load(read_file(f));
-  } catch (const YAML::Exception& e) {
-    fail("{}: not valid JSON: {}", f.string(), e.what());
-  }
-}
 
 }  // namespace
 
@@ -41,24 +32,23 @@ Pretrained load_hf_export(const fs::path& dir) {
                             "(saved from Python), delete its SHA256SUMS");
     }
   }
-  YAML::Node cfg = load_json_file(config_json);
-  YAML::Node c = cfg.IsMap() ? cfg["chart"] : YAML::Node();
-  if (!c || !c.IsMap())
+  const Json cfg = read_json_file(config_json);
+  if (!cfg.is_object() || !cfg.contains("chart") || !cfg["chart"].is_object())
     throw Error(fmt::format("{} is a Hugging Face model that chart did not export (no \"chart\" key in config.json)",
                             dir.string()),
                 "chart needs the vocabulary and config a model was trained with: import directories written by "
                 "`chart export` (or saved from them with save_pretrained, which keeps the key)");
+  const Json& c = cfg["chart"];
   Pretrained p;
   p.dir = dir;
   try {
     if (fs::exists(dir / "chart_config.yaml")) {
       p.config = load_config((dir / "chart_config.yaml").string(), {});
     } else {  // saved from Python with save_pretrained: config.json still carries chart's config
-      if (!c["config"] || !c["config"].IsMap()) fail("{}: \"chart\" has no \"config\"", config_json.string());
-      YAML::Emitter e;
-      e << c["config"];
+      if (!c.contains("config") || !c["config"].is_object()) fail("{}: \"chart\" has no \"config\"", config_json.string());
+      // JSON is YAML: load_config reads chart's config from its JSON text as it is.
       const fs::path tmp = fs::temp_directory_path() / fmt::format("chart-import-{}.yaml", ::getpid());
-      write_file_atomic(tmp, e.c_str());
+      write_file_atomic(tmp, dump_json(c["config"]));
       try {
         p.config = load_config(tmp.string(), {});
       } catch (...) {
@@ -67,17 +57,17 @@ Pretrained load_hf_export(const fs::path& dir) {
       }
       fs::remove(tmp);
     }
-    if (c["vocab_hash"] && c["vocab_hash"].IsScalar()) p.vocab_hash = c["vocab_hash"].Scalar();
-    if (c["step"] && c["step"].IsScalar()) p.step = c["step"].as<int64_t>();
+    if (c.contains("vocab_hash") && c["vocab_hash"].is_string()) p.vocab_hash = c["vocab_hash"].get<std::string>();
+    if (c.contains("step") && c["step"].is_number()) p.step = c["step"].get<int64_t>();
     // The Llama fields must describe the same model as chart's config (a hand-edited config.json).
     const ModelConfig& m = p.config.model;
     const std::pair<const char*, int64_t> expect[] = {
         {"hidden_size", m.d_model}, {"num_hidden_layers", m.n_layers}, {"num_attention_heads", m.n_heads},
         {"num_key_value_heads", resolved_kv_heads(m)}, {"intermediate_size", resolved_d_ff(m)}};
     for (const auto& [key, want] : expect)
-      if (cfg[key] && cfg[key].as<int64_t>() != want)
-        fail("{}: {} is {} but chart's config says {}", config_json.string(), key, cfg[key].as<int64_t>(), want);
-  } catch (const YAML::Exception& e) {
+      if (cfg.contains(key) && cfg[key].get<int64_t>() != want)
+        fail("{}: {} is {} but chart's config says {}", config_json.string(), key, cfg[key].get<int64_t>(), want);
+  } catch (const Json::exception& e) {  // a field of the wrong type
     fail("{}: unreadable field: {}", config_json.string(), e.what());
   }
 

@@ -108,7 +108,7 @@ void restore_or_initialise(TrainRun& r) {
   const auto& tc = r.cfg.train;
   r.card.data = data_lineage(r.ds.dir(), "train");
   if (!r.cfg.init.checkpoint.empty())
-    r.card.set_section("init", fmt::format("{{\"checkpoint\": {}}}", json_string(r.cfg.init.checkpoint)));
+    r.card.set_section("init", Json({{"checkpoint", r.cfg.init.checkpoint}}).dump());
   if (r.resumed_from) {
     r.st = load_checkpoint(*r.resumed_from, r.model, r.optimizer.get(), r.dist.rank());
     r.first_step = r.last_saved = r.st.step;

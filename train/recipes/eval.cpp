@@ -24,19 +24,23 @@ namespace chart {
 namespace fs = std::filesystem;
 namespace {
 
-std::string interval_json(const Interval& i) {
-  return fmt::format("[{}, {}]", json_number(i.lo), json_number(i.hi));
-}
-
-std::string evaluation_json(const BinaryEvaluation& e, const std::string& indent) {
+Json evaluation_json(const BinaryEvaluation& e) {
   const auto& m = e.point;
-  return fmt::format(
-      "{{\n{0}  \"auroc\": {1},\n{0}  \"auroc_ci\": {2},\n{0}  \"auprc\": {3},\n{0}  \"auprc_ci\": {4},\n"
-      "{0}  \"brier\": {5},\n{0}  \"brier_ci\": {6},\n{0}  \"ece\": {7},\n{0}  \"ece_ci\": {8},\n"
-      "{0}  \"n\": {9},\n{0}  \"n_positive\": {10},\n{0}  \"prevalence\": {11},\n{0}  \"bootstrap\": {12}\n{0}}}",
-      indent, json_number(m.auroc), interval_json(e.auroc), json_number(m.auprc), interval_json(e.auprc),
-      json_number(m.brier), interval_json(e.brier), json_number(m.ece), interval_json(e.ece), m.n, m.n_pos,
-      json_number(m.n ? double(m.n_pos) / m.n : NAN), e.bootstrap_samples);
+  auto interval = [](const Interval& i) { return Json::array({i.lo, i.hi}); };
+  Json j;
+  j["auroc"] = m.auroc;
+  j["auroc_ci"] = interval(e.auroc);
+  j["auprc"] = m.auprc;
+  j["auprc_ci"] = interval(e.auprc);
+  j["brier"] = m.brier;
+  j["brier_ci"] = interval(e.brier);
+  j["ece"] = m.ece;
+  j["ece_ci"] = interval(e.ece);
+  j["n"] = m.n;
+  j["n_positive"] = m.n_pos;
+  j["prevalence"] = m.n ? double(m.n_pos) / m.n : NAN;  // NaN is written as null
+  j["bootstrap"] = e.bootstrap_samples;
+  return j;
 }
 
 // The run directory a checkpoint belongs to (run/checkpoints/step_N -> run).
@@ -148,13 +152,20 @@ int run_eval(const Config& cfg_in) {
   const fs::path out = cfg.run.dir;
   fs::create_directories(out);
   data::write_predictions(out / "predictions.parquet", preds, ec.threshold);
-  std::string json = fmt::format("{{\n  \"task\": {},\n  \"split\": {},\n  \"source\": {},\n  \"model\": {},\n",
-                                 json_string(task), json_string(ec.predictions.empty() ? ec.split : "given"),
-                                 json_string(source), evaluation_json(report.model, "  "));
-  if (report.oracle) json += fmt::format("  \"oracle\": {},\n", evaluation_json(*report.oracle, "  "));
+  // The model's headline numbers again at the top level, after the sections.
+  Json ev;
+  ev["task"] = task;
+  ev["split"] = ec.predictions.empty() ? ec.split : "given";
+  ev["source"] = source;
+  ev["model"] = evaluation_json(report.model);
+  if (report.oracle) ev["oracle"] = evaluation_json(*report.oracle);
   const auto& m = report.model.point;
-  json += fmt::format("  \"auroc\": {},\n  \"auprc\": {},\n  \"brier\": {},\n  \"ece\": {},\n  \"n\": {}\n}}\n",
-                      json_number(m.auroc), json_number(m.auprc), json_number(m.brier), json_number(m.ece), m.n);
+  ev["auroc"] = m.auroc;
+  ev["auprc"] = m.auprc;
+  ev["brier"] = m.brier;
+  ev["ece"] = m.ece;
+  ev["n"] = m.n;
+  const std::string json = dump_json(ev);
   write_file_atomic(out / "eval.json", json);
   if (!evaluated.empty() && fs::exists(evaluated / "model_card.json"))  // the card, with this evaluation
     write_model_card_json(out, with_model_card_section(read_model_card_json(evaluated), "evaluation", json));

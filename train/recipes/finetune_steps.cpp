@@ -89,18 +89,29 @@ ModelCard finetune_card(const FinetuneRun& r) {
   ModelCard card;
   card.kind = "finetuned";
   card.data = data_lineage(r.cfg.data.dir, "train");
-  card.set_section("task", fmt::format(
-      "{{\"name\": {}, \"labels\": {}, \"recipe\": {}, \"context\": {}, \"train_rows\": {}, \"train_positive\": {}, "
-      "\"tuning_rows\": {}, \"tuning_positive\": {}, \"best_step\": {}, \"steps_run\": {}, \"pretrained_checkpoint\": {}}}",
-      json_string(r.task), json_string(r.cfg.task.labels), json_string(r.cfg.finetune.recipe), r.context,
-      r.train_counts.n, r.train_counts.positives, r.tuning_counts.n, r.tuning_counts.positives, r.best_step, r.step,
-      json_string(r.pre.dir.string())));
+  Json task;
+  task["name"] = r.task;
+  task["labels"] = r.cfg.task.labels;
+  task["recipe"] = r.cfg.finetune.recipe;
+  task["context"] = r.context;
+  task["train_rows"] = r.train_counts.n;
+  task["train_positive"] = r.train_counts.positives;
+  task["tuning_rows"] = r.tuning_counts.n;
+  task["tuning_positive"] = r.tuning_counts.positives;
+  task["best_step"] = r.best_step;
+  task["steps_run"] = r.step;
+  task["pretrained_checkpoint"] = r.pre.dir.string();
+  card.set_section("task", task.dump());
   if (r.can_tune) {
     card.set_metric("tuning_auroc", r.best_auroc);
     card.set_metric("tuning_loss", r.best_loss);
-    card.set_section("evaluation", fmt::format("{{\"split\": \"tuning\", \"step\": {}, \"auroc\": {}, \"loss\": {}, \"n\": {}}}",
-                                               r.best_step, json_number(r.best_auroc), json_number(r.best_loss),
-                                               r.tuning_counts.n));
+    Json ev;
+    ev["split"] = "tuning";
+    ev["step"] = r.best_step;
+    ev["auroc"] = r.best_auroc;
+    ev["loss"] = r.best_loss;
+    ev["n"] = r.tuning_counts.n;
+    card.set_section("evaluation", ev.dump());
   }
   try {
     card.set_section("base_model", read_model_card_json(r.pre.dir));

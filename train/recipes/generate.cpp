@@ -220,19 +220,23 @@ void write_generate_outputs(const GenerateRun& r, double secs) {
   fs::create_directories(out);
   write_file_atomic(out / "config.yaml", config_to_yaml(r.cfg));
   data::write_predictions(out / "predictions.parquet", r.preds, r.cfg.eval.threshold);
-  std::string codes;
-  for (const auto& c : g.outcome_codes) codes += (codes.empty() ? "" : ", ") + json_string(c);
-  write_file_atomic(out / "generate.json",
-                    fmt::format("{{\n  \"checkpoint\": {},\n  \"labels\": {},\n  \"split\": {},\n  \"examples\": {},\n"
-                                "  \"samples\": {},\n  \"horizon\": {},\n  \"outcome_codes\": [{}],\n"
-                                "  \"tokens_generated\": {},\n  \"seconds\": {},\n  \"tokens_per_s\": {},\n"
-                                "  \"mean_tokens_per_trajectory\": {},\n  \"context_windows\": {},\n  \"truncated_fraction\": {},\n"
-                                "  \"hit_fraction\": {},\n  \"device\": {}\n}}\n",
-                                json_string(r.pre.dir.string()), json_string(r.cfg.task.labels), json_string(g.split),
-                                r.examples.size(), r.K, json_string(g.horizon), codes, r.generated, json_number(secs),
-                                json_number(r.generated / std::max(1e-9, secs)), json_number(double(r.generated) / n),
-                                r.windows, json_number(double(r.truncated) / n), json_number(double(r.hits) / n),
-                                json_string(r.dev.describe())));
+  Json j;
+  j["checkpoint"] = r.pre.dir.string();
+  j["labels"] = r.cfg.task.labels;
+  j["split"] = g.split;
+  j["examples"] = r.examples.size();
+  j["samples"] = r.K;
+  j["horizon"] = g.horizon;
+  j["outcome_codes"] = g.outcome_codes;
+  j["tokens_generated"] = r.generated;
+  j["seconds"] = secs;
+  j["tokens_per_s"] = r.generated / std::max(1e-9, secs);
+  j["mean_tokens_per_trajectory"] = double(r.generated) / n;
+  j["context_windows"] = r.windows;
+  j["truncated_fraction"] = double(r.truncated) / n;
+  j["hit_fraction"] = double(r.hits) / n;
+  j["device"] = r.dev.describe();
+  write_file_atomic(out / "generate.json", dump_json(j));
   info("generate: {} examples x {} samples, {} tokens in {:.1f} s ({:.0f} tokens/s), {:.1f}% truncated; wrote {}",
        r.examples.size(), r.K, r.generated, secs, r.generated / std::max(1e-9, secs), 100.0 * double(r.truncated) / n,
        (out / "predictions.parquet").string());

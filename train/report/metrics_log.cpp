@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <cmath>
 #include <sstream>
 
 #include "core/error.h"
@@ -17,10 +18,11 @@ MetricsLog::MetricsLog(const std::filesystem::path& run_dir, int64_t resume_step
     std::istringstream in(read_file(path_));
     std::string line;
     while (std::getline(in, line)) {
-      // Lines start with {"step": N, as write() makes them.
-      auto colon = line.find(':');
-      if (line.rfind("{\"step\":", 0) != 0 || colon == std::string::npos) continue;
-      if (std::stoll(line.substr(colon + 1)) <= resume_step) kept += line + "\n";
+      // A line of a step after the checkpoint, or one cut short by the crash, is dropped.
+      const Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+          j["step"].get<int64_t>() <= resume_step)
+        kept += line + "\n";
     }
   }
   write_file_atomic(path_, kept);
@@ -35,12 +37,16 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::write(int64_t step, const std::string& split,
                        const std::vector<std::pair<std::string, double>>& values) {
-  std::string line = fmt::format("{{\"step\": {}, \"split\": {}", step, json_string(split));
+  Json j;
+  j["step"] = step;
+  j["split"] = split;
   for (const auto& [k, v] : values) {
-    line += fmt::format(", {}: {}", json_string(k), json_number(v));
+    // Whole numbers (tokens_seen, counts) as integers, as the lines have always had them.
+    if (std::trunc(v) == v && std::fabs(v) < 0x1p53) j[k] = static_cast<int64_t>(v);
+    else j[k] = v;
     tb_->scalar(split + "/" + k, static_cast<float>(v), step);
   }
-  line += "}\n";
+  const std::string line = dump_json_line(j) + "\n";
   std::fputs(line.c_str(), f_);
   std::fflush(f_);
   tb_->flush();
