@@ -266,12 +266,8 @@ TEST(Distributed, LaunchMistakesAreClearErrors) {
   std::string out;
   // A missing variable, as the user sees it.
   {
-    FILE* p = popen(("RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 " + std::string(CHART_BINARY) + " " + args + " 2>&1").c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    int status = pclose(p);
-    EXPECT_EQ(WEXITSTATUS(status), 1) << out;
+    EXPECT_EQ(testing::run_shell("RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 " + std::string(CHART_BINARY) + " " + args, &out),
+              1) << out;
     EXPECT_NE(out.find("WORLD_SIZE is not set"), std::string::npos) << out;
   }
   // WORLD_SIZE larger than the ranks that come: each names the missing one.

@@ -99,16 +99,7 @@ void expect_same_weights(const Pretrained& a, const Pretrained& b) {
   EXPECT_EQ(config_to_yaml(a.config), config_to_yaml(b.config));
 }
 
-int run_python(const std::string& args, std::string* out) {
-  std::string cmd = "\"" + std::string(CHART_PYTHON_EXE) + "\" " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+using testing::run_python;
 
 ModelConfig small_model() {
   ModelConfig m;

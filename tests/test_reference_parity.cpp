@@ -87,16 +87,8 @@ NamedTensors parameters_of(const ClinicalTransformer& model, bool grads) {
 
 // Runs `python scripts/reference_model.py check dir`; returns its exit status, its output in *out.
 int run_reference_check(const std::filesystem::path& dir, std::string* out) {
-  std::string cmd = "\"" + std::string(CHART_PYTHON_EXE) + "\" \"" +
-                    (testing::source_dir() / "scripts" / "reference_model.py").string() + "\" check \"" +
-                    dir.string() + "\" 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return testing::run_python(
+      "\"" + (testing::source_dir() / "scripts" / "reference_model.py").string() + "\" check \"" + dir.string() + "\"", out);
 }
 
 void expect_parity(const ModelConfig& mc, const TrainConfig& tc) {

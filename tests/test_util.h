@@ -29,10 +29,10 @@ class TempDir {
 
 inline fs::path source_dir() { return CHART_SOURCE_DIR; }
 
-// Runs `build/chart <args>` through the shell; returns the exit status, stdout+stderr in *output.
-inline int run_chart(const std::string& args, std::string* output = nullptr) {
-  std::string cmd = std::string(CHART_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
+// Runs a shell command line; returns its exit status (128 + signal if killed), stdout+stderr in *output.
+inline int run_shell(const std::string& command, std::string* output = nullptr) {
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) return -1;
   std::string out;
   char buf[4096];
   size_t n;
@@ -40,6 +40,14 @@ inline int run_chart(const std::string& args, std::string* output = nullptr) {
   int status = pclose(p);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// `build/chart <args>`, and the build's Python with <args> (a script and its arguments, or -c ...).
+inline int run_chart(const std::string& args, std::string* output = nullptr) {
+  return run_shell(std::string(CHART_BINARY) + " " + args, output);
+}
+inline int run_python(const std::string& args, std::string* output = nullptr) {
+  return run_shell("\"" + std::string(CHART_PYTHON_EXE) + "\" " + args, output);
 }
 
 }  // namespace chart::testing
