@@ -53,6 +53,11 @@ struct ModelConfig {
   bool tie_embeddings = true;
   bool time_head = false;  // time-to-next-event head
   double dropout = 0.0;
+  // How attention runs: auto (the CUDA kernels where they support the device, dtype and head
+  // size, else the reference), kernels (a config error where they cannot run), reference.
+  // Neither key changes what the model computes: a checkpoint resumes under any value.
+  std::string attention = "auto";
+  bool attention_check = true;  // GPU: check the kernels against the reference on the first batch
 };
 
 struct TrainConfig {
@@ -82,6 +87,8 @@ struct TrainConfig {
   std::string precision = "auto";  // auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
   bool packing = true;             // pack several patients into one window
   int64_t threads = 0;             // CPU threads for LibTorch; 0: all cores
+  // Steps with a non-finite loss or gradient norm are skipped; this many in a row stop the run.
+  int64_t max_skipped_steps = 10;
 };
 
 struct InitConfig {

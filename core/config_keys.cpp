@@ -42,6 +42,8 @@ void bind(Binder& b, Config& c) {
     b.field("tie_embeddings", m.tie_embeddings);
     b.field("time_head", m.time_head);
     b.field("dropout", m.dropout, 0.0, 0.99);
+    b.choice("attention", m.attention, {"auto", "kernels", "reference"});
+    b.field("attention_check", m.attention_check);
   });
   b.section("train", [&] {
     auto& t = c.train;
@@ -69,6 +71,7 @@ void bind(Binder& b, Config& c) {
     b.choice("precision", t.precision, {"auto", "fp32", "bf16"});
     b.field("packing", t.packing);
     b.field("threads", t.threads, 0, 4096);
+    b.field("max_skipped_steps", t.max_skipped_steps, 1, kMaxInt);
   });
   b.section("init", [&] { b.field("checkpoint", c.init.checkpoint); });
   b.section("task", [&] {

@@ -1,6 +1,7 @@
 #include "core/files.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -107,6 +108,39 @@ void StagingDir::commit(bool replace) {
   fs::path parent = final_.parent_path();
   fsync_dir(parent.empty() ? fs::path(".") : parent);
   committed_ = true;
+}
+
+namespace {
+
+// The pid of "<name>.tmp-<pid>" / "<name>.old-<pid>", or -1 for any other name.
+long temporary_owner(const std::string& name) {
+  for (const char* tag : {".tmp-", ".old-"}) {
+    const auto at = name.rfind(tag);
+    if (at == std::string::npos) continue;
+    const std::string digits = name.substr(at + 5);
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    return std::stol(digits);
+  }
+  return -1;
+}
+
+bool process_alive(long pid) { return pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH; }
+
+}  // namespace
+
+std::vector<fs::path> remove_stale_temporaries(const fs::path& dir, const std::vector<fs::path>& also) {
+  std::vector<fs::path> removed;
+  if (!fs::is_directory(dir)) return removed;
+  std::vector<fs::path> stale = also;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const long pid = temporary_owner(e.path().filename().string());
+    if (pid > 0 && !process_alive(pid)) stale.push_back(e.path());
+  }
+  for (const auto& p : stale) {
+    std::error_code ec;
+    if (fs::remove_all(p, ec) > 0 && !ec) removed.push_back(p);
+  }
+  return removed;
 }
 
 }  // namespace chart

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -18,6 +19,12 @@ void fsync_dir(const fs::path& dir);
 // A directory built under a temporary sibling name ("<final>.tmp-<pid>") and renamed into place
 // by commit(). If commit() is never reached (error, crash, exception), the temporary is removed
 // (or, after a crash, left under a name no reader mistakes for the real one).
+// Removes what killed writers left in `dir`: "<name>.tmp-<pid>" and "<name>.old-<pid>" entries
+// whose process no longer runs on this host (its own pid and live ones are kept), and the
+// `also` names given (whole). Call it only while holding the directory's run lock, so that no
+// live writer on another host can own them. Returns what was removed, for the log.
+std::vector<fs::path> remove_stale_temporaries(const fs::path& dir, const std::vector<fs::path>& also = {});
+
 class StagingDir {
  public:
   explicit StagingDir(fs::path final_path);

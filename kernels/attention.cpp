@@ -49,8 +49,8 @@ torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& segments, const torch::Tensor& ages,
-                        const torch::Tensor& slopes) {
-  const AttentionPath path = attention_path(q);  // in a CPU-only build too: a bad switch stops it
+                        const torch::Tensor& slopes, AttentionMode mode) {
+  const AttentionPath path = attention_path(q, mode);  // in a CPU-only build too: a bad switch stops it
 #ifdef CHART_HAVE_CUDA
   if (path.cuda()) return attention_cuda(q, k, v, segments, ages, slopes, path.kind);
 #endif

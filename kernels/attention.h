@@ -11,14 +11,16 @@
 #pragma once
 #include <torch/types.h>
 
+#include "kernels/attention_dispatch.h"
+
 namespace chart::kernels {
 
 // q: [B, Hq, L, D]; k, v: [B, Hkv, L, D]; segments: [B, L] int32 (padding: -1, a segment of its
 // own); ages: [B, L] float32 years, and slopes: [Hq] float32, both undefined for no time bias.
-// Returns [B, Hq, L, D] in q's dtype.
+// Returns [B, Hq, L, D] in q's dtype. mode: model.attention.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& segments, const torch::Tensor& ages,
-                        const torch::Tensor& slopes);
+                        const torch::Tensor& slopes, AttentionMode mode = AttentionMode::kAuto);
 
 // The same function in plain LibTorch ops (scaled_dot_product_attention with a mask).
 torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k,

@@ -40,6 +40,13 @@ const char* path_name(AttentionPath::Kind kind) {
   }
 }
 
+AttentionMode attention_mode(const std::string& name) {
+  if (name == "auto") return AttentionMode::kAuto;
+  if (name == "kernels") return AttentionMode::kKernels;
+  if (name == "reference") return AttentionMode::kReference;
+  throw Error(fmt::format("model.attention: '{}' is not one of auto, kernels, reference", name));
+}
+
 AttentionSwitches attention_switches(const std::function<const char*(const char*)>& getenv) {
   AttentionSwitches s;
   s.reference = env_switch(getenv, "CHART_ATTENTION_REFERENCE", "the LibTorch reference attention",
@@ -48,7 +55,9 @@ AttentionSwitches attention_switches(const std::function<const char*(const char*
   return s;
 }
 
-AttentionPath choose_attention_path(const AttentionFacts& f) {
+namespace {
+
+AttentionPath choose_by_facts(const AttentionFacts& f) {
   using P = AttentionPath;
   if (!f.device.is_cuda()) return {P::kReference, fmt::format("{} tensor", c10::DeviceTypeName(f.device.type()))};
   if (!f.kernels_built) return {P::kReference, "a build without the CUDA kernels: no nvcc at configure time"};
@@ -67,8 +76,20 @@ AttentionPath choose_attention_path(const AttentionFacts& f) {
   return {P::kCudaSm80, arch};
 }
 
-AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim) {
+}  // namespace
+
+AttentionPath choose_attention_path(const AttentionFacts& f) {
+  if (f.mode == AttentionMode::kReference) return {AttentionPath::kReference, "model.attention=reference"};
+  AttentionPath p = choose_by_facts(f);
+  if (f.mode == AttentionMode::kKernels && !p.cuda())
+    throw Error(fmt::format("model.attention=kernels, but the CUDA kernels cannot run here: {}", p.reason),
+                "set model.attention=auto to run the LibTorch reference where the kernels do not apply");
+  return p;
+}
+
+AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim, AttentionMode mode) {
   AttentionFacts f;
+  f.mode = mode;
   f.device = device;
   f.dtype = dtype;
   f.head_dim = head_dim;
@@ -80,12 +101,13 @@ AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int6
   return choose_attention_path(f);
 }
 
-AttentionPath attention_path(const torch::Tensor& q) {
-  return attention_path(q.device(), q.scalar_type(), q.dim() > 0 ? q.size(-1) : 0);
+AttentionPath attention_path(const torch::Tensor& q, AttentionMode mode) {
+  return attention_path(q.device(), q.scalar_type(), q.dim() > 0 ? q.size(-1) : 0, mode);
 }
 
-std::string describe_attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim) {
-  const AttentionPath p = attention_path(device, dtype, head_dim);
+std::string describe_attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim,
+                                    AttentionMode mode) {
+  const AttentionPath p = attention_path(device, dtype, head_dim, mode);
   return fmt::format("attention: {}, for {} head dim {} on {} ({})", path_name(p.kind), dtype_name(dtype), head_dim,
                      device.str(), p.reason);
 }

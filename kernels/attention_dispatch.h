@@ -1,5 +1,6 @@
 // Which implementation kernels::attention() runs, and why: one decision (choose_attention_path)
-// from the inputs, the build, the GPU and two environment variables, each "1" or "0" (or unset):
+// from the inputs, the build, the GPU, the mode asked for (model.attention: auto, kernels,
+// reference) and two environment variables, each "1" or "0" (or unset):
 //   CHART_ATTENTION_REFERENCE=1   the LibTorch reference even where the kernels apply
 //   CHART_ATTENTION_SM90=1        the wgmma forward on sm_90 GPUs (opt-in until a Hopper GPU has
 //                                 run its tests); the backward is the mma.sync kernel either way
@@ -12,6 +13,10 @@
 #include <string>
 
 namespace chart::kernels {
+
+// model.attention. kKernels where the kernels cannot run is an error saying why, not a fallback.
+enum class AttentionMode { kAuto, kKernels, kReference };
+AttentionMode attention_mode(const std::string& name);  // "auto" | "kernels" | "reference"
 
 struct AttentionPath {
   enum Kind { kReference, kCudaSm80, kCudaSm90 };
@@ -39,15 +44,19 @@ struct AttentionFacts {
   bool kernels_built = false;  // this binary has the CUDA kernels
   int compute_capability = 0;  // of device's GPU, 10 * major + minor (80, 90); 0 for a CPU tensor
   AttentionSwitches switches;
+  AttentionMode mode = AttentionMode::kAuto;
 };
+// Throws chart::Error (naming the reason) when mode is kKernels and the kernels cannot run.
 AttentionPath choose_attention_path(const AttentionFacts& facts);
 
 // The path attention() takes for queries of this device, dtype and head dim, on this machine now;
 // the second form reads them from q [B, H, L, D].
-AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim);
-AttentionPath attention_path(const torch::Tensor& q);
-// One line for the log, e.g. "attention: LibTorch reference (fp32; the kernels take bf16/fp16)".
-std::string describe_attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim);
+AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim,
+                             AttentionMode mode = AttentionMode::kAuto);
+AttentionPath attention_path(const torch::Tensor& q, AttentionMode mode = AttentionMode::kAuto);
+// One line for the log, e.g. "attention: LibTorch reference, for fp32 head dim 64 on cpu (cpu tensor)".
+std::string describe_attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim,
+                                    AttentionMode mode = AttentionMode::kAuto);
 
 #ifdef CHART_HAVE_CUDA
 // The CUDA build's side (kernels/attention_cuda.cpp).

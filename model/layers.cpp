@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/attention.h"
+#include "kernels/attention_check.h"
 
 namespace chart {
 
@@ -52,7 +53,10 @@ torch::Tensor sinusoidal_age(const torch::Tensor& ages_years, int64_t d_model) {
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
-    : n_heads(c.n_heads), n_kv_heads(resolved_kv_heads(c)), head_dim(c.d_model / c.n_heads) {
+    : n_heads(c.n_heads),
+      n_kv_heads(resolved_kv_heads(c)),
+      head_dim(c.d_model / c.n_heads),
+      mode(kernels::attention_mode(c.attention)) {
   wq = register_module("wq", Projection(c.d_model, n_heads * head_dim));
   wk = register_module("wk", Projection(c.d_model, n_kv_heads * head_dim));
   wv = register_module("wv", Projection(c.d_model, n_kv_heads * head_dim));
@@ -73,7 +77,19 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto v = wv(x).view({B, L, n_kv_heads, head_dim}).transpose(1, 2);
   q = apply_rotary(q, cos, sin);
   k = apply_rotary(k, cos, sin);
-  auto y = kernels::attention(q, k, v, segments, time_slopes.defined() ? ages : torch::Tensor(), time_slopes);
+  const torch::Tensor a = time_slopes.defined() ? ages : torch::Tensor();
+  if (check_next_forward) {
+    check_next_forward = false;
+    const kernels::AttentionPath path = kernels::attention_path(q, mode);
+    if (path.cuda()) {
+      auto kernel = [&](const auto& q_, const auto& k_, const auto& v_, const auto& s_, const auto& a_, const auto& sl_) {
+        return kernels::attention(q_, k_, v_, s_, a_, sl_, mode);
+      };
+      kernels::require_attention_agrees(kernels::compare_attention(kernel, q, k, v, segments, a, time_slopes),
+                                        kernels::path_name(path.kind));
+    }
+  }
+  auto y = kernels::attention(q, k, v, segments, a, time_slopes, mode);
   return wo(y.transpose(1, 2).reshape({B, L, n_heads * head_dim}));
 }
 

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "core/config.h"
+#include "kernels/attention_dispatch.h"
 #include "model/projection.h"
 
 namespace chart {
@@ -53,6 +54,10 @@ struct AttentionImpl : torch::nn::Module {
   int64_t n_heads, n_kv_heads, head_dim;
   Projection wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
   torch::Tensor time_slopes;  // [n_heads], only with model.time_bias
+  kernels::AttentionMode mode = kernels::AttentionMode::kAuto;  // model.attention
+  // Set before the first forward that should check the kernels against the reference (on the
+  // CUDA path only); cleared by that forward, which throws if they disagree.
+  bool check_next_forward = false;
 };
 TORCH_MODULE(Attention);
 

@@ -147,3 +147,15 @@ double ClinicalTransformerImpl::flops_per_token(int64_t context) const {
 }
 
 }  // namespace chart
+
+namespace chart {
+
+void ClinicalTransformerImpl::check_attention_on_next_forward() {
+  layers->ptr<BlockImpl>(0)->attn->check_next_forward = true;
+}
+
+kernels::AttentionPath ClinicalTransformerImpl::attention_path(torch::Device device, torch::ScalarType dtype) const {
+  return kernels::attention_path(device, dtype, config.d_model / config.n_heads, kernels::attention_mode(config.attention));
+}
+
+}  // namespace chart

@@ -47,6 +47,12 @@ struct ClinicalTransformerImpl : torch::nn::Module {
   // and values over an L-token context, each a multiply-add, times 3 for the backward), where N
   // counts the matrix weights that multiply each token (embeddings are looked up, not multiplied).
   double flops_per_token(int64_t context) const;
+  // The next forward checks the attention kernels against the reference on a slice of its batch
+  // (first layer, CUDA path only) and throws chart::Error if they disagree (model.attention_check).
+  void check_attention_on_next_forward();
+  // The path attention takes for inputs of this dtype on `device` (model.attention applied):
+  // throws chart::Error for model.attention=kernels where the kernels cannot run.
+  kernels::AttentionPath attention_path(torch::Device device, torch::ScalarType dtype) const;
 
   ModelConfig config;
   int64_t vocab_size;

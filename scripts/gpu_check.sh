@@ -73,14 +73,22 @@ if want train; then
 log "training: custom kernels vs reference attention, base.yaml, 200 steps"
 paths="cuda reference"; [ "$hopper" = 1 ] && paths="cuda sm90 reference"
 for path in $paths; do
-  env_var="CHART_ATTENTION_SM90=0"
-  [ $path = reference ] && env_var="CHART_ATTENTION_REFERENCE=1"
+  # model.attention=kernels: an error, not a fallback, if they cannot run; the self-check
+  # (model.attention_check, on by default) compares them with the reference on the first batch.
+  env_var="CHART_ATTENTION_SM90=0"; mode=kernels
+  [ $path = reference ] && mode=reference
   [ $path = sm90 ] && env_var="CHART_ATTENTION_SM90=1"
   rm -rf "$data/run_$path"
-  env $env_var build-gpu/chart train configs/base.yaml --set data.dir="$data/tokens" --set run.dir="$data/run_$path" \
+  env $env_var build-gpu/chart train configs/base.yaml --set model.attention=$mode \
+    --set data.dir="$data/tokens" --set run.dir="$data/run_$path" \
     --set train.steps=200 --set train.log_every=20 --set train.eval_every=0 --set train.checkpoint_every=0 \
     --set train.batch_size=8 >"$out/train_$path.log" 2>&1 || echo "train ($path) FAILED" | tee -a "$out/gpu_check.log"
   cp "$data/run_$path/metrics.jsonl" "$out/metrics_$path.jsonl" 2>/dev/null
+  if [ $path != reference ]; then
+    check=$(grep -q "checked against the reference on the first batch" "$out/train_$path.log" && \
+            ! grep -q "self-check failed" "$out/train_$path.log" && echo ok || echo FAILED)
+    status+=("attention self-check in chart train ($path)|$check|train_$path.log")
+  fi
 done
 python3 - "$out" <<'PY' | tee "$out/train_compare.md"
 import json, sys, os

@@ -7,11 +7,14 @@
 
 #include <torch/torch.h>
 
+#include <ATen/autocast_mode.h>
+
 #include <fmt/format.h>
 
 #include "kernels/attention.h"
 #include "kernels/attention_dispatch.h"
 #include "kernels/kernels.h"
+#include "model/transformer.h"
 #include "tests/attention_cases.h"
 
 #ifdef CHART_HAVE_CUDA
@@ -30,7 +33,8 @@ void run_case(const Case& c) {
   SCOPED_TRACE(name(c) + " first_len " + std::to_string(c.first_len));
   auto dev = torch::Device(torch::kCUDA);
   ASSERT_TRUE(kernels::attention_path(dev, c.dtype, c.D).cuda());
-  expect_matches_reference(c, dev, kernels::attention);
+  expect_matches_reference(c, dev, [](const auto& q, const auto& k, const auto& v, const auto& s, const auto& a,
+                                      const auto& sl) { return kernels::attention(q, k, v, s, a, sl); });
 }
 
 TEST(AttentionCuda, MatchesTheReference) {
@@ -90,11 +94,44 @@ TEST(AttentionCuda, WritesEveryOutputPosition) {
 #endif
 }
 
-TEST(AttentionCuda, TheModelUsesTheKernelsOnAGpu) {
+TEST(AttentionCuda, TheModelTrainsThroughTheKernelsAsThroughTheReference) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU (or a CPU-only build): the CUDA attention kernels are not run";
-  auto q = torch::randn({1, 2, 8, 64}, torch::dtype(torch::kBFloat16).device(torch::kCUDA));
-  EXPECT_TRUE(kernels::attention_path(q).cuda());
-  EXPECT_EQ(kernels::attention_path(q.to(torch::kFloat32)).kind, kernels::AttentionPath::kReference);  // fp32: the reference path
+  // The same model (packed patients, time-decay bias, GQA) twice: model.attention=kernels and
+  // =reference, the same weights, one forward and backward in bf16 each; logits and every
+  // parameter's gradient must agree within bf16 tolerance, and the self-check must pass.
+  ModelConfig mc;
+  mc.d_model = 128, mc.n_layers = 2, mc.n_heads = 2, mc.n_kv_heads = 1, mc.context = 192, mc.time_bias = true;
+  const int64_t V = 300, B = 2, L = mc.context;
+  auto run = [&](const std::string& mode, bool check) {
+    torch::manual_seed(3);
+    ModelConfig c = mc;
+    c.attention = mode;
+    ClinicalTransformer model(c, V);
+    model->to(torch::kCUDA);
+    EXPECT_EQ(model->attention_path(torch::kCUDA, torch::kBFloat16).cuda(), mode == "kernels");
+    if (check) model->check_attention_on_next_forward();
+    torch::manual_seed(4);
+    auto tokens = torch::randint(0, V, {B, L}, torch::kInt64).cuda();
+    auto ages = (torch::rand({B, L}).cumsum(1) * 0.01 + 30).cuda();
+    auto segments = (torch::arange(L, torch::kInt32) / 50).expand({B, L}).contiguous().cuda();
+    torch::Tensor logits;
+    {
+      at::autocast::set_autocast_enabled(at::kCUDA, true);
+      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+      logits = model->forward(tokens, ages, segments).logits.to(torch::kFloat32);
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+      at::autocast::clear_cache();
+    }
+    logits.logsumexp(-1).mean().backward();
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : model->parameters()) grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+    return std::pair{logits.detach(), grads};
+  };
+  const auto [kl, kg] = run("kernels", /*check=*/true);
+  const auto [rl, rg] = run("reference", false);
+  EXPECT_LT(rel_err(kl, rl), 3e-2);
+  ASSERT_EQ(kg.size(), rg.size());
+  for (size_t i = 0; i < kg.size(); ++i) EXPECT_LT(rel_err(kg[i], rg[i]), 1e-1) << "parameter " << i;
 }
 
 }  // namespace

@@ -16,7 +16,9 @@
 #include <cstring>
 #include <random>
 
+#include "core/error.h"
 #include "kernels/attention.h"
+#include "kernels/attention_check.h"
 #include "kernels/attention_emulated.h"
 #include "kernels/flash_launch.h"
 #include "kernels/simt_emulator.h"
@@ -305,6 +307,41 @@ TEST(AttentionEmulated, TheWrapperRefusesWhatTheKernelsDoNotTake) {
   EXPECT_EQ(kernels::attention_emulated(q.narrow(2, 0, 0), q.narrow(2, 0, 0), q.narrow(2, 0, 0),
                                         seg.narrow(1, 0, 0), {}, {}).sizes(),
             (std::vector<int64_t>{1, 2, 0, 64}));  // empty: no launch
+}
+
+// ---- The trainer's start-up self-check (kernels/attention_check.h), on the emulated kernels.
+
+TEST(AttentionEmulated, TheSelfCheckPassesTheKernelsAndCatchesAWrongOne) {
+  torch::manual_seed(9);
+  const Case c{2, 4, 2, 300, 64, 3, true, torch::kBFloat16};
+  auto q = torch::randn({c.B, c.Hq, c.L, c.D}).to(c.dtype), k = torch::randn({c.B, c.Hkv, c.L, c.D}).to(c.dtype);
+  auto v = torch::randn({c.B, c.Hkv, c.L, c.D}).to(c.dtype);
+  auto seg = make_segments(c);
+  auto ages = torch::rand({c.B, c.L}).cumsum(1) * 0.01 + 40.0;
+  auto slopes = torch::rand({c.Hq}) * 0.1;
+  const kernels::AttentionFn emulated = [](const auto& q_, const auto& k_, const auto& v_, const auto& s_,
+                                           const auto& a_, const auto& sl_) {
+    return kernels::attention_emulated(q_, k_, v_, s_, a_, sl_);
+  };
+  const auto good = kernels::compare_attention(emulated, q, k, v, seg, ages, slopes, /*max_len=*/96);
+  EXPECT_TRUE(good.ok()) << good.describe();
+  EXPECT_GT(good.output_error, 0) << "bf16 kernels against an fp32 reference cannot agree exactly";
+  EXPECT_NO_THROW(kernels::require_attention_agrees(good, "emulated kernels"));
+  // A kernel that drops the time-decay bias: what a broken build would do, caught and named.
+  const kernels::AttentionFn no_bias = [&](const auto& q_, const auto& k_, const auto& v_, const auto& s_,
+                                           const auto& a_, const auto& sl_) {
+    return kernels::attention_emulated(q_, k_, v_, s_, torch::Tensor(), torch::Tensor()) + 0 * sl_.sum();
+  };
+  const auto bad = kernels::compare_attention(no_bias, q, k, v, seg, ages, slopes * 50, 96);
+  EXPECT_FALSE(bad.ok()) << bad.describe();
+  try {
+    kernels::require_attention_agrees(bad, "emulated kernels");
+    ADD_FAILURE() << "a wrong kernel passed the self-check";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("attention self-check failed: emulated kernels disagrees"), std::string::npos)
+        << e.what();
+    EXPECT_NE(e.hint().find("model.attention=reference"), std::string::npos);
+  }
 }
 
 }  // namespace

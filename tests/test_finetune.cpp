@@ -179,6 +179,25 @@ TEST(Finetune, NoEventAfterPredictionTimeReachesTheModel) {
 
 // On ~1200 subjects, full fine-tuning and a linear probe rank who dies later in the record far
 // better than chance on the held-out split; LoRA trains and saves a merged model.
+TEST(Finetune, NonFiniteStepsAreSkippedAndTooManyInARowStopTheRun) {
+  Pipeline p(300, 10);
+  std::string out;
+  const std::string fault = "CHART_FAULT_NONFINITE_STEPS=2,3 ";
+  ASSERT_EQ(testing::run_shell(fault + CHART_BINARY + " " + p.finetune("full", p.dir / "ft", "--set train.steps=6"), &out), 0)
+      << out;
+  EXPECT_NE(out.find("finetune: step 2: loss NaN and gradient norm NaN: not finite; step skipped"), std::string::npos) << out;
+  EXPECT_NE(out.find("finetune: step 3: loss NaN"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(p.dir / "ft/checkpoints/latest"));
+  const std::string many = "CHART_FAULT_NONFINITE_STEPS=2,3,4,5 ";
+  EXPECT_EQ(testing::run_shell(many + CHART_BINARY + " " +
+                                   p.finetune("full", p.dir / "ft2", "--set train.steps=6 --set train.max_skipped_steps=3"),
+                               &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("finetune: 3 steps in a row, up to step 4"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(p.dir / "ft2/checkpoints/latest")) << "nothing is saved from a diverged fine-tune";
+}
+
 TEST(Finetune, LearnsClearlyBetterThanChanceAndEvalWritesTheContract) {
   Pipeline p(1200, 60);
   std::string out;

@@ -157,9 +157,13 @@ TEST_F(Train, ResumeAfterSigkillIsBitIdentical) {
   pid_t pid = spawn_chart(train_args(tok_, run, kSteps), *dir_ / "sigkill.log");
   wait_for_step(run, 6);  // past the step-4 checkpoint, before the end
   kill(pid, SIGKILL);
-  wait_exit(pid);
+  ASSERT_EQ(wait_exit(pid), 128 + SIGKILL) << "the run was not killed: " << read_file(*dir_ / "sigkill.log");
+  const std::string latest = read_file(run / "checkpoints/latest");
+  ASSERT_NE(latest, "step_16\n") << "the run had finished before the kill; the test proves nothing";
+  EXPECT_TRUE(fs::exists(run / "RUN_LOCK")) << "a killed run leaves its lock behind";
   std::string out;
   ASSERT_EQ(testing::run_chart(train_args(tok_, run, kSteps + " --resume auto"), &out), 0) << out;
+  EXPECT_NE(out.find("run lock: taking over"), std::string::npos) << out;  // its process is gone
   EXPECT_EQ(sha256_file(run / "checkpoints/step_16/model.safetensors"),
             sha256_file(*dir_ / "straight/checkpoints/step_16/model.safetensors"));
   EXPECT_EQ(train_losses(run), train_losses(*dir_ / "straight"));  // lines after the checkpoint were rewritten
@@ -204,16 +208,13 @@ TEST_F(Train, RefusesToOverwriteARunAndExplainsBadSetups) {
 }
 
 TEST_F(Train, TensorBoardReadsTheEvents) {
-  std::string cmd = std::string(CHART_PYTHON_EXE) + " -c \"import sys\n"
-                    "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator as E\n"
-                    "e = E(sys.argv[1]); e.Reload(); s = e.Scalars('train/loss')\n"
-                    "print('steps', [x.step for x in s][:3], len(s))\" " + (*dir_ / "straight/tb").string() + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
   std::string out;
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int rc = pclose(p);
+  const int rc = testing::run_python("-c \"import sys\n"
+                                     "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator as E\n"
+                                     "e = E(sys.argv[1]); e.Reload(); s = e.Scalars('train/loss')\n"
+                                     "print('steps', [x.step for x in s][:3], len(s))\" " +
+                                         (*dir_ / "straight/tb").string(),
+                                     &out);
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("steps [1, 2, 3] 16"), std::string::npos) << out;
 }

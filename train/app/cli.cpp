@@ -29,7 +29,7 @@ const std::vector<Command>& commands() {
        "write a synthetic MEDS dataset with ground-truth labels", cmd_synth},
       {"prepare", "--meds DIR --out DIR [--config F] [--set k=v]... [--overwrite]",
        "tokenize a MEDS dataset into a token dataset", cmd_prepare},
-      {"train", "CONFIG [--set k=v]... [--resume auto|PATH]", "pretrain (1 or N ranks)", cmd_train},
+      {"train", "CONFIG [--set k=v]... [--resume auto|fresh|PATH]", "pretrain (1 or N ranks)", cmd_train},
       {"finetune", "CONFIG [--set k=v]...", "fine-tune on MEDS labels", cmd_finetune},
       {"eval", "CONFIG [--set k=v]...", "metrics, predictions and a report", cmd_eval},
       {"generate", "CONFIG [--set k=v]...", "zero-shot risk by sampling future timelines", cmd_generate},

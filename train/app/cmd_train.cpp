@@ -1,4 +1,4 @@
-// chart train CONFIG [--set k=v]... [--resume auto|PATH]
+// chart train CONFIG [--set k=v]... [--resume auto|fresh|PATH]
 #include "core/config.h"
 #include "train/app/commands.h"
 #include "train/pretrain/trainer.h"

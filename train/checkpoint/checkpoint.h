@@ -17,6 +17,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -35,11 +36,14 @@ struct TrainerState {
   std::string vocab_hash;  // of the dataset trained on: fine-tuning checks it (train/pretrained.h)
   int64_t world_size = 1;
   int64_t windows_per_loader_step = 0;  // batch_size x world_size when saved; 0: not recorded
+  int64_t skipped_steps = 0;  // steps skipped for a non-finite loss or gradient norm, over the run
 };
 
 class Dist;
 
-// Writes step_<state.step>, points `latest` at it, then keeps only the newest keep_last. `card`
+// Writes step_<state.step>, points `latest` at it, then keeps only the newest keep_last of the
+// steps up to it (a checkpoint of a later step, from an earlier run, is never deleted for it).
+// Refuses (chart::Error, nothing written) weights or moments that are not finite. `card`
 // carries what the caller knows (data lineage, metrics, sections); the rest is filled here
 // (fill_model_card) and the card is written before the checksums (rank 0 writes it).
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const std::string& config_yaml,
@@ -66,7 +70,8 @@ int64_t checkpoint_step(const std::filesystem::path& checkpoint_dir);
 std::vector<std::pair<int64_t, std::filesystem::path>> list_checkpoints(const std::filesystem::path& dir);
 
 // --resume auto: the newest checkpoint that verifies, warning about each damaged one skipped;
-// none if the run has none. --resume PATH: that checkpoint, which must verify.
+// none if the run has none, and chart::Error if it has some and none verifies. --resume PATH:
+// that checkpoint, which must verify. --resume fresh (start over) and "": none.
 std::optional<std::filesystem::path> resume_checkpoint(const std::filesystem::path& run_dir,
                                                        const std::string& resume);
 
@@ -77,7 +82,12 @@ std::optional<std::filesystem::path> resume_checkpoint(const std::filesystem::pa
 TrainerState load_checkpoint(const std::filesystem::path& dir, ClinicalTransformer& model,
                              torch::optim::AdamW* optimizer, int rank = 0);
 
-// Weights only (fine-tuning, eval): names must match exactly.
+// Weights only (fine-tuning, eval): names must match exactly; non-finite values are refused.
 void load_weights(const std::filesystem::path& safetensors_file, torch::nn::Module& model);
+
+// Throws chart::Error naming `where` and the first tensor holding a NaN or an infinity: what a
+// diverged run leaves is never saved or loaded as if it were a model.
+void require_finite(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& where);
+void require_finite(const std::map<std::string, torch::Tensor>& tensors, const std::string& where);
 
 }  // namespace chart

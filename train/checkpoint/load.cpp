@@ -14,6 +14,7 @@ namespace fs = std::filesystem;
 
 void load_weights(const fs::path& file, torch::nn::Module& model) {
   Safetensors st = load_safetensors(file);
+  require_finite(st.tensors, file.string());
   torch::NoGradGuard no_grad;
   size_t used = 0;
   for (auto& p : model.named_parameters()) {
@@ -43,7 +44,11 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string f = e.path().filename().string();
       if (f == "optimizer.safetensors" || (f.rfind("optimizer.rank", 0) == 0 && e.path().extension() == ".safetensors"))
-        moments.merge(load_safetensors(e.path()).tensors);
+      {
+        Safetensors part = load_safetensors(e.path());
+        require_finite(part.tensors, e.path().string());
+        moments.merge(part.tensors);
+      }
     }
     for (const auto& p : model->named_parameters()) {
       auto a = moments.find("exp_avg/" + p.key());
@@ -79,6 +84,7 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
     if (s["vocab_hash"]) st.vocab_hash = s["vocab_hash"].as<std::string>();
     if (s["world_size"]) st.world_size = s["world_size"].as<int64_t>();
     if (s["windows_per_loader_step"]) st.windows_per_loader_step = s["windows_per_loader_step"].as<int64_t>();
+    if (s["skipped_steps"]) st.skipped_steps = s["skipped_steps"].as<int64_t>();
   } catch (const YAML::Exception& e) {
     fail("{}: not a valid trainer state: {}", (dir / "trainer_state.yaml").string(), e.what());
   }

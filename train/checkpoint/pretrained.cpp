@@ -44,6 +44,7 @@ Pretrained load_chart_checkpoint(const std::string& path) {
     fail("{}: not a valid trainer state: {}", (p.dir / "trainer_state.yaml").string(), e.what());
   }
   Safetensors st = load_safetensors(p.dir / "model.safetensors");
+  require_finite(st.tensors, (p.dir / "model.safetensors").string());
   p.tensors = std::move(st.tensors);
   auto emb = p.tensors.find("tok_emb.weight");
   if (emb == p.tensors.end() || emb->second.dim() != 2)

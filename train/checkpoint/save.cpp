@@ -27,6 +27,19 @@ void commit_checkpoint(StagingDir& stage, const std::vector<std::string>& files,
   write_file_atomic(ckpt_dir / "latest", name + "\n");
 }
 
+// keep_last counts the steps up to `newest`, the one just written and named by `latest`; a later
+// step (left by an earlier run) is never deleted for it, so `latest` never names a deleted
+// directory and nothing valid is lost to a restart.
+void prune_checkpoints(const fs::path& ckpt_dir, int64_t newest, int64_t keep_last) {
+  std::vector<fs::path> older;
+  for (const auto& [step, dir] : list_checkpoints(ckpt_dir))
+    if (step <= newest) older.push_back(dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < older.size(); ++i) {
+    std::error_code ec;
+    fs::remove_all(older[i], ec);
+  }
+}
+
 }  // namespace
 
 fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml, ClinicalTransformer& model,
@@ -48,6 +61,8 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
     moments.emplace_back("exp_avg_sq/" + p.key(), s.exp_avg_sq());
     moments.emplace_back("step/" + p.key(), torch::tensor(s.step(), torch::kInt64));
   }
+  require_finite(weights, fmt::format("checkpoint {} (not written)", name));
+  require_finite(moments, fmt::format("checkpoint {} (not written): optimizer", name));
   NamedTensors rng = {{"cpu", at::detail::getDefaultCPUGenerator().get_state()}};
   if (torch::cuda::is_available())
     rng.emplace_back("cuda", at::globalContext().defaultGenerator(at::kCUDA).get_state());
@@ -71,9 +86,10 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
   write_file_atomic(stage.path() / "trainer_state.yaml",
                     fmt::format("format: chart-checkpoint\nversion: 1\nstep: {}\nloader_epoch: {}\n"
                                 "loader_step: {}\ntokens_seen: {}\nworld_size: {}\nwindows_per_loader_step: {}\n"
-                                "vocab_hash: {}\n",
+                                "skipped_steps: {}\nvocab_hash: {}\n",
                                 state.step, state.loader.epoch, state.loader.step, state.tokens_seen,
-                                state.world_size, state.windows_per_loader_step, state.vocab_hash));
+                                state.world_size, state.windows_per_loader_step, state.skipped_steps,
+                                state.vocab_hash));
   write_file_atomic(stage.path() / "config.yaml", config_yaml);
   fill_model_card(card, *model, config_yaml, state.step, state.tokens_seen, state.vocab_hash);
   write_model_card(stage.path(), card);
@@ -94,11 +110,7 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
   }
   commit_checkpoint(stage, files, ckpt_dir, name);
 
-  auto all = list_checkpoints(ckpt_dir);
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) {
-    std::error_code ec;
-    fs::remove_all(all[i].second, ec);
-  }
+  prune_checkpoints(ckpt_dir, state.step, keep_last);
   if (multi) dist->barrier();
   return ckpt_dir / name;
 }
@@ -111,6 +123,7 @@ fs::path save_model_checkpoint(const fs::path& run_dir, const std::string& confi
   StagingDir stage(ckpt_dir / name);
   NamedTensors weights;
   for (const auto& p : model.named_parameters()) weights.emplace_back(p.key(), p.value());
+  require_finite(weights, fmt::format("checkpoint {} (not written)", name));
   save_safetensors(stage.path() / "model.safetensors", weights, {{"step", std::to_string(state.step)}});
   write_file_atomic(stage.path() / "trainer_state.yaml",
                     fmt::format("format: chart-checkpoint\nversion: 1\nstep: {}\ntokens_seen: {}\nvocab_hash: {}\n",

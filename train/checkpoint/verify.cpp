@@ -62,21 +62,55 @@ void verify_checkpoint(const fs::path& dir) {
   }
 }
 
+namespace {
+
+template <typename Tensors>
+void require_finite_impl(const Tensors& tensors, const std::string& where) {
+  // One device-to-host read for the common case (all finite); the name only on failure.
+  std::vector<torch::Tensor> flags;
+  for (const auto& [name, t] : tensors)
+    if (t.is_floating_point()) flags.push_back(torch::isfinite(t).all().reshape({1}));
+  if (flags.empty() || torch::cat(flags).all().template item<bool>()) return;
+  for (const auto& [name, t] : tensors)
+    if (t.is_floating_point() && !torch::isfinite(t).all().template item<bool>())
+      throw Error(fmt::format("{}: tensor '{}' holds NaN or infinite values", where, name),
+                  "the run that wrote it diverged: use an earlier checkpoint (--resume PATH or init.checkpoint)");
+}
+
+}  // namespace
+
+void require_finite(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& where) {
+  require_finite_impl(tensors, where);
+}
+void require_finite(const std::map<std::string, torch::Tensor>& tensors, const std::string& where) {
+  require_finite_impl(tensors, where);
+}
+
 std::optional<fs::path> resume_checkpoint(const fs::path& run_dir, const std::string& resume) {
-  if (resume.empty()) return std::nullopt;
+  if (resume.empty() || resume == "fresh") return std::nullopt;
   if (resume != "auto") {
     verify_checkpoint(resume);
     return fs::path(resume);
   }
-  auto all = list_checkpoints(run_dir / "checkpoints");
+  const fs::path dir = run_dir / "checkpoints";
+  auto all = list_checkpoints(dir);
+  std::string damaged;
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
       verify_checkpoint(it->second);
       return it->second;
     } catch (const Error& e) {
       warn("skipping damaged checkpoint: {}", e.what());
+      damaged += fmt::format("\n  {}", first_line(e.what()));
     }
   }
+  // Checkpoints were there and none is usable: starting again at step 0 would silently throw the
+  // run away (and keep_last would then prune the new ones against the old), so stop and say so.
+  if (!all.empty() || fs::exists(dir / "latest"))
+    throw Error(fmt::format("--resume auto: {} holds {} checkpoint(s) and none verifies:{}", dir.string(), all.size(),
+                            all.empty() ? "\n  `latest` names a checkpoint that is not there" : damaged),
+                "restore a checkpoint from a backup, pass --resume PATH for one you trust, or --resume fresh to "
+                "start over (what the run left is moved to run.dir/abandoned-<time>/)");
   return std::nullopt;
 }
 

@@ -89,6 +89,7 @@ Pretrained load_hf_export(const fs::path& dir) {
       p.tensors[name] = t;
     }
   }
+  require_finite(p.tensors, dir.string());
   auto emb = p.tensors.find("tok_emb.weight");
   if (emb == p.tensors.end() || emb->second.dim() != 2)
     fail("{}: no 2-D tensor 'model.embed_tokens.weight'", weights_file.string());

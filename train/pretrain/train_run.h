@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "model/transformer.h"
 #include "train/checkpoint/checkpoint.h"
 #include "train/checkpoint/model_card.h"
+#include "train/checkpoint/run_lock.h"
 #include "train/distributed/dist.h"
 #include "train/distributed/grad_sync.h"
 #include "train/report/metrics_log.h"
@@ -53,10 +55,13 @@ struct TrainRun {
   data::LoaderOptions eval_options;
   bool can_eval = false;
   std::unique_ptr<GradSync> grad_sync;
+  std::unique_ptr<RunLock> lock;        // rank 0 only: one writer per run.dir
   std::unique_ptr<MetricsLog> metrics;  // rank 0 only
   std::optional<Progress> progress;     // rank 0 only
   LogInterval interval;
   double flops_per_token = 0, peak_flops = 0;
+  int64_t skipped_in_a_row = 0;  // steps skipped for a non-finite loss or gradient norm, consecutively
+  std::set<int64_t> fault_steps;  // tests only: steps whose loss is made NaN (CHART_FAULT_NONFINITE_STEPS)
 
   TrainRun(const Config& c, const DeviceChoice& d, Dist& di, data::TokenDataset dataset)
       : cfg(c), dev(d), dist(di), run_dir(c.run.dir), config_yaml(config_to_yaml(c)), ds(std::move(dataset)) {}
@@ -64,6 +69,9 @@ struct TrainRun {
 };
 
 // ---- setup (train_setup.cpp), in the order open_train_run() calls them -------------------------
+// Rank 0 takes run.dir's lock (a second trainer fails naming the holder) and removes what killed
+// writers left behind; the other ranks stop with rank 0's error if it cannot.
+void lock_run_dir(TrainRun& r);
 // The checkpoint to resume from: rank 0 chooses and verifies it, the others take its step.
 std::optional<std::filesystem::path> choose_resume_checkpoint(TrainRun& r, const std::string& resume);
 void build_model_and_optimizer(TrainRun& r);
@@ -72,27 +80,37 @@ void build_model_and_optimizer(TrainRun& r);
 void restore_or_initialise(TrainRun& r);
 void open_loaders(TrainRun& r);
 void open_outputs(TrainRun& r);  // config.yaml, metrics, progress, signal handlers, gradient sync
+// Logs the attention path (and records it in the model card); on a GPU with model.attention_check
+// arms the kernels' self-check for the first forward.
+void choose_attention(TrainRun& r);
 std::unique_ptr<TrainRun> open_train_run(const Config& cfg, const std::string& resume, const DeviceChoice& dev,
                                          Dist& dist);
 
 // ---- one optimizer step (train_steps.cpp) --------------------------------------------------------
 struct StepTotals {
-  double targets = 0;  // target positions of this step over every micro-batch and rank
-  bool stop = false;   // some rank received SIGTERM/SIGUSR1
+  double targets = 0;           // target positions of this step over every micro-batch and rank
+  bool stop = false;            // some rank received SIGTERM/SIGUSR1
+  bool metrics_failed = false;  // rank 0 could not write metrics.jsonl or TensorBoard
 };
 struct StepLoss {
   double next_token = 0, time = 0;  // this rank's share: its targets' sum over the global count
 };
 
 std::vector<data::Batch> next_micro_batches(TrainRun& r);
-// One small all-reduce: the step's target count (every target weighs the same) and whether any
-// rank was asked to stop (all stop at the same step).
+// One small all-reduce: the step's target count (every target weighs the same), whether any
+// rank was asked to stop and whether metrics failed (all ranks stop at the same step).
 StepTotals agree_on_step(TrainRun& r, const std::vector<data::Batch>& micro);
 double start_step(TrainRun& r);  // sets and returns the learning rate; clears gradients
 StepLoss forward_backward(TrainRun& r, std::vector<data::Batch>& micro, double global_targets);
 void sync_gradients(TrainRun& r);
 double clip_gradients(TrainRun& r);  // the global gradient norm before clipping
+// Whether the step may be applied: its gradient norm (the same on every rank: it is the summed
+// gradients') and this rank's loss are finite. A rank whose loss alone is not finite stops the run.
+bool step_is_finite(const TrainRun& r, const StepLoss& loss, double grad_norm);
 void optimizer_step(TrainRun& r, const StepTotals& totals);
+// The step goes by without touching weights or moments; train.max_skipped_steps in a row throw
+// chart::Error saying what to change (the last checkpoint is left as it is).
+void skip_step(TrainRun& r, const StepLoss& loss, double grad_norm);
 bool should_log(const TrainRun& r);
 void log_step(TrainRun& r, StepLoss loss, double grad_norm, double lr);
 double evaluate(TrainRun& r);  // mean next-token loss on train.eval_batches tuning batches
@@ -101,6 +119,8 @@ void checkpoint(TrainRun& r);  // saves st.step unless it is on disk already
 void checkpoint_if_due(TrainRun& r);
 // SIGTERM/SIGUSR1 (cluster preemption): save and say how to resume.
 void save_for_preemption(TrainRun& r);
+// Metrics could not be written: a last checkpoint is attempted, then chart::Error.
+[[noreturn]] void stop_for_lost_metrics(TrainRun& r);
 void finish_run(TrainRun& r);
 
 // The signal the stop handler received (0: none).

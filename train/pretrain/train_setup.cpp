@@ -3,12 +3,15 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <ctime>
 #include <set>
 
 #include "core/error.h"
+#include "core/faults.h"
 #include "core/files.h"
 #include "core/json.h"
 #include "core/time.h"
+#include "kernels/attention_dispatch.h"
 #include "train/distributed/zero.h"
 #include "train/interop/load_pretrained.h"
 #include "train/pretrain/optimizer.h"
@@ -19,9 +22,40 @@ namespace chart {
 namespace fs = std::filesystem;
 namespace {
 
-std::string section_yaml(const std::string& yaml, const char* section) {
-  return YAML::Dump(YAML::Load(yaml)[section]);
+// "model.d_model: checkpoint 64, this run 128" for each model key that differs, leaving out the
+// keys that choose how attention runs (they do not change what the model computes).
+std::vector<std::string> model_differences(const std::string& checkpoint_yaml, const std::string& run_yaml) {
+  const YAML::Node theirs = YAML::Load(checkpoint_yaml)["model"], ours = YAML::Load(run_yaml)["model"];
+  std::set<std::string> keys;
+  for (const auto& node : {theirs, ours})
+    if (node.IsMap())
+      for (const auto& kv : node) keys.insert(kv.first.as<std::string>());
+  std::vector<std::string> out;
+  for (const auto& k : keys) {
+    if (k == "attention" || k == "attention_check") continue;
+    const std::string a = theirs[k] ? YAML::Dump(theirs[k]) : "(absent)", b = ours[k] ? YAML::Dump(ours[k]) : "(absent)";
+    if (a != b) out.push_back(fmt::format("model.{}: checkpoint {}, this run {}", k, a, b));
+  }
+  return out;
 }
+
+// --resume fresh: what an earlier run left (checkpoints, TensorBoard, metrics) is moved, not
+// deleted, to run.dir/abandoned-<UTC time>/, and the run starts at step 0.
+void abandon_earlier_run(const fs::path& run_dir) {
+  std::vector<fs::path> left;
+  for (const char* name : {"checkpoints", "tb", "metrics.jsonl"})
+    if (fs::exists(run_dir / name)) left.push_back(run_dir / name);
+  if (left.empty()) return;
+  const std::time_t t = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", std::gmtime(&t));
+  const fs::path aside = run_dir / (std::string("abandoned-") + stamp);
+  fs::create_directories(aside);
+  for (const auto& p : left) fs::rename(p, aside / p.filename());
+  fsync_dir(run_dir);
+  warn("train: --resume fresh: moved what the earlier run left to {}; starting at step 0", aside.string());
+}
+
 
 // Start the waiting-time head at the data's mean gap (rate = 1 / mean days), so its loss starts
 // near its floor instead of swamping the next-token loss in the first steps.
@@ -64,10 +98,26 @@ void adapt_loader_position(TrainRun& r, int64_t windows_per_loader_step) {
 
 }  // namespace
 
+void lock_run_dir(TrainRun& r) {
+  if (!r.main()) return;
+  r.lock = std::make_unique<RunLock>(r.run_dir, "chart train");
+  // Under the lock nothing else writes here: ranks' parts of an interrupted multi-rank save
+  // (".step_N.rankR.*") and temporaries whose writer is gone are left-overs of a killed run.
+  const fs::path ckpt_dir = r.run_dir / "checkpoints";
+  std::vector<fs::path> parts;
+  if (fs::is_directory(ckpt_dir))
+    for (const auto& e : fs::directory_iterator(ckpt_dir))
+      if (e.path().filename().string().rfind(".step_", 0) == 0) parts.push_back(e.path());
+  auto removed = remove_stale_temporaries(ckpt_dir, parts);
+  for (const auto& p : remove_stale_temporaries(r.run_dir)) removed.push_back(p);
+  for (const auto& p : removed) info("train: removed {}, left by a killed writer", p.string());
+}
+
 std::optional<fs::path> choose_resume_checkpoint(TrainRun& r, const std::string& resume) {
+  if (resume == "fresh" && r.main()) abandon_earlier_run(r.run_dir);
   // Rank 0 picks and verifies the checkpoint (reading every byte once, not once per rank).
   std::optional<fs::path> ckpt = r.main() ? resume_checkpoint(r.run_dir, resume) : std::nullopt;
-  if (r.dist.active() && !resume.empty()) {
+  if (r.dist.active() && !resume.empty() && resume != "fresh") {
     // The others take its choice: the N of step_<N> (any number for --resume PATH), or -1 for none.
     const int64_t chosen = r.dist.broadcast_int(!ckpt ? -1 : resume == "auto" ? checkpoint_step(*ckpt) : 0);
     if (!r.main() && chosen >= 0)
@@ -75,12 +125,13 @@ std::optional<fs::path> choose_resume_checkpoint(TrainRun& r, const std::string&
   }
   if (!ckpt && resume.empty() && fs::exists(r.run_dir / "checkpoints" / "latest"))
     throw Error(fmt::format("{} already holds checkpoints of an earlier run", r.run_dir.string()),
-                "pass --resume auto to continue it, or choose another run.dir");
+                "pass --resume auto to continue it, --resume fresh to start over, or choose another run.dir");
   if (ckpt) {
-    const std::string theirs = section_yaml(read_file(*ckpt / "config.yaml"), "model");
-    if (theirs != section_yaml(r.config_yaml, "model"))
-      fail("checkpoint {} was made with another model config:\n{}\nthis run:\n{}", ckpt->string(), theirs,
-           section_yaml(r.config_yaml, "model"));
+    const auto differences = model_differences(read_file(*ckpt / "config.yaml"), r.config_yaml);
+    if (!differences.empty())
+      throw Error(fmt::format("checkpoint {} was made with another model config:\n  {}", ckpt->string(),
+                              fmt::join(differences, "\n  ")),
+                  "resume with the checkpoint's model settings (its config.yaml), or start a new run.dir");
   }
   return ckpt;
 }
@@ -164,8 +215,27 @@ void open_loaders(TrainRun& r) {
   }
 }
 
+void choose_attention(TrainRun& r) {
+  const auto path = r.model->attention_path(r.dev.device, r.dev.compute_dtype);  // throws for kernels that cannot run
+  const std::string line = kernels::describe_attention_path(r.dev.device, r.dev.compute_dtype,
+                                                            r.cfg.model.d_model / r.cfg.model.n_heads,
+                                                            kernels::attention_mode(r.cfg.model.attention));
+  r.card.set_section("attention", Json({{"path", kernels::path_name(path.kind)}, {"reason", path.reason},
+                                        {"mode", r.cfg.model.attention}})
+                                      .dump());
+  const bool check = path.cuda() && r.cfg.model.attention_check;
+  if (check) r.model->check_attention_on_next_forward();
+  if (!r.main()) return;
+  info("train: {}{}", line, check ? "; checked against the reference on the first batch" : "");
+  if (r.dev.device.is_cuda() && !path.cuda())
+    warn("train: attention runs the LibTorch reference on a GPU ({}): it materialises [batch, heads, context, "
+         "context] scores per layer; set model.attention=kernels to make that an error",
+         path.reason);
+}
+
 void open_outputs(TrainRun& r) {
   const auto& tc = r.cfg.train;
+  r.fault_steps = nonfinite_fault_steps(r.dist.rank());
   if (r.main()) {
     fs::create_directories(r.run_dir);
     write_file_atomic(r.run_dir / "config.yaml", r.config_yaml);
@@ -191,10 +261,12 @@ void open_outputs(TrainRun& r) {
 std::unique_ptr<TrainRun> open_train_run(const Config& cfg, const std::string& resume, const DeviceChoice& dev,
                                          Dist& dist) {
   auto r = std::make_unique<TrainRun>(cfg, dev, dist, data::TokenDataset::open(cfg.data.dir));
+  lock_run_dir(*r);
   r->resumed_from = choose_resume_checkpoint(*r, resume);
   build_model_and_optimizer(*r);
   restore_or_initialise(*r);
   open_loaders(*r);
+  choose_attention(*r);
   open_outputs(*r);
   return r;
 }

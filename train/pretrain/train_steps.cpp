@@ -5,6 +5,7 @@
 #include <csignal>
 #include <limits>
 
+#include "core/error.h"
 #include "model/autocast.h"
 #include "train/distributed/zero.h"
 #include "train/pretrain/loss.h"
@@ -37,6 +38,9 @@ data::Batch to_device(data::Batch b, torch::Device d) {
 
 bool every(int64_t step, int64_t n) { return n > 0 && step % n == 0; }
 
+// "NaN" whatever its sign bit, "inf", "-inf", or the number: what a user reads in a warning.
+std::string number(double x) { return std::isnan(x) ? "NaN" : fmt::format("{:.6g}", x); }
+
 }  // namespace
 
 int stop_signal() { return g_stop_signal; }
@@ -54,8 +58,9 @@ std::vector<data::Batch> next_micro_batches(TrainRun& r) {
 StepTotals agree_on_step(TrainRun& r, const std::vector<data::Batch>& micro) {
   double n_local = 0;
   for (const auto& b : micro) n_local += static_cast<double>(b.n_targets);
-  const auto totals = r.dist.sum({n_local, stop_signal() != 0 ? 1.0 : 0.0});
-  return {totals[0], totals[1] > 0};
+  const bool metrics_failed = r.metrics && !r.metrics->failure().empty();
+  const auto totals = r.dist.sum({n_local, stop_signal() != 0 ? 1.0 : 0.0, metrics_failed ? 1.0 : 0.0});
+  return {totals[0], totals[1] > 0, totals[2] > 0};
 }
 
 double start_step(TrainRun& r) {
@@ -69,12 +74,17 @@ double start_step(TrainRun& r) {
 StepLoss forward_backward(TrainRun& r, std::vector<data::Batch>& micro, double global_targets) {
   StepLoss loss;
   const double n = std::max(1.0, global_targets);
+  const bool inject_fault = r.fault_steps.count(r.st.step + 1) > 0;  // tests: this step's loss is NaN
   for (size_t i = 0; i < micro.size(); ++i) {
     data::Batch b = to_device(std::move(micro[i]), r.dev.device);
     LossParts l;
     {
       AutocastGuard autocast(r.dev);
       l = pretraining_loss(r.model->forward(b.tokens, b.ages, b.segments), b, n);
+    }
+    if (inject_fault) {
+      l.total = l.total * std::numeric_limits<double>::quiet_NaN();
+      l.next_token = l.next_token * std::numeric_limits<double>::quiet_NaN();
     }
     if (r.grad_sync) r.grad_sync->prepare(/*sync=*/i + 1 == micro.size());
     l.total.backward();
@@ -97,7 +107,42 @@ double clip_gradients(TrainRun& r) {
   return torch::nn::utils::clip_grad_norm_(r.params, clip > 0 ? clip : std::numeric_limits<double>::infinity());
 }
 
+bool step_is_finite(const TrainRun& r, const StepLoss& loss, double grad_norm) {
+  const bool loss_ok = std::isfinite(loss.next_token) && std::isfinite(loss.time);
+  if (!std::isfinite(grad_norm)) return false;
+  // The summed gradients are finite while this rank's loss is not: ranks would disagree on
+  // skipping, so the run stops instead of letting their weights drift apart.
+  if (!loss_ok)
+    fail("train: step {}: rank {}'s loss is {} while the summed gradients are finite", r.st.step + 1, r.dist.rank(),
+         loss.next_token);
+  return true;
+}
+
+void skip_step(TrainRun& r, const StepLoss& loss, double grad_norm) {
+  ++r.st.step;
+  ++r.interval.steps;
+  ++r.st.skipped_steps;
+  ++r.skipped_in_a_row;
+  r.st.loader = r.loader->state();  // the batch is consumed: a resumed run does not meet it again
+  const int64_t limit = r.cfg.train.max_skipped_steps;
+  if (r.main())
+    warn("train: step {}: loss {} and gradient norm {}: not finite; step skipped, weights and moments untouched "
+         "({} in a row; the run stops at {})",
+         r.st.step, number(loss.next_token), number(grad_norm), r.skipped_in_a_row, limit);
+  if (r.skipped_in_a_row < limit) return;
+  const auto& t = r.cfg.train;
+  throw Error(fmt::format("train: {} steps in a row, up to step {}, had a non-finite loss or gradient norm: stopped; "
+                          "{}",
+                          r.skipped_in_a_row, r.st.step,
+                          r.last_saved >= 0 ? fmt::format("the last checkpoint, step_{}, is as it was", r.last_saved)
+                                            : std::string("no checkpoint was written")),
+              fmt::format("the run diverged: lower train.lr (now {}) or train.weight_decay (now {}), lengthen "
+                          "train.warmup_steps (now {}), or clip with train.grad_clip (now {}); then --resume auto",
+                          t.lr, t.weight_decay, t.warmup_steps, t.grad_clip));
+}
+
 void optimizer_step(TrainRun& r, const StepTotals& totals) {
+  r.skipped_in_a_row = 0;
   r.optimizer->step();
   if (r.dist.zero1()) gather_parameters(r.dist, r.params, r.owner);
   ++r.st.step;
@@ -125,7 +170,7 @@ void log_step(TrainRun& r, StepLoss loss, double grad_norm, double lr) {
     std::vector<std::pair<std::string, double>> m = {
         {"loss", totals[0]},         {"ppl", std::exp(totals[0])},  {"lr", lr},
         {"grad_norm", grad_norm},    {"tokens_per_s", tps},         {"tokens_seen", double(r.st.tokens_seen)},
-        {"peak_rss_gib", peaks[0].item<double>()}};
+        {"peak_rss_gib", peaks[0].item<double>()}, {"skipped_steps", double(r.st.skipped_steps)}};
     if (ranks > 1) m.emplace_back("tokens_per_s_per_rank", tps / ranks);
     // On the CPU the wait is the communication backward did not hide (on a GPU the wait only
     // queues the copy behind NCCL's stream, so it is not reported there).
@@ -169,6 +214,10 @@ void evaluate_if_due(TrainRun& r) {
 
 void checkpoint(TrainRun& r) {
   if (r.st.step == r.last_saved) return;
+  if (r.lock && !r.lock->held())
+    fail("train: {} is no longer this run's (another process took it over while this one was stalled "
+         "past {} s): not writing step_{}",
+         r.lock->path().string(), RunLock::kStaleAfter.count(), r.st.step);
   save_checkpoint(r.run_dir, r.config_yaml, r.model, *r.optimizer, r.st, r.cfg.train.keep_last, &r.dist, r.card);
   r.last_saved = r.st.step;
 }
@@ -183,6 +232,20 @@ void save_for_preemption(TrainRun& r) {
   const int sig = stop_signal();
   info("train: received {}; saved a checkpoint at step {}; resume with --resume auto",
        sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a stop signal on another rank", r.st.step);
+}
+
+void stop_for_lost_metrics(TrainRun& r) {
+  std::string saved = "no checkpoint could be written either";
+  try {
+    checkpoint(r);
+    saved = fmt::format("a checkpoint of step {} was written", r.st.step);
+  } catch (const Error& e) {
+    if (r.main()) warn("train: the last checkpoint failed too: {}", e.what());
+  }
+  const std::string why = r.metrics ? r.metrics->failure() : "rank 0 could not write them";
+  throw Error(fmt::format("train: the run's metrics could not be written ({}); stopped at step {}: {}", why, r.st.step,
+                          saved),
+              "free space on run.dir's storage (or fix its permissions), then --resume auto");
 }
 
 void finish_run(TrainRun& r) {

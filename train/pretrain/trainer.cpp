@@ -16,6 +16,7 @@ int train_loop(TrainRun& r) {
     r.dist.set_step(r.st.step);
     std::vector<data::Batch> micro = next_micro_batches(r);
     const StepTotals totals = agree_on_step(r, micro);
+    if (totals.metrics_failed) stop_for_lost_metrics(r);
     if (totals.stop) {
       save_for_preemption(r);
       return 0;
@@ -24,7 +25,10 @@ int train_loop(TrainRun& r) {
     const StepLoss loss = forward_backward(r, micro, totals.targets);
     sync_gradients(r);
     const double grad_norm = clip_gradients(r);
-    optimizer_step(r, totals);
+    if (step_is_finite(r, loss, grad_norm))
+      optimizer_step(r, totals);
+    else
+      skip_step(r, loss, grad_norm);
     log_step(r, loss, grad_norm, lr);
     evaluate_if_due(r);
     checkpoint_if_due(r);

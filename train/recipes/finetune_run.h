@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "model/device.h"
 #include "model/transformer.h"
 #include "train/checkpoint/pretrained.h"
+#include "train/checkpoint/run_lock.h"
 #include "train/report/metrics_log.h"
 
 namespace chart {
@@ -41,6 +43,7 @@ struct FinetuneRun {
   std::unique_ptr<torch::optim::AdamW> optimizer;  // groups: decay, no decay, head
   torch::Tensor pos_weight;
   torch::Tensor probe_features, probe_labels;  // probe: the frozen backbone's features, once
+  std::unique_ptr<RunLock> lock;  // one writer per run.dir
   std::unique_ptr<MetricsLog> metrics;
   std::optional<Progress> progress;
   // The loop's position and the best tuning result so far.
@@ -52,6 +55,8 @@ struct FinetuneRun {
   // Since the last log line.
   double loss_sum = 0, plain_sum = 0;  // class-weighted (the objective) and unweighted
   int64_t loss_n = 0, seen = 0;
+  int64_t skipped = 0, skipped_in_a_row = 0;  // steps with a non-finite loss or gradient norm
+  std::set<int64_t> fault_steps;                // tests only (core/faults.h)
   std::chrono::steady_clock::time_point log_start = std::chrono::steady_clock::now();
 
   FinetuneRun(Config c, Pretrained p, data::TokenDataset d)
@@ -69,7 +74,13 @@ void compute_probe_features(FinetuneRun& r);  // probe only
 std::vector<int64_t> next_batch(FinetuneRun& r);  // example indices, epoch-shuffled
 // The schedule's rate for the backbone groups, head_lr_scale times it for the head.
 void set_finetune_learning_rate(torch::optim::Optimizer& opt, double lr, double head_lr_scale);
+// One step; one whose loss or gradient norm is not finite is skipped (skip_finetune_step).
 void finetune_step(FinetuneRun& r, const std::vector<int64_t>& batch);
+// Counts and warns; train.max_skipped_steps in a row throw chart::Error (nothing is saved).
+void skip_finetune_step(FinetuneRun& r, double loss, double grad_norm);
+// A line of metrics, or chart::Error when it cannot be written.
+void write_finetune_metrics(FinetuneRun& r, const std::string& split,
+                            const std::vector<std::pair<std::string, double>>& values);
 void log_finetune_if_due(FinetuneRun& r, double lr);
 // Tuning AUROC every train.eval_every steps; keeps the best weights; true when patience ran out.
 bool tune_and_check_patience(FinetuneRun& r);

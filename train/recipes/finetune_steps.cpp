@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/faults.h"
 #include "core/files.h"
 #include "core/json.h"
 #include "core/mix.h"
@@ -128,6 +129,7 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
   if (cfg.task.labels.empty()) throw Error("task.labels is not set", "pass --set task.labels=LABELS_DIR_OR_FILE");
   const fs::path run_dir = cfg.run.dir;
+  auto lock = std::make_unique<RunLock>(run_dir, "chart finetune");
   if (fs::exists(run_dir / "checkpoints" / "latest"))
     throw Error(fmt::format("{} already holds a fine-tuned checkpoint", run_dir.string()),
                 "choose another run.dir, or remove the old run");
@@ -137,6 +139,8 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   cfg.model = pre.config.model;  // the architecture is the checkpoint's, whatever the recipe says
   auto ds = data::TokenDataset::open(cfg.data.dir);
   auto r = std::make_unique<FinetuneRun>(cfg, std::move(pre), std::move(ds));
+  r->lock = std::move(lock);
+  r->fault_steps = nonfinite_fault_steps();
   check_vocab(r->pre, r->ds.vocab_hash(), r->cfg.data.dir);
   if (r->pre.vocab_size != static_cast<int64_t>(r->ds.vocab().size()))
     fail("checkpoint {} has {} tokens, the vocabulary of {} has {}", r->pre.dir.string(), r->pre.vocab_size,
@@ -261,15 +265,44 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
     }
   }
   auto loss = torch::binary_cross_entropy_with_logits(logits.to(torch::kFloat32), y, {}, r.pos_weight);
+  if (r.fault_steps.count(r.step + 1)) loss = loss * std::numeric_limits<double>::quiet_NaN();
   loss.backward();
+  const double clip = r.cfg.train.grad_clip > 0 ? r.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
+  const double grad_norm = torch::nn::utils::clip_grad_norm_(r.trainable, clip);
+  const double weighted = loss.item<double>();
+  ++r.step;
+  if (!std::isfinite(weighted) || !std::isfinite(grad_norm)) {
+    skip_finetune_step(r, weighted, grad_norm);
+    return;
+  }
+  r.skipped_in_a_row = 0;
+  r.optimizer->step();
+  r.seen += r.cfg.train.batch_size;
+  r.loss_sum += weighted;
   // Logged unweighted too, on the scale of the tuning loss.
   r.plain_sum += torch::binary_cross_entropy_with_logits(logits.detach().to(torch::kFloat32), y).item<double>();
-  if (r.cfg.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(r.trainable, r.cfg.train.grad_clip);
-  r.optimizer->step();
-  ++r.step;
-  r.seen += r.cfg.train.batch_size;
-  r.loss_sum += loss.item<double>();
   ++r.loss_n;
+}
+
+void skip_finetune_step(FinetuneRun& r, double loss, double grad_norm) {
+  ++r.skipped;
+  ++r.skipped_in_a_row;
+  auto number = [](double x) { return std::isnan(x) ? std::string("NaN") : fmt::format("{:.6g}", x); };
+  warn("finetune: step {}: loss {} and gradient norm {}: not finite; step skipped ({} in a row; the run stops at {})",
+       r.step, number(loss), number(grad_norm), r.skipped_in_a_row, r.cfg.train.max_skipped_steps);
+  if (r.skipped_in_a_row < r.cfg.train.max_skipped_steps) return;
+  throw Error(fmt::format("finetune: {} steps in a row, up to step {}, had a non-finite loss or gradient norm: stopped; "
+                          "nothing was saved",
+                          r.skipped_in_a_row, r.step),
+              fmt::format("lower train.lr (now {}) or finetune.head_lr_scale (now {}), or clip with train.grad_clip",
+                          r.cfg.train.lr, r.cfg.finetune.head_lr_scale));
+}
+
+void write_finetune_metrics(FinetuneRun& r, const std::string& split,
+                            const std::vector<std::pair<std::string, double>>& values) {
+  if (!r.metrics->write(r.step, split, values))
+    throw Error(fmt::format("finetune: {}; stopped at step {} (nothing saved)", r.metrics->failure(), r.step),
+                "free space on run.dir's storage (or fix its permissions) and run again");
 }
 
 void set_finetune_learning_rate(torch::optim::Optimizer& opt, double lr, double head_lr_scale) {
@@ -283,7 +316,7 @@ void log_finetune_if_due(FinetuneRun& r, double lr) {
   if (!(r.step % tc.log_every == 0 || r.step == tc.steps)) return;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.log_start).count();
   const double n = static_cast<double>(std::max<int64_t>(1, r.loss_n));
-  r.metrics->write(r.step, "train", {{"loss", r.plain_sum / n}, {"weighted_loss", r.loss_sum / n}, {"lr", lr},
+  write_finetune_metrics(r, "train", {{"loss", r.plain_sum / n}, {"weighted_loss", r.loss_sum / n}, {"lr", lr},
                                      {"examples_per_s", r.seen / std::max(1e-9, secs)}});
   r.progress->update(r.step, fmt::format("loss {:.4f} | lr {:.2e}", r.plain_sum / n, lr));
   r.loss_sum = r.plain_sum = 0;
@@ -295,7 +328,7 @@ bool tune_and_check_patience(FinetuneRun& r) {
   const auto& tc = r.cfg.train;
   if (!r.can_tune || !(r.step % tc.eval_every == 0 || r.step == tc.steps)) return false;
   auto [auroc, loss] = tune(r);
-  r.metrics->write(r.step, "tuning", {{"loss", loss}, {"auroc", auroc}});
+  write_finetune_metrics(r, "tuning", {{"loss", loss}, {"auroc", auroc}});
   const bool better = auroc > r.best_auroc || (auroc == r.best_auroc && loss < r.best_loss);
   info("finetune: step {} tuning AUROC {:.4f} loss {:.4f}{}", r.step, auroc, loss, better ? " (best)" : "");
   if (better) {

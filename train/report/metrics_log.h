@@ -19,13 +19,18 @@ class MetricsLog {
   // the interrupted one logged after its checkpoint); -1: start a fresh file.
   MetricsLog(const std::filesystem::path& run_dir, int64_t resume_step);
   ~MetricsLog();
-  // values: name -> number, written in the given order after step and split.
-  void write(int64_t step, const std::string& split, const std::vector<std::pair<std::string, double>>& values);
+  // values: name -> number, written in the given order after step and split. A line is written
+  // whole or not at all (a failed write is cut back off the file); false when it could not be
+  // written, to the file or to TensorBoard, with failure() saying why.
+  bool write(int64_t step, const std::string& split, const std::vector<std::pair<std::string, double>>& values);
+  const std::string& failure() const { return failure_; }  // the first failed write; "" if none
 
  private:
+  bool append_line(const std::string& line);
   std::filesystem::path path_;
-  FILE* f_ = nullptr;
+  int fd_ = -1;
   std::unique_ptr<TensorBoardWriter> tb_;
+  std::string failure_;
 };
 
 // Peak resident memory of this process in GiB.

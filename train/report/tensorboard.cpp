@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 
@@ -106,6 +107,18 @@ void TensorBoardWriter::scalar(const std::string& tag, float value, int64_t step
   record(e);
 }
 
-void TensorBoardWriter::flush() { std::fflush(f_); }
+void TensorBoardWriter::session_start(int64_t step) {
+  // SessionLog { SessionStatus status = 1 (START = 1); }, as Event field 7.
+  std::string log;
+  varint(log, (1 << 3) | 0);
+  varint(log, 1);
+  std::string e = event_header(step);
+  bytes_field(e, 7, log);
+  record(e);
+}
+
+void TensorBoardWriter::flush() {
+  if (std::fflush(f_) != 0) fail("write to {} failed: {}", path_.string(), std::strerror(errno));
+}
 
 }  // namespace chart

@@ -16,7 +16,10 @@ class TensorBoardWriter {
   explicit TensorBoardWriter(const std::filesystem::path& dir);  // creates events.out.tfevents.*
   ~TensorBoardWriter();
   void scalar(const std::string& tag, float value, int64_t step);
-  void flush();
+  // A SessionLog START at `step`: TensorBoard drops what earlier files logged at steps >= step,
+  // so a resumed run shows each step once.
+  void session_start(int64_t step);
+  void flush();  // throws chart::Error when the data cannot be written (a full disk)
   const std::filesystem::path& path() const { return path_; }
 
  private:
