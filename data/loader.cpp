@@ -139,7 +139,15 @@ Batch Loader::build(int64_t epoch, int64_t step) {
   cu.push_back(static_cast<int32_t>(B * L));
   b.cu_seqlens = torch::from_blob(cu.data(), {static_cast<int64_t>(cu.size())}, torch::kInt32).clone();
   b.n_targets = b.targets.ge(0).sum().item<int64_t>();
+  if (opt_.pin_memory) {  // on the prefetch thread, off the training loop's path
+    for (auto* t : {&b.tokens, &b.targets, &b.ages, &b.target_dt, &b.segments, &b.cu_seqlens}) *t = t->pin_memory();
+  }
   return b;
+}
+
+void Loader::seek(LoaderState state) {
+  if (opt_.prefetch > 0) fail("loader: seek() needs prefetch 0 (split '{}')", split_);
+  state_ = state.step >= steps_per_epoch_ ? LoaderState{state.epoch + 1, 0} : state;
 }
 
 void Loader::producer() {

@@ -40,6 +40,7 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int rank = 0, world_size = 1;
   int prefetch = 2;        // batches built ahead on a background thread; 0: none
+  bool pin_memory = false; // page-locked batches, so that copies to a GPU are truly asynchronous
 };
 
 struct LoaderState {
@@ -56,6 +57,9 @@ class Loader {
 
   Batch next();
   LoaderState state() const { return state_; }  // of the batches handed out so far
+  // Goes back (or on) to `state` without rebuilding the split's index: an evaluation loader is
+  // built once and sought back to the start before each evaluation. Needs prefetch 0.
+  void seek(LoaderState state);
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   int64_t windows_per_epoch() const { return n_windows_; }
 

@@ -203,6 +203,23 @@ std::vector<double> Dist::sum(std::vector<double> values) {
   return values;
 }
 
+Dist::PendingSum Dist::start_sum(const std::vector<double>& values) {
+  PendingSum p{torch::tensor(values, torch::kFloat64).to(device_), {}};
+  if (active()) {
+    std::vector<torch::Tensor> v{p.values};
+    p.work = backend_->allreduce(v, c10d::AllreduceOptions{c10d::ReduceOp::SUM});
+  }
+  return p;
+}
+
+torch::Tensor& Dist::PendingSum::wait() {
+  if (work) {
+    work->wait();
+    work.reset();
+  }
+  return values;
+}
+
 int64_t Dist::broadcast_int(int64_t value, int root) {
   if (!active()) return value;
   auto t = torch::tensor({value}, torch::kInt64).to(device_);

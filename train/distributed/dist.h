@@ -43,6 +43,16 @@ class Dist {
   void barrier();
   // Sums a few doubles across ranks (metrics, target counts), through a device tensor.
   std::vector<double> sum(std::vector<double> values);
+  // A sum of a few numbers started now and finished later, so that work in between hides it:
+  // start_sum() issues the all-reduce of a float64 tensor on the group's device; wait() makes
+  // its result safe to use (on a GPU without blocking the host). Every rank calls both, in the
+  // same order as its other collectives. Inactive: values as given.
+  struct PendingSum {
+    torch::Tensor values;
+    c10::intrusive_ptr<c10d::Work> work;
+    torch::Tensor& wait();
+  };
+  PendingSum start_sum(const std::vector<double>& values);
   // Every rank gets root's value (exact for any int64).
   int64_t broadcast_int(int64_t value, int root = 0);
 

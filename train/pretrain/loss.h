@@ -19,5 +19,8 @@ struct LossParts {
 // batch's own count (a mean). Training passes the count over every micro-batch of the step and
 // every rank, so each target weighs the same however the global batch is split.
 LossParts pretraining_loss(const ModelOutput& out, const data::Batch& batch, double n_targets = 0);
+// The same with the count as a scalar tensor on the model's device (training: the step's count
+// over every rank arrives by an all-reduce, and reading it on the host would stall a GPU).
+LossParts pretraining_loss(const ModelOutput& out, const data::Batch& batch, const torch::Tensor& n_targets);
 
 }  // namespace chart

@@ -52,7 +52,7 @@ struct TrainRun {
   int64_t last_saved = -1;  // the step of the newest checkpoint on disk
   ModelCard card;
   std::unique_ptr<data::Loader> loader;
-  data::LoaderOptions eval_options;
+  std::unique_ptr<data::Loader> eval_loader;  // the tuning windows, built once, sought back to the start
   bool can_eval = false;
   std::unique_ptr<GradSync> grad_sync;
   std::unique_ptr<RunLock> lock;        // rank 0 only: one writer per run.dir
@@ -87,32 +87,36 @@ std::unique_ptr<TrainRun> open_train_run(const Config& cfg, const std::string& r
                                          Dist& dist);
 
 // ---- one optimizer step (train_steps.cpp) --------------------------------------------------------
-struct StepTotals {
-  double targets = 0;           // target positions of this step over every micro-batch and rank
-  bool stop = false;            // some rank received SIGTERM/SIGUSR1
-  bool metrics_failed = false;  // rank 0 could not write metrics.jsonl or TensorBoard
-};
+// The step's one small all-reduce, started before the forward and finished when the loss first
+// needs it: [target positions of the step over every micro-batch and rank (every target weighs
+// the same), ranks asked to stop (SIGTERM/SIGUSR1), ranks whose metrics failed].
+Dist::PendingSum start_agreement(TrainRun& r, const std::vector<data::Batch>& micro);
 struct StepLoss {
-  double next_token = 0, time = 0;  // this rank's share: its targets' sum over the global count
+  torch::Tensor next_token, time;  // on the device, this rank's share: its targets' sum over the global count
+};
+// The step's single host read, after the gradients are summed: the global gradient norm (the
+// gradients are clipped on the device first), this rank's losses and the agreement.
+struct StepNumbers {
+  double grad_norm = 0, next_token = 0, time = 0;
+  double targets = 0;           // the step's target positions, all ranks
+  bool stop = false;            // some rank received SIGTERM/SIGUSR1: all stop after this step
+  bool metrics_failed = false;  // rank 0 could not write metrics.jsonl or TensorBoard
 };
 
 std::vector<data::Batch> next_micro_batches(TrainRun& r);
-// One small all-reduce: the step's target count (every target weighs the same), whether any
-// rank was asked to stop and whether metrics failed (all ranks stop at the same step).
-StepTotals agree_on_step(TrainRun& r, const std::vector<data::Batch>& micro);
 double start_step(TrainRun& r);  // sets and returns the learning rate; clears gradients
-StepLoss forward_backward(TrainRun& r, std::vector<data::Batch>& micro, double global_targets);
+StepLoss forward_backward(TrainRun& r, std::vector<data::Batch>& micro, Dist::PendingSum& agreement);
 void sync_gradients(TrainRun& r);
-double clip_gradients(TrainRun& r);  // the global gradient norm before clipping
+StepNumbers clip_and_read(TrainRun& r, const StepLoss& loss, Dist::PendingSum& agreement);
 // Whether the step may be applied: its gradient norm (the same on every rank: it is the summed
 // gradients') and this rank's loss are finite. A rank whose loss alone is not finite stops the run.
-bool step_is_finite(const TrainRun& r, const StepLoss& loss, double grad_norm);
-void optimizer_step(TrainRun& r, const StepTotals& totals);
+bool step_is_finite(const TrainRun& r, const StepNumbers& n);
+void optimizer_step(TrainRun& r, const StepNumbers& n);
 // The step goes by without touching weights or moments; train.max_skipped_steps in a row throw
 // chart::Error saying what to change (the last checkpoint is left as it is).
-void skip_step(TrainRun& r, const StepLoss& loss, double grad_norm);
+void skip_step(TrainRun& r, const StepNumbers& n);
 bool should_log(const TrainRun& r);
-void log_step(TrainRun& r, StepLoss loss, double grad_norm, double lr);
+void log_step(TrainRun& r, const StepNumbers& n, double lr);
 double evaluate(TrainRun& r);  // mean next-token loss on train.eval_batches tuning batches
 void evaluate_if_due(TrainRun& r);
 void checkpoint(TrainRun& r);  // saves st.step unless it is on disk already

@@ -194,6 +194,7 @@ void open_loaders(TrainRun& r) {
   lo.seed = static_cast<uint64_t>(tc.seed);
   lo.rank = r.dist.rank();
   lo.world_size = r.dist.world_size();
+  lo.pin_memory = r.dev.device.is_cuda();
   const int64_t windows_per_loader_step = tc.batch_size * r.dist.world_size();
   adapt_loader_position(r, windows_per_loader_step);
   r.st.world_size = r.dist.world_size();
@@ -201,13 +202,13 @@ void open_loaders(TrainRun& r) {
   r.loader = std::make_unique<data::Loader>(r.ds, "train", lo, r.st.loader);
   // Each rank evaluates its block of each of eval_batches global batches: the same windows as one
   // rank with the whole global batch, and the same every time, whatever train.seed is.
-  r.eval_options = lo;
-  r.eval_options.prefetch = 0;
-  r.eval_options.seed = 0;
+  data::LoaderOptions eval_options = lo;
+  eval_options.prefetch = 0;
+  eval_options.seed = 0;
   r.can_eval = tc.eval_every > 0;
   if (r.can_eval) {
     try {
-      data::Loader probe(r.ds, "tuning", r.eval_options);
+      r.eval_loader = std::make_unique<data::Loader>(r.ds, "tuning", eval_options);
     } catch (const Error& e) {
       if (r.main()) warn("evaluation is off: {}", e.what());
       r.can_eval = false;

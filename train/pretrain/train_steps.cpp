@@ -55,12 +55,11 @@ std::vector<data::Batch> next_micro_batches(TrainRun& r) {
   return micro;
 }
 
-StepTotals agree_on_step(TrainRun& r, const std::vector<data::Batch>& micro) {
+Dist::PendingSum start_agreement(TrainRun& r, const std::vector<data::Batch>& micro) {
   double n_local = 0;
   for (const auto& b : micro) n_local += static_cast<double>(b.n_targets);
   const bool metrics_failed = r.metrics && !r.metrics->failure().empty();
-  const auto totals = r.dist.sum({n_local, stop_signal() != 0 ? 1.0 : 0.0, metrics_failed ? 1.0 : 0.0});
-  return {totals[0], totals[1] > 0, totals[2] > 0};
+  return r.dist.start_sum({n_local, stop_signal() != 0 ? 1.0 : 0.0, metrics_failed ? 1.0 : 0.0});
 }
 
 double start_step(TrainRun& r) {
@@ -71,16 +70,19 @@ double start_step(TrainRun& r) {
   return lr;
 }
 
-StepLoss forward_backward(TrainRun& r, std::vector<data::Batch>& micro, double global_targets) {
+StepLoss forward_backward(TrainRun& r, std::vector<data::Batch>& micro, Dist::PendingSum& agreement) {
   StepLoss loss;
-  const double n = std::max(1.0, global_targets);
+  torch::Tensor n;  // the step's target count over every micro-batch and rank, on the device
   const bool inject_fault = r.fault_steps.count(r.st.step + 1) > 0;  // tests: this step's loss is NaN
   for (size_t i = 0; i < micro.size(); ++i) {
     data::Batch b = to_device(std::move(micro[i]), r.dev.device);
     LossParts l;
     {
       AutocastGuard autocast(r.dev);
-      l = pretraining_loss(r.model->forward(b.tokens, b.ages, b.segments), b, n);
+      const ModelOutput out = r.model->forward(b.tokens, b.ages, b.segments);
+      // The agreement's all-reduce ran behind the first forward; the loss needs its count now.
+      if (!n.defined()) n = agreement.wait()[0].to(out.logits.device(), torch::kFloat32).clamp_min(1.0);
+      l = pretraining_loss(out, b, n);
     }
     if (inject_fault) {
       l.total = l.total * std::numeric_limits<double>::quiet_NaN();
@@ -88,8 +90,9 @@ StepLoss forward_backward(TrainRun& r, std::vector<data::Batch>& micro, double g
     }
     if (r.grad_sync) r.grad_sync->prepare(/*sync=*/i + 1 == micro.size());
     l.total.backward();
-    loss.next_token += l.next_token.item<double>();
-    if (l.time.defined()) loss.time += l.time.item<double>();
+    // Summed on the device; read once per step, in clip_and_read().
+    loss.next_token = loss.next_token.defined() ? loss.next_token + l.next_token.detach() : l.next_token.detach();
+    if (l.time.defined()) loss.time = loss.time.defined() ? loss.time + l.time.detach() : l.time.detach();
     r.interval.positions += b.tokens.numel();
   }
   return loss;
@@ -102,23 +105,40 @@ void sync_gradients(TrainRun& r) {
   r.interval.sync_wait_s += seconds_since(t0);
 }
 
-double clip_gradients(TrainRun& r) {
-  const double clip = r.cfg.train.grad_clip;
-  return torch::nn::utils::clip_grad_norm_(r.params, clip > 0 ? clip : std::numeric_limits<double>::infinity());
+StepNumbers clip_and_read(TrainRun& r, const StepLoss& loss, Dist::PendingSum& agreement) {
+  // torch::nn::utils::clip_grad_norm_'s arithmetic, without its read of the norm to the host.
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : r.params)
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2));
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(r.dev.device);
+  torch::Tensor total = norms.empty() ? torch::zeros({}, f64) : norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2);
+  if (!norms.empty()) {
+    const double clip = r.cfg.train.grad_clip > 0 ? r.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
+    auto coef = torch::clamp(clip / (total + 1e-6), std::nullopt, 1.0);
+    for (auto& p : r.params)
+      if (p.grad().defined()) p.grad().mul_(coef);
+  }
+  auto as_f64 = [&](const torch::Tensor& t) { return t.defined() ? t.reshape({1}).to(f64) : torch::zeros({1}, f64); };
+  const torch::Tensor agreed = agreement.wait().to(f64);
+  const torch::Tensor all = torch::cat({as_f64(total), as_f64(loss.next_token), as_f64(loss.time), agreed}).cpu();
+  const auto v = all.accessor<double, 1>();
+  StepNumbers n;
+  n.grad_norm = v[0], n.next_token = v[1], n.time = v[2], n.targets = v[3];
+  n.stop = v[4] > 0, n.metrics_failed = v[5] > 0;
+  return n;
 }
 
-bool step_is_finite(const TrainRun& r, const StepLoss& loss, double grad_norm) {
-  const bool loss_ok = std::isfinite(loss.next_token) && std::isfinite(loss.time);
-  if (!std::isfinite(grad_norm)) return false;
+bool step_is_finite(const TrainRun& r, const StepNumbers& n) {
+  if (!std::isfinite(n.grad_norm)) return false;
   // The summed gradients are finite while this rank's loss is not: ranks would disagree on
   // skipping, so the run stops instead of letting their weights drift apart.
-  if (!loss_ok)
+  if (!std::isfinite(n.next_token) || !std::isfinite(n.time))
     fail("train: step {}: rank {}'s loss is {} while the summed gradients are finite", r.st.step + 1, r.dist.rank(),
-         loss.next_token);
+         number(n.next_token));
   return true;
 }
 
-void skip_step(TrainRun& r, const StepLoss& loss, double grad_norm) {
+void skip_step(TrainRun& r, const StepNumbers& n) {
   ++r.st.step;
   ++r.interval.steps;
   ++r.st.skipped_steps;
@@ -128,7 +148,7 @@ void skip_step(TrainRun& r, const StepLoss& loss, double grad_norm) {
   if (r.main())
     warn("train: step {}: loss {} and gradient norm {}: not finite; step skipped, weights and moments untouched "
          "({} in a row; the run stops at {})",
-         r.st.step, number(loss.next_token), number(grad_norm), r.skipped_in_a_row, limit);
+         r.st.step, number(n.next_token), number(n.grad_norm), r.skipped_in_a_row, limit);
   if (r.skipped_in_a_row < limit) return;
   const auto& t = r.cfg.train;
   throw Error(fmt::format("train: {} steps in a row, up to step {}, had a non-finite loss or gradient norm: stopped; "
@@ -141,13 +161,13 @@ void skip_step(TrainRun& r, const StepLoss& loss, double grad_norm) {
                           t.lr, t.weight_decay, t.warmup_steps, t.grad_clip));
 }
 
-void optimizer_step(TrainRun& r, const StepTotals& totals) {
+void optimizer_step(TrainRun& r, const StepNumbers& n) {
   r.skipped_in_a_row = 0;
   r.optimizer->step();
   if (r.dist.zero1()) gather_parameters(r.dist, r.params, r.owner);
   ++r.st.step;
   ++r.interval.steps;
-  r.st.tokens_seen += static_cast<int64_t>(totals.targets);  // tokens actually learned from, all ranks
+  r.st.tokens_seen += static_cast<int64_t>(n.targets);  // tokens actually learned from, all ranks
   r.st.loader = r.loader->state();
 }
 
@@ -155,12 +175,12 @@ bool should_log(const TrainRun& r) {
   return every(r.st.step, r.cfg.train.log_every) || r.st.step == r.cfg.train.steps;
 }
 
-void log_step(TrainRun& r, StepLoss loss, double grad_norm, double lr) {
-  r.card.set_metric("train_loss", loss.next_token);  // on every rank: the card's final metric is the last step's
+void log_step(TrainRun& r, const StepNumbers& n, double lr) {
+  r.card.set_metric("train_loss", n.next_token);  // on every rank: the card's final metric is the last step's
   if (!should_log(r)) return;
   const double secs = seconds_since(r.interval.start);
   // This rank's part of the loss is its targets' sum over the global count: the sum is the mean.
-  const auto totals = r.dist.sum({loss.next_token, loss.time, static_cast<double>(r.interval.positions)});
+  const auto totals = r.dist.sum({n.next_token, n.time, static_cast<double>(r.interval.positions)});
   auto peaks = torch::tensor({peak_rss_gib(), peak_gpu_gib(r.dev)}, torch::kFloat64).to(r.dev.device);
   r.dist.all_reduce_max(peaks);
   peaks = peaks.cpu();
@@ -169,7 +189,7 @@ void log_step(TrainRun& r, StepLoss loss, double grad_norm, double lr) {
   if (r.main()) {
     std::vector<std::pair<std::string, double>> m = {
         {"loss", totals[0]},         {"ppl", std::exp(totals[0])},  {"lr", lr},
-        {"grad_norm", grad_norm},    {"tokens_per_s", tps},         {"tokens_seen", double(r.st.tokens_seen)},
+        {"grad_norm", n.grad_norm},    {"tokens_per_s", tps},         {"tokens_seen", double(r.st.tokens_seen)},
         {"peak_rss_gib", peaks[0].item<double>()}, {"skipped_steps", double(r.st.skipped_steps)}};
     if (ranks > 1) m.emplace_back("tokens_per_s_per_rank", tps / ranks);
     // On the CPU the wait is the communication backward did not hide (on a GPU the wait only
@@ -188,10 +208,10 @@ void log_step(TrainRun& r, StepLoss loss, double grad_norm, double lr) {
 double evaluate(TrainRun& r) {
   torch::NoGradGuard no_grad;
   r.model->eval();
-  data::Loader eval_loader(r.ds, "tuning", r.eval_options);
+  r.eval_loader->seek({});  // the same windows every time
   double sum = 0, n = 0;
   for (int64_t i = 0; i < r.cfg.train.eval_batches; ++i) {
-    data::Batch b = to_device(eval_loader.next(), r.dev.device);
+    data::Batch b = to_device(r.eval_loader->next(), r.dev.device);
     AutocastGuard autocast(r.dev);
     auto out = r.model->forward(b.tokens, b.ages, b.segments);
     auto l = pretraining_loss(out, b, static_cast<double>(std::max<int64_t>(1, b.n_targets)));

@@ -10,28 +10,29 @@
 namespace chart {
 namespace {
 
-// One optimizer step after another until train.steps, a checkpoint when due, or a stop signal.
+// One optimizer step after another until train.steps, a checkpoint when due, or a stop signal
+// (which ends the run after the step it arrived in, on every rank).
 int train_loop(TrainRun& r) {
   while (r.st.step < r.cfg.train.steps) {
     r.dist.set_step(r.st.step);
     std::vector<data::Batch> micro = next_micro_batches(r);
-    const StepTotals totals = agree_on_step(r, micro);
-    if (totals.metrics_failed) stop_for_lost_metrics(r);
-    if (totals.stop) {
+    Dist::PendingSum agreement = start_agreement(r, micro);
+    const double lr = start_step(r);
+    const StepLoss loss = forward_backward(r, micro, agreement);
+    sync_gradients(r);
+    const StepNumbers n = clip_and_read(r, loss, agreement);
+    if (step_is_finite(r, n))
+      optimizer_step(r, n);
+    else
+      skip_step(r, n);
+    log_step(r, n, lr);
+    evaluate_if_due(r);
+    checkpoint_if_due(r);
+    if (n.metrics_failed) stop_for_lost_metrics(r);
+    if (n.stop) {
       save_for_preemption(r);
       return 0;
     }
-    const double lr = start_step(r);
-    const StepLoss loss = forward_backward(r, micro, totals.targets);
-    sync_gradients(r);
-    const double grad_norm = clip_gradients(r);
-    if (step_is_finite(r, loss, grad_norm))
-      optimizer_step(r, totals);
-    else
-      skip_step(r, loss, grad_norm);
-    log_step(r, loss, grad_norm, lr);
-    evaluate_if_due(r);
-    checkpoint_if_due(r);
   }
   finish_run(r);
   return 0;
