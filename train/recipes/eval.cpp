@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <ctime>
-#include <map>
 #include <thread>
 
 #include "core/error.h"
@@ -70,11 +69,10 @@ int run_eval(const Config& cfg_in) {
     preds = data::read_predictions(ec.predictions);
     source = ec.predictions;
     if (!cfg.task.labels.empty()) {
-      std::map<std::pair<int64_t, int64_t>, double> truth;
-      for (const auto& r : data::read_labels(cfg.task.labels)) truth[{r.subject_id, r.prediction_time_us}] = r.true_probability;
+      const data::Oracle oracle = data::read_oracle(cfg.task.labels);
       for (auto& p : preds) {
-        auto it = truth.find({p.row.subject_id, p.row.prediction_time_us});
-        if (it != truth.end()) p.row.true_probability = it->second;
+        auto it = oracle.find({p.row.subject_id, p.row.prediction_time_us});
+        if (it != oracle.end()) p.row.true_probability = it->second;
       }
     }
     report.facts.emplace_back("predictions", ec.predictions);
@@ -92,7 +90,9 @@ int run_eval(const Config& cfg_in) {
     if (task.empty()) task = pre.config.task.name;
     auto ds = data::TokenDataset::open(cfg.data.dir);
     check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
-    auto examples = data::make_examples(ds, data::read_labels(cfg.task.labels));
+    auto labels = data::read_labels(cfg.task.labels);
+    data::add_true_probabilities(data::read_oracle(cfg.task.labels), labels);
+    auto examples = data::make_examples(ds, labels);
     const auto& ex = examples.by_split[ec.split];
     if (ex.empty()) fail("{}: no label rows of subjects in the {} split of {}", cfg.task.labels, ec.split, cfg.data.dir);
     DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
@@ -101,7 +101,9 @@ int run_eval(const Config& cfg_in) {
     copy_pretrained_weights(pre, *model);
     model->to(dev.device);
     auto p = predict_probabilities(model, ds, ex, finetune_context(cfg), ec.batch_size, dev);
-    for (size_t i = 0; i < ex.size(); ++i) preds.push_back({ex[i].row, p[i]});
+    // Scored as written: predictions.parquet holds float32 (PredictionSchema), so a file re-scored
+    // with eval.predictions gives these numbers exactly.
+    for (size_t i = 0; i < ex.size(); ++i) preds.push_back({ex[i].row, static_cast<float>(p[i])});
     source = pre.dir.string();
     evaluated = pre.dir;
     report.facts.emplace_back("checkpoint", pre.dir.string());
