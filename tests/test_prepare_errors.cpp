@@ -169,6 +169,32 @@ TEST(PrepareErrors, UnknownSplitName) {
   expect_refused(dir, {"unknown split name 'validation'"});
 }
 
+// With metadata/subject_splits.parquet: a subject it does not list, and a split folder that
+// disagrees with it, are refused naming the file and the subject.
+TEST(PrepareErrors, SubjectSplitsFileDisagrees) {
+  TempDir dir;
+  good_meds(dir / "meds");  // subjects 100.. in train/, 200.. in tuning/, 300.. in held_out/
+  std::vector<std::pair<int64_t, std::string>> splits;
+  for (int s = 0; s < 3; ++s)
+    for (int i = 0; i < 12; ++i) splits.emplace_back(100 * (s + 1) + i, testing::kSplits[s]);
+  testing::write_subject_splits(dir / "meds", splits);
+  EXPECT_EQ(run_prepare(dir).rc, 0) << "folders that agree with the splits file";
+  fs::remove_all(dir / "out");
+
+  splits.pop_back();  // subject 311 unlisted
+  testing::write_subject_splits(dir / "meds", splits);
+  expect_refused(dir, {"held_out/0.parquet", "subject 311 is not in", "subject_splits.parquet"});
+
+  splits.emplace_back(311, "held_out");
+  splits[3].second = "held_out";  // subject 103 sits in train/
+  testing::write_subject_splits(dir / "meds", splits);
+  expect_refused(dir, {"train/0.parquet", "subject 103", "split 'train'", "split 'held_out'", "subject_splits.parquet"});
+
+  splits[3] = {104, "train"};  // 104 twice
+  testing::write_subject_splits(dir / "meds", splits);
+  expect_refused(dir, {"subject_splits.parquet", "subject 104 is listed twice"});
+}
+
 TEST(PrepareErrors, OutputAlreadyComplete) {
   TempDir dir;
   good_meds(dir / "meds");
