@@ -1,5 +1,6 @@
 // chart prepare on bad input: each case exits 1 with a message naming the file and the row or
 // subject at fault, and leaves no output directory behind.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -67,6 +68,17 @@ TEST(PrepareErrors, MissingColumn) {
   testing::check(c.Append("X"));
   testing::write_table(f, arrow::Table::Make(schema, {a.Finish().ValueOrDie(), c.Finish().ValueOrDie()}));
   expect_refused(dir, {f.string(), "missing MEDS column 'time'"});
+}
+
+// A prepare.*_column mapping to a column the file lacks is an error naming the key and the
+// columns there are, even for the columns MEDS makes optional (else every value is dropped).
+TEST(PrepareErrors, MappedColumnDoesNotExist) {
+  TempDir dir;
+  good_meds(dir / "meds");
+  const std::string columns = "(the file's columns: subject_id, time, code, numeric_value)";
+  for (const char* key : {"numeric_value", "text_value", "code", "time", "subject_id"})
+    expect_refused(dir, {"/0.parquet", fmt::format("no column 'nope' for prepare.{}_column", key), columns},
+                   fmt::format("--set prepare.{}_column=nope", key));
 }
 
 TEST(PrepareErrors, WrongType) {
