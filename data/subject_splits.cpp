@@ -5,6 +5,7 @@
 #include <parquet/arrow/reader.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "core/error.h"
 
@@ -60,7 +61,14 @@ std::optional<SubjectSplits> SubjectSplits::read(const fs::path& meds) {
       if (ids.IsNull(i) || names.IsNull(i)) fail("{} row {}: null subject_id or split", name, row);
       const std::string split_name = string_at(names, i);
       auto it = std::find(s.names_.begin(), s.names_.end(), split_name);
-      if (it == s.names_.end()) it = s.names_.insert(s.names_.end(), split_name);
+      if (it == s.names_.end()) {
+        // A split becomes a folder of the token dataset: a plain name, never a path.
+        const bool plain = !split_name.empty() && split_name[0] != '.' &&
+                           std::all_of(split_name.begin(), split_name.end(),
+                                       [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-' || c == '.'; });
+        if (!plain) fail("{} row {}: split '{}' is not a plain name (letters, digits, _ - .)", name, row, split_name);
+        it = s.names_.insert(s.names_.end(), split_name);
+      }
       s.subjects_.emplace_back(ids.Value(i), static_cast<uint32_t>(it - s.names_.begin()));
     }
   }

@@ -205,6 +205,11 @@ TEST(PrepareErrors, SubjectSplitsFileDisagrees) {
   splits[3] = {104, "train"};  // 104 twice
   testing::write_subject_splits(dir / "meds", splits);
   expect_refused(dir, {"subject_splits.parquet", "subject 104 is listed twice"});
+
+  splits[3] = {103, "../elsewhere"};  // a split is a folder of the token dataset, never a path
+  testing::write_subject_splits(dir / "meds", splits);
+  expect_refused(dir, {"subject_splits.parquet row 3", "split '../elsewhere' is not a plain name"});
+  EXPECT_FALSE(fs::exists(dir / "elsewhere"));
 }
 
 TEST(PrepareErrors, OutputAlreadyComplete) {
