@@ -2,12 +2,13 @@
 
 #include <unordered_map>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "core/time.h"
 
 namespace chart::data {
 
-ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>& labels) {
+ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>& labels, const std::string& labels_path) {
   struct Where {
     const char* split;
     SubjectRef ref;
@@ -38,8 +39,15 @@ ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>&
     }
     out.by_split[it->second.split].push_back({row, it->second.split, it->second.ref, n});
   }
+  if (out.unknown_subjects > kMaxUnknownSubjectFraction * static_cast<double>(labels.size()))
+    throw Error(fmt::format("{}: {} of {} label rows ({:.0f}%) name subjects that are not in {}", labels_path,
+                            out.unknown_subjects, labels.size(), 100.0 * out.unknown_subjects / labels.size(),
+                            ds.dir().string()),
+                "these labels look made for another dataset: pass the token dataset prepared from their MEDS data "
+                "(data.dir), or labels of this dataset's subjects");
   if (out.unknown_subjects > 0)
-    warn("{} label rows name subjects that are not in {} (dropped)", out.unknown_subjects, ds.dir().string());
+    warn("{}: {} of {} label rows name subjects that are not in {} (dropped)", labels_path, out.unknown_subjects,
+         labels.size(), ds.dir().string());
   if (out.empty_prefix > 0)
     warn("{} label rows predict before the subject's first event (dropped)", out.empty_prefix);
   return out;

@@ -31,7 +31,11 @@ struct ExampleSplits {
   int64_t empty_prefix = 0;      // label rows before the subject's first token (dropped)
 };
 
-ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>& labels);
+// Label rows whose subject the dataset lacks are dropped with a warning; when they are more than
+// kMaxUnknownSubjectFraction of the rows, the labels are of another dataset and are refused
+// (chart::Error naming `labels_path` and the dataset).
+constexpr double kMaxUnknownSubjectFraction = 0.5;
+ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>& labels, const std::string& labels_path);
 
 struct ExampleBatch {
   torch::Tensor tokens;      // [B, L] int64, the last L tokens of each prefix, then [PAD]

@@ -42,12 +42,9 @@ std::shared_ptr<arrow::Table> read_table(const fs::path& file) {
 
 // The column `name` as one array of `type`, or an error naming the file.
 std::shared_ptr<arrow::Array> column(const arrow::Table& t, const std::string& name, arrow::Type::type type,
-                                     const fs::path& file, bool required = true) {
+                                     const fs::path& file) {
   auto c = t.GetColumnByName(name);
-  if (!c) {
-    if (!required) return nullptr;
-    fail("{}: no column '{}' (columns: {})", file.string(), name, fmt::join(t.ColumnNames(), ", "));
-  }
+  if (!c) fail("{}: no column '{}' (columns: {})", file.string(), name, fmt::join(t.ColumnNames(), ", "));
   if (c->type()->id() != type)
     fail("{}: column '{}' has type {}, expected {}", file.string(), name, c->type()->ToString(),
          arrow::internal::ToString(type));
@@ -82,7 +79,6 @@ std::vector<LabelRow> read_label_columns(const arrow::Table& t, const fs::path& 
                     "binarise the label (e.g. value > threshold) into a boolean_value column");
   }
   auto value = column(t, "boolean_value", arrow::Type::BOOL, file);
-  auto truth = column(t, "true_probability", arrow::Type::DOUBLE, file, /*required=*/false);
   no_nulls(sid, "subject_id", file);
   no_nulls(ptime, "prediction_time", file);
   no_nulls(value, "boolean_value", file);
@@ -96,9 +92,25 @@ std::vector<LabelRow> read_label_columns(const arrow::Table& t, const fs::path& 
     r.subject_id = s.Value(i);
     r.prediction_time_us = to_micros(p, i);
     r.label = v.Value(i);
-    if (truth && !truth->IsNull(i)) r.true_probability = static_cast<const arrow::DoubleArray&>(*truth).Value(i);
   }
   return rows;
+}
+
+// A float32 or float64 column as doubles (meds-evaluation writes float32, other tools float64).
+std::vector<double> float_column(const arrow::Table& t, const std::string& name, const fs::path& file) {
+  auto c = t.GetColumnByName(name);
+  if (!c) fail("{}: no column '{}' (columns: {})", file.string(), name, fmt::join(t.ColumnNames(), ", "));
+  const auto id = c->type()->id();
+  if (id != arrow::Type::FLOAT && id != arrow::Type::DOUBLE)
+    fail("{}: column '{}' has type {}, expected float or double", file.string(), name, c->type()->ToString());
+  std::vector<double> out(static_cast<size_t>(t.num_rows()));
+  if (c->num_chunks() == 0) return out;
+  const auto a = c->chunk(0);
+  no_nulls(a, name, file);
+  for (int64_t i = 0; i < a->length(); ++i)
+    out[static_cast<size_t>(i)] = id == arrow::Type::FLOAT ? static_cast<const arrow::FloatArray&>(*a).Value(i)
+                                                           : static_cast<const arrow::DoubleArray&>(*a).Value(i);
+  return out;
 }
 
 void check(const arrow::Status& st, const fs::path& path) {
@@ -117,17 +129,60 @@ std::vector<LabelRow> read_labels(const fs::path& path) {
   return all;
 }
 
+fs::path oracle_path(const fs::path& labels) {
+  // The last "labels" component of the path becomes "oracle": labels/<task>/... -> oracle/<task>/...
+  const fs::path p = fs::absolute(labels).lexically_normal();
+  std::vector<fs::path> parts(p.begin(), p.end());
+  for (size_t i = parts.size(); i-- > 0;) {
+    if (parts[i] != "labels") continue;
+    fs::path o;
+    for (size_t j = 0; j < parts.size(); ++j) o /= j == i ? fs::path("oracle") : parts[j];
+    return fs::exists(o) ? o : fs::path();
+  }
+  return {};
+}
+
+Oracle read_oracle(const fs::path& labels) {
+  Oracle oracle;
+  const fs::path path = oracle_path(labels);
+  if (path.empty()) return oracle;
+  for (const auto& file : parquet_files(path)) {
+    auto t = read_table(file);
+    auto sid = column(*t, "subject_id", arrow::Type::INT64, file);
+    auto ptime = column(*t, "prediction_time", arrow::Type::TIMESTAMP, file);
+    no_nulls(sid, "subject_id", file);
+    no_nulls(ptime, "prediction_time", file);
+    const std::vector<double> p = float_column(*t, "true_probability", file);
+    for (int64_t i = 0; i < t->num_rows(); ++i)
+      oracle[{static_cast<const arrow::Int64Array&>(*sid).Value(i),
+              to_micros(static_cast<const arrow::TimestampArray&>(*ptime), i)}] = p[static_cast<size_t>(i)];
+  }
+  return oracle;
+}
+
+size_t add_true_probabilities(const Oracle& oracle, std::vector<LabelRow>& rows) {
+  size_t found = 0;
+  for (auto& r : rows) {
+    auto it = oracle.find({r.subject_id, r.prediction_time_us});
+    if (it == oracle.end()) continue;
+    r.true_probability = it->second;
+    ++found;
+  }
+  return found;
+}
+
 void write_predictions(const fs::path& path, const std::vector<Prediction>& preds, double threshold) {
   arrow::Int64Builder sid;
   arrow::TimestampBuilder ptime(arrow::timestamp(arrow::TimeUnit::MICRO), arrow::default_memory_pool());
   arrow::BooleanBuilder value, predicted;
-  arrow::DoubleBuilder prob;
+  arrow::FloatBuilder prob;  // float32: meds-evaluation's PredictionSchema
   for (const auto& p : preds) {
     check(sid.Append(p.row.subject_id), path);
     check(ptime.Append(p.row.prediction_time_us), path);
     check(value.Append(p.row.label), path);
-    check(predicted.Append(p.probability >= threshold), path);
-    check(prob.Append(p.probability), path);
+    const float q = static_cast<float>(p.probability);  // the value written decides the predicted value
+    check(predicted.Append(q >= threshold), path);
+    check(prob.Append(q), path);
   }
   std::vector<std::shared_ptr<arrow::Array>> arrays(5);
   check(sid.Finish(&arrays[0]), path);
@@ -137,9 +192,9 @@ void write_predictions(const fs::path& path, const std::vector<Prediction>& pred
   check(prob.Finish(&arrays[4]), path);
   auto schema = arrow::schema({arrow::field("subject_id", arrow::int64(), false),
                                arrow::field("prediction_time", arrow::timestamp(arrow::TimeUnit::MICRO), false),
-                               arrow::field("boolean_value", arrow::boolean()),
+                               arrow::field("boolean_value", arrow::boolean(), false),
                                arrow::field("predicted_boolean_value", arrow::boolean()),
-                               arrow::field("predicted_boolean_probability", arrow::float64())});
+                               arrow::field("predicted_boolean_probability", arrow::float32())});
   auto table = arrow::Table::Make(schema, arrays);
   const fs::path tmp = path.string() + ".tmp";
   {
@@ -157,12 +212,11 @@ std::vector<Prediction> read_predictions(const fs::path& path) {
   if (!fs::is_regular_file(path)) fail("predictions {} do not exist", path.string());
   auto table = read_table(path);
   auto rows = read_label_columns(*table, path);
-  auto prob = column(*table, "predicted_boolean_probability", arrow::Type::DOUBLE, path);
-  no_nulls(prob, "predicted_boolean_probability", path);
+  const std::vector<double> prob = float_column(*table, "predicted_boolean_probability", path);
   std::vector<Prediction> out(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     out[i].row = rows[i];
-    out[i].probability = static_cast<const arrow::DoubleArray&>(*prob).Value(static_cast<int64_t>(i));
+    out[i].probability = prob[i];
     if (!(out[i].probability >= 0 && out[i].probability <= 1))
       fail("{} row {}: predicted_boolean_probability {} is not in [0, 1]", path.string(), i, out[i].probability);
   }

@@ -1,14 +1,18 @@
 // MEDS label files and prediction files.
 //
-// Labels (meds.LabelSchema): subject_id int64, prediction_time timestamp, boolean_value bool;
-// a `true_probability` float64 column (written by `chart synth`) is read when present. A label
-// path is one parquet file or a directory searched recursively for *.parquet.
-// Predictions (the meds-evaluation shape): subject_id, prediction_time, boolean_value,
-// predicted_boolean_value, predicted_boolean_probability.
+// Labels (meds.LabelSchema): subject_id int64, prediction_time timestamp, boolean_value bool.
+// A label path is one parquet file or a directory searched recursively for *.parquet.
+// The oracle (`chart synth`'s true probabilities) lives outside the label files, which MEDS
+// allows no extra column: for labels under .../labels/REST, the file or directory .../oracle/REST
+// of subject_id, prediction_time, true_probability float64.
+// Predictions (meds-evaluation's PredictionSchema): subject_id, prediction_time, boolean_value,
+// predicted_boolean_value, predicted_boolean_probability float32.
 #pragma once
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <map>
+#include <utility>
 #include <vector>
 
 namespace chart::data {
@@ -23,6 +27,14 @@ struct LabelRow {
 // Throws chart::Error naming the file (and row) on a missing column, a wrong type or a null.
 std::vector<LabelRow> read_labels(const std::filesystem::path& path);
 
+// The oracle path of a label path (see above); empty when the labels have none.
+std::filesystem::path oracle_path(const std::filesystem::path& labels);
+// (subject_id, prediction_time) -> true probability, from oracle_path(labels); empty when none.
+using Oracle = std::map<std::pair<int64_t, int64_t>, double>;
+Oracle read_oracle(const std::filesystem::path& labels);
+// Sets each row's true_probability from the oracle; returns how many rows it found.
+size_t add_true_probabilities(const Oracle& oracle, std::vector<LabelRow>& rows);
+
 struct Prediction {
   LabelRow row;
   double probability = 0;
@@ -31,7 +43,8 @@ struct Prediction {
 // Written through a temporary file and a rename. `threshold` gives predicted_boolean_value.
 void write_predictions(const std::filesystem::path& path, const std::vector<Prediction>& predictions,
                        double threshold);
-// Reads a predictions file (as written above, or by another tool in that shape).
+// Reads a predictions file (as written above, or by another tool in that shape: the probability
+// float32 or float64).
 std::vector<Prediction> read_predictions(const std::filesystem::path& path);
 
 }  // namespace chart::data

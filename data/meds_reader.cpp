@@ -13,7 +13,7 @@
 
 namespace chart::data {
 
-std::vector<MedsFile> find_meds_files(const fs::path& meds) {
+std::vector<MedsFile> find_meds_files(const fs::path& meds, bool any_folders) {
   std::vector<MedsFile> files;
   if (fs::is_regular_file(meds)) {
     files.push_back({meds, ""});
@@ -30,10 +30,11 @@ std::vector<MedsFile> find_meds_files(const fs::path& meds) {
     fs::path rel = fs::relative(e.path(), data);
     std::string first = rel.begin()->string();
     if (rel.has_parent_path()) {
-      if (std::find(split_names().begin(), split_names().end(), first) == split_names().end())
+      if (!any_folders && std::find(split_names().begin(), split_names().end(), first) == split_names().end())
         throw Error(fmt::format("{}: unknown split name '{}' (MEDS splits: train, tuning, held_out)",
                                 e.path().string(), first),
-                    "rename the folder, or move its files into one of the split folders");
+                    "rename the folder, move its files into one of the split folders, or list each "
+                    "subject's split in metadata/subject_splits.parquet");
       files.push_back({e.path(), first});
       split = true;
     } else {
@@ -42,7 +43,7 @@ std::vector<MedsFile> find_meds_files(const fs::path& meds) {
     }
   }
   if (files.empty()) fail("{} holds no .parquet files", data.string());
-  if (split && unsplit)
+  if (split && unsplit && !any_folders)
     fail("{} mixes parquet files directly under data/ with split folders", data.string());
   std::sort(files.begin(), files.end(),
             [](const MedsFile& a, const MedsFile& b) { return a.path < b.path; });

@@ -28,12 +28,14 @@ inline const std::vector<std::string>& split_names() {
 
 struct MedsFile {
   fs::path path;
-  std::string split;  // train | tuning | held_out; "" when the input has no split folders
+  std::string split;  // the folder under data/ (train | tuning | held_out); "" for files directly in data/
 };
 
 // `meds` is a MEDS root (with data/<split>/**.parquet), or a single parquet file (unsplit).
-// Files come back sorted by path. Unknown split folder names and empty datasets are errors.
-std::vector<MedsFile> find_meds_files(const fs::path& meds);
+// Files come back sorted by path. Empty datasets are errors, and so are, unless `any_folders`
+// (a subject_splits.parquet decides the splits, so folders are only nesting), folder names other
+// than the splits and flat files beside split folders.
+std::vector<MedsFile> find_meds_files(const fs::path& meds, bool any_folders = false);
 
 struct Event {
   std::string_view code;

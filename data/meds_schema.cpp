@@ -16,16 +16,20 @@ bool is_string(const arrow::DataType& t) {
   return false;
 }
 
+// A column named other than MEDS's (a prepare.*_column mapping) is required even when MEDS
+// makes the column optional: a mistyped name must not silently drop every value.
 int find(const arrow::Schema& schema, const std::string& file, const std::string& name,
          const char* meds_name, bool required) {
   int i = schema.GetFieldIndex(name);
-  if (i < 0 && required)
-    throw Error(fmt::format("{}: missing MEDS column '{}' (columns: {})", file, name,
-                            schema.ToString(false)),
-                name == meds_name ? fmt::format("if the column has another name, map it with "
-                                                "--set prepare.{}_column=NAME", meds_name)
-                                  : std::string());
-  return i;
+  if (i >= 0 || (!required && name == meds_name)) return i;
+  std::vector<std::string> names;
+  for (const auto& f : schema.fields()) names.push_back(f->name());
+  if (name != meds_name)
+    throw Error(fmt::format("{}: no column '{}' for prepare.{}_column (the file's columns: {})", file, name,
+                            meds_name, fmt::join(names, ", ")),
+                fmt::format("set prepare.{}_column to one of those columns", meds_name));
+  throw Error(fmt::format("{}: missing MEDS column '{}' (the file's columns: {})", file, name, fmt::join(names, ", ")),
+              fmt::format("if the column has another name, map it with --set prepare.{}_column=NAME", meds_name));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "core/error.h"
@@ -14,6 +15,7 @@
 #include "core/log.h"
 #include "core/sha256.h"
 #include "data/meds_reader.h"
+#include "data/subject_splits.h"
 #include "data/token_shard.h"
 #include "data/tokenizer.h"
 #include "data/vocab_builder.h"
@@ -46,6 +48,19 @@ void parallel_for(size_t n, int threads, const std::function<void(size_t)>& job)
   if (error) std::rethrow_exception(error);
 }
 
+// A subject's split from the splits file; the folder it sits in, when that names a split, must agree.
+std::string split_from_file(const SubjectSplits& splits, const MedsFile& f, int64_t subject) {
+  const std::string* split = splits.find(subject);
+  if (!split)
+    throw Error(fmt::format("{}: subject {} is not in {}", f.path.string(), subject, splits.path().string()),
+                "list every subject of data/ in metadata/subject_splits.parquet, or remove the file to "
+                "split by folder or by hash");
+  if (!f.split.empty() && f.split != *split)
+    fail("{}: subject {} is in the folder of split '{}' but in split '{}' in {}", f.path.string(), subject,
+         f.split, *split, splits.path().string());
+  return *split;
+}
+
 struct FileOutput {  // what pass 2 learned from one input file
   std::vector<int64_t> subjects;
   std::map<std::string, SplitCounts> splits;
@@ -70,17 +85,23 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
     throw Error(fmt::format("output {} already exists{}", out.string(),
                             fs::exists(out / "manifest.json") ? " and holds a complete token dataset" : ""),
                 "pass --overwrite to replace it, or choose another --out");
-  std::vector<MedsFile> files = find_meds_files(meds);
-  const bool unsplit = files.front().split.empty();
+  const std::optional<SubjectSplits> splits = SubjectSplits::read(meds);
+  std::vector<MedsFile> files = find_meds_files(meds, splits.has_value());
+  for (auto& f : files)  // with a splits file, a folder is a split only when it names one
+    if (splits && !splits->has(f.split)) f.split.clear();
+  const bool unsplit = std::all_of(files.begin(), files.end(), [](const MedsFile& f) { return f.split.empty(); });
   const TimeBins bins(cfg.time_bins);
   int threads = cfg.threads > 0 ? static_cast<int>(cfg.threads)
                                 : std::max(1u, std::thread::hardware_concurrency());
   threads = std::min<int>(threads, static_cast<int>(files.size()));
-  auto split_of = [&](const MedsFile& f, int64_t subject) {
+  auto split_of = [&](const MedsFile& f, int64_t subject) -> std::string {
+    if (splits) return split_from_file(*splits, f, subject);
     return unsplit ? hash_split(subject, cfg) : f.split;
   };
   info("prepare: {} parquet file(s) from {} ({}), {} thread(s)", files.size(), meds.string(),
-       unsplit ? "no split folders: subjects hashed into splits" : "split folders", threads);
+       splits ? "splits from " + splits->path().string()
+              : unsplit ? "no split folders: subjects hashed into splits" : "split folders",
+       threads);
 
   // Pass 1: vocabulary from the train split only.
   KeyCounter counter;
@@ -88,7 +109,7 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
   std::atomic<int64_t> rows{0}, files_done{0};
   Progress p1("prepare: vocabulary", static_cast<int64_t>(files.size()));
   parallel_for(files.size(), threads, [&](size_t i) {
-    if (!unsplit && files[i].split != "train") return;
+    if (!files[i].split.empty() && files[i].split != "train") return;
     MedsFileReader reader(files[i], cfg);
     KeyCounter local;
     Subject s;
@@ -115,6 +136,8 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
   StagingDir stage(out);
   write_file_atomic(stage.path() / "vocab.tsv", vocab_tsv);
   for (const auto& s : split_names()) fs::create_directories(stage.path() / s);
+  if (splits)
+    for (const auto& s : splits->names()) fs::create_directories(stage.path() / s);
 
   // Pass 2: tokenize every split.
   Tokenizer tokenizer(vocab, bins);
@@ -185,6 +208,10 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
   result.vocab_hash = vocab_hash;
   if (result.splits["train"].subjects == 0)
     fail("{}: no subjects in the train split; the vocabulary needs train data", meds.string());
+  for (const auto& [name, c] : result.splits)
+    if (std::find(split_names().begin(), split_names().end(), name) == split_names().end())
+      warn("prepare: split '{}' of {} ({} subjects) is kept in {}/{}/; chart's recipes use train, tuning "
+           "and held_out", name, splits->path().string(), c.subjects, out.string(), name);
 
   // The manifest: counts and a checksum of every file, written last.
   Json m;
@@ -193,6 +220,7 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
   m["vocab_hash"] = vocab_hash;
   m["vocab_size"] = vocab.size();
   m["source"] = fs::weakly_canonical(fs::absolute(meds)).string();
+  m["splits_from"] = splits ? splits->path().string() : unsplit ? "hash of subject_id" : "data/<split>/ folders";
   m["min_subjects"] = cfg.min_subjects;
   m["codes_seen"] = result.codes_seen;
   m["codes_kept"] = result.codes_kept;

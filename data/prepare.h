@@ -4,6 +4,8 @@
 //   2. every split: tokens + times into one shard per (input file, split).
 // The output directory is built under a temporary name and appears only when complete:
 //   vocab.tsv, {train,tuning,held_out}/shard_NNNNN.bin, manifest.json, prepare.yaml
+// A subject's split is metadata/subject_splits.parquet's when the dataset has one (other split
+// names are kept as their own folders), else its data/<split>/ folder's, else a hash of its id.
 #pragma once
 #include <cstdint>
 #include <filesystem>

@@ -110,10 +110,10 @@ void write_events(const std::vector<const SynthSubject*>& subjects,
   write_parquet(*table, path);
 }
 
-// A MEDS label file (subject_id, prediction_time, boolean_value) plus the generator's
-// true_probability of the label being true.
-void write_labels(const std::vector<const SynthSubject*>& subjects, size_t task,
-                  const fs::path& path) {
+// A MEDS label file (subject_id, prediction_time, boolean_value: exactly meds.LabelSchema) and,
+// at `oracle`, the generator's true_probability of each row, keyed the same way.
+void write_labels(const std::vector<const SynthSubject*>& subjects, size_t task, const fs::path& path,
+                  const fs::path& oracle) {
   arrow::Int64Builder id;
   arrow::TimestampBuilder time(arrow::timestamp(arrow::TimeUnit::MICRO), arrow::default_memory_pool());
   arrow::BooleanBuilder value;
@@ -126,13 +126,15 @@ void write_labels(const std::vector<const SynthSubject*>& subjects, size_t task,
     check(value.Append(l.value), path);
     check(prob.Append(l.probability), path);
   }
-  auto schema = arrow::schema({arrow::field("subject_id", arrow::int64(), false),
-                               arrow::field("prediction_time", arrow::timestamp(arrow::TimeUnit::MICRO), false),
-                               arrow::field("boolean_value", arrow::boolean(), false),
-                               arrow::field("true_probability", arrow::float64(), false)});
-  auto table = arrow::Table::Make(schema, {finish(id, path), finish(time, path),
-                                           finish(value, path), finish(prob, path)});
-  write_parquet(*table, path);
+  auto key_id = arrow::field("subject_id", arrow::int64(), false);
+  auto key_time = arrow::field("prediction_time", arrow::timestamp(arrow::TimeUnit::MICRO), false);
+  auto ids = finish(id, path), times = finish(time, path);
+  write_parquet(*arrow::Table::Make(arrow::schema({key_id, key_time, arrow::field("boolean_value", arrow::boolean(), false)}),
+                                    {ids, times, finish(value, path)}),
+                path);
+  write_parquet(*arrow::Table::Make(arrow::schema({key_id, key_time, arrow::field("true_probability", arrow::float64(), false)}),
+                                    {ids, times, finish(prob, oracle)}),
+                oracle);
 }
 
 struct BlockResult {
@@ -141,7 +143,8 @@ struct BlockResult {
   std::vector<int64_t> labels, positives;
 };
 
-// Subjects [begin, end) -> data/<split>/<block>.parquet and labels/<task>/<split>/<block>.parquet
+// Subjects [begin, end) -> data/<split>/<block>.parquet, labels/<task>/<split>/<block>.parquet and
+// oracle/<task>/<split>/<block>.parquet
 // (a split with no subjects in this block gets no file).
 BlockResult write_block(const SynthModel& model, const SynthOptions& o, const fs::path& root,
                         int64_t block, int64_t begin, int64_t end, std::atomic<int64_t>& done) {
@@ -169,8 +172,9 @@ BlockResult write_block(const SynthModel& model, const SynthOptions& o, const fs
     if (by_split[split].empty()) continue;
     write_events(by_split[split], model.codes(), root / "data" / kSplits[split] / name);
     for (size_t t = 0; t < tasks.size(); ++t)
-      write_labels(by_split[split], t, root / "labels" / tasks[t].name / kSplits[split] / name);
-    r.files += 1 + static_cast<int64_t>(tasks.size());
+      write_labels(by_split[split], t, root / "labels" / tasks[t].name / kSplits[split] / name,
+                   root / "oracle" / tasks[t].name / kSplits[split] / name);
+    r.files += 1 + 2 * static_cast<int64_t>(tasks.size());
   }
   return r;
 }
@@ -243,7 +247,10 @@ SynthSummary write_synth_dataset(const SynthOptions& o) {
   };
   for (const char* split : kSplits) {
     make_dir(root / "data" / split);
-    for (const auto& t : tasks) make_dir(root / "labels" / t.name / split);
+    for (const auto& t : tasks) {
+      make_dir(root / "labels" / t.name / split);
+      make_dir(root / "oracle" / t.name / split);
+    }
   }
   make_dir(root / "metadata");
 

@@ -1,7 +1,8 @@
 // `chart synth`: a synthetic MEDS 0.4 dataset with ground-truth labels (docs/synth.md).
 //   DIR/data/{train,tuning,held_out}/<block>.parquet    events, each subject in one file
 //   DIR/metadata/{codes.parquet,dataset.json,subject_splits.parquet}
-//   DIR/labels/<task>/{train,tuning,held_out}/<block>.parquet   + true_probability column
+//   DIR/labels/<task>/{train,tuning,held_out}/<block>.parquet   meds.LabelSchema exactly
+//   DIR/oracle/<task>/{train,tuning,held_out}/<block>.parquet   the same keys + true_probability
 // Subjects are generated in blocks on all cores; a block's files depend only on (seed, subjects,
 // block), so the output is the same for any number of threads.
 #pragma once

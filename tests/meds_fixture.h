@@ -59,4 +59,19 @@ inline void write_meds(const std::filesystem::path& file, const std::vector<Row>
   write_table(file, arrow::Table::Make(schema, {a, b, c, d}));
 }
 
+// metadata/subject_splits.parquet (meds.SubjectSplitSchema) of a MEDS root.
+inline void write_subject_splits(const std::filesystem::path& root,
+                                 const std::vector<std::pair<int64_t, std::string>>& splits) {
+  arrow::Int64Builder sid;
+  arrow::StringBuilder split;
+  for (const auto& [id, name] : splits) {
+    check(sid.Append(id));
+    check(split.Append(name));
+  }
+  auto schema = arrow::schema({arrow::field("subject_id", arrow::int64(), false),
+                               arrow::field("split", arrow::utf8(), false)});
+  write_table(root / "metadata" / "subject_splits.parquet",
+              arrow::Table::Make(schema, {sid.Finish().ValueOrDie(), split.Finish().ValueOrDie()}));
+}
+
 }  // namespace chart::testing

@@ -123,6 +123,26 @@ TEST(Args, RejectsWhatItDoesNotUnderstand) {
   EXPECT_THROW(c.required("--out"), UsageError);
 }
 
+// `--set KEY` without "=value" is a usage error (exit 2, as the README says), for every command
+// that takes --set; a well-formed --set of an unknown key is a config error (exit 1).
+TEST(Cli, SetWithoutEqualsIsAUsageError) {
+  Args a("train", {"configs/tiny.yaml", "--set", "model.d_model"});
+  EXPECT_THROW(a.sets(), UsageError);
+  Args b("train", {"--set", "=3"});
+  EXPECT_THROW(b.sets(), UsageError);
+  Args c("train", {"--set", "model.d_model=64", "--set=train.steps=3"});
+  EXPECT_EQ(c.sets(), (std::vector<std::string>{"model.d_model=64", "train.steps=3"}));
+  const std::string tiny = (testing::source_dir() / "configs/tiny.yaml").string();
+  std::string out;
+  for (const std::string& cmd : std::vector<std::string>{"train " + tiny, "finetune " + tiny, "eval " + tiny,
+                                                         "generate " + tiny, "prepare --meds m --out o"}) {
+    EXPECT_EQ(testing::run_chart(cmd + " --set model.d_model", &out), 2) << cmd << "\n" << out;
+    EXPECT_NE(out.find("--set 'model.d_model': expected key=value"), std::string::npos) << out;
+    EXPECT_NE(out.find("usage: chart"), std::string::npos) << out;
+  }
+  EXPECT_EQ(testing::run_chart("train " + tiny + " --set model.no_such_key=1", &out), 1) << out;
+}
+
 TEST(Format, DurationsAndCounts) {
   EXPECT_EQ(format_duration(5), "5s");
   EXPECT_EQ(format_duration(65), "1m05s");

@@ -226,6 +226,33 @@ TEST(Finetune, LearnsClearlyBetterThanChanceAndEvalWritesTheContract) {
   EXPECT_EQ(read_file(p.dir / "lora/checkpoints" / latest / "model.safetensors").find("lora"), std::string::npos);
 }
 
+// eval names the task it scores, refuses a run.dir that holds an evaluation (as finetune and
+// train refuse theirs), and refuses labels most of whose subjects the dataset lacks.
+TEST(Eval, NamesItsTaskAndRefusesAnExistingRunAndLabelsOfAnotherDataset) {
+  Pipeline p(300, 3);
+  std::string out;
+  ASSERT_EQ(testing::run_chart(p.finetune("full", p.dir / "ft", "--set train.steps=3 --set train.eval_every=0"), &out), 0) << out;
+  const fs::path ev = p.dir / "eval";
+  const std::string eval = p.eval(p.dir / "ft", p.tok, ev) + " --set task.name=death_in_record --set train.threads=2";
+  ASSERT_EQ(testing::run_chart(eval, &out), 0) << out;
+  EXPECT_NE(out.find("eval: task death_in_record: "), std::string::npos) << out;
+  const std::string before = read_file(ev / "eval.json");
+  EXPECT_EQ(testing::run_chart(eval, &out), 1) << out;
+  EXPECT_NE(out.find(ev.string() + " already holds an evaluation"), std::string::npos) << out;
+  EXPECT_NE(out.find("choose another run.dir"), std::string::npos) << out;
+  EXPECT_EQ(read_file(ev / "eval.json"), before);
+
+  // Labels of a larger synthetic dataset: its ids 1000000.. overlap ours for the first 300 only.
+  ASSERT_EQ(testing::run_chart(fmt::format("synth --out {} --subjects 1500 --seed 9", (p.dir / "other").string()), &out), 0) << out;
+  const std::string other = (p.dir / "other/labels/mortality_365d").string();
+  EXPECT_EQ(testing::run_chart(fmt::format("eval {} --set init.checkpoint={} --set task.labels={} --set run.dir={}",
+                                           config("finetune/full.yaml"), (p.dir / "ft").string(), other,
+                                           (p.dir / "eval-other").string()), &out), 1) << out;
+  EXPECT_NE(out.find(other + ": "), std::string::npos) << out;
+  EXPECT_NE(out.find("name subjects that are not in " + p.tok.string()), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(p.dir / "eval-other" / "eval.json"));
+}
+
 TEST(Generate, ZeroShotPredictionsAreScoredByEval) {
   Pipeline p(300, 20);
   std::string out;
@@ -234,6 +261,8 @@ TEST(Generate, ZeroShotPredictionsAreScoredByEval) {
                                            "--set generate.samples=4 --set generate.horizon=10y --set train.threads=2",
                                            config("tiny.yaml"), p.pretrain.string(), p.labels.string(), gen.string()), &out), 0)
       << out;
+  EXPECT_NE(out.find("generate: scoring P(an outcome code of [MEDS_DEATH] within 10y of prediction_time)"),
+            std::string::npos) << out;
   auto preds = data::read_predictions(gen / "predictions.parquet");
   ASSERT_GT(preds.size(), 20u);
   for (const auto& x : preds) {

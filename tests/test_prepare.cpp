@@ -2,12 +2,18 @@
 // rows; the vocabulary's train-only rule and privacy threshold; bad input.
 #include <gtest/gtest.h>
 
+#include <arrow/api.h>
+#include <arrow/io/file.h>
+#include <parquet/arrow/reader.h>
+
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "core/config.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "data/meds_reader.h"
 #include "data/prepare.h"
 #include "data/token_dataset.h"
@@ -172,6 +178,83 @@ TEST(Prepare, UnsplitInputIsHashedIntoSplits) {
         EXPECT_EQ(data::hash_split(shard.subject(e).subject_id, PrepareConfig{}), split);
   EXPECT_TRUE(ds.vocab().find("LAB//glucose"));
   EXPECT_FALSE(ds.vocab().cuts(*ds.vocab().find("LAB//glucose")).empty());  // the mapped column was read
+}
+
+// The subject ids of each split of a token dataset.
+std::map<std::string, std::set<int64_t>> subjects_by_split(const fs::path& tok, const std::vector<std::string>& splits) {
+  std::map<std::string, std::set<int64_t>> out;
+  const auto hash = data::vocab_hash_from_hex(data::TokenDataset::open(tok).vocab_hash());
+  for (const auto& split : splits)
+    for (const auto& e : fs::directory_iterator(tok / split)) {
+      auto shard = data::TokenShard::open(e.path(), hash);
+      for (size_t i = 0; i < shard.n_subjects(); ++i) out[split].insert(shard.subject(i).subject_id);
+    }
+  return out;
+}
+
+// A flat data/ folder (two files, one nested in a folder that names no split) and a splits file:
+// the file decides, whatever the hash would say; a split of another name is kept and reported.
+TEST(Prepare, SubjectSplitsFileDecidesTheSplits) {
+  TempDir dir;
+  std::vector<Row> a, b;
+  std::vector<std::pair<int64_t, std::string>> splits;
+  std::map<std::string, std::set<int64_t>> want;
+  for (int i = 0; i < 105; ++i) {
+    auto r = subject_rows(0, i);
+    (i < 50 ? a : b).insert((i < 50 ? a : b).end(), r.begin(), r.end());
+    const std::string split = i >= 100 ? "external" : i % 10 == 8 ? "tuning" : i % 10 == 9 ? "held_out" : "train";
+    splits.emplace_back(r[0].subject, split);
+    want[split].insert(r[0].subject);
+  }
+  testing::write_meds(dir / "meds/data/0.parquet", a);
+  testing::write_meds(dir / "meds/data/part_1/1.parquet", b);
+  testing::write_subject_splits(dir / "meds", splits);
+  std::string out;
+  ASSERT_EQ(testing::run_chart("prepare --meds " + (dir / "meds").string() + " --out " + (dir / "tok").string(), &out), 0)
+      << out;
+  EXPECT_NE(out.find("split 'external'"), std::string::npos) << out;
+  EXPECT_NE(out.find("5 subjects"), std::string::npos) << out;
+  EXPECT_EQ(subjects_by_split(dir / "tok", {"train", "tuning", "held_out", "external"}), want);
+  const Json m = read_json_file(dir / "tok" / "manifest.json");
+  EXPECT_EQ(m["splits"]["train"]["subjects"], 80);
+  EXPECT_EQ(m["splits"]["tuning"]["subjects"], 10);
+  EXPECT_EQ(m["splits"]["held_out"]["subjects"], 10);
+  EXPECT_EQ(m["splits"]["external"]["subjects"], 5);
+  EXPECT_NE(m["splits_from"].get<std::string>().find("subject_splits.parquet"), std::string::npos);
+  auto ds = data::TokenDataset::open(dir / "tok");  // the three recipe splits open as before
+  EXPECT_EQ(ds.subjects("train").size(), 80u);
+}
+
+// The MIMIC-IV demo (100 subjects, one file) as a MEDS root with an 80/10/10 splits file: the
+// dataset's split, not chart's hash (which gives 82/8/10).
+TEST(Prepare, RealMimicDemoWithASplitsFile) {
+  fs::path file = testing::source_dir() / "../shared/data/mimic-iv-demo-meds/mimic_iv_demo_meds_events.parquet";
+  if (!fs::exists(file)) GTEST_SKIP() << "../shared/data (MIMIC-IV demo) is not present in this checkout";
+  TempDir dir;
+  fs::create_directories(dir / "meds/data");
+  fs::create_symlink(fs::absolute(file), dir / "meds/data/events.parquet");
+  std::set<int64_t> ids;
+  {
+    auto in = arrow::io::ReadableFile::Open(file.string()).ValueOrDie();
+    auto reader = parquet::arrow::OpenFile(in, arrow::default_memory_pool()).ValueOrDie();
+    std::shared_ptr<arrow::Table> t;
+    ASSERT_TRUE(reader->ReadTable({reader->parquet_reader()->metadata()->schema()->ColumnIndex("subject_id")}, &t).ok());
+    for (const auto& chunk : t->column(0)->chunks())
+      for (int64_t i = 0; i < chunk->length(); ++i) ids.insert(static_cast<const arrow::Int64Array&>(*chunk).Value(i));
+  }
+  ASSERT_EQ(ids.size(), 100u);
+  std::vector<std::pair<int64_t, std::string>> splits;
+  for (int64_t id : ids) splits.emplace_back(id, splits.size() < 80 ? "train" : splits.size() < 90 ? "tuning" : "held_out");
+  testing::write_subject_splits(dir / "meds", splits);
+  std::string out;
+  ASSERT_EQ(testing::run_chart("prepare --meds " + (dir / "meds").string() + " --out " + (dir / "tok").string() +
+                                   " --set prepare.numeric_value_column=value", &out), 0) << out;
+  auto ds = data::TokenDataset::open(dir / "tok");
+  EXPECT_EQ(ds.subjects("train").size(), 80u);
+  EXPECT_EQ(ds.subjects("tuning").size(), 10u);
+  EXPECT_EQ(ds.subjects("held_out").size(), 10u);
+  auto by_split = subjects_by_split(dir / "tok", data::split_names());
+  for (const auto& [id, split] : splits) EXPECT_TRUE(by_split[split].count(id)) << id << " in " << split;
 }
 
 TEST(Prepare, RealMimicDemo) {

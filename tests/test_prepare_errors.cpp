@@ -1,5 +1,6 @@
 // chart prepare on bad input: each case exits 1 with a message naming the file and the row or
 // subject at fault, and leaves no output directory behind.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -67,6 +68,17 @@ TEST(PrepareErrors, MissingColumn) {
   testing::check(c.Append("X"));
   testing::write_table(f, arrow::Table::Make(schema, {a.Finish().ValueOrDie(), c.Finish().ValueOrDie()}));
   expect_refused(dir, {f.string(), "missing MEDS column 'time'"});
+}
+
+// A prepare.*_column mapping to a column the file lacks is an error naming the key and the
+// columns there are, even for the columns MEDS makes optional (else every value is dropped).
+TEST(PrepareErrors, MappedColumnDoesNotExist) {
+  TempDir dir;
+  good_meds(dir / "meds");
+  const std::string columns = "(the file's columns: subject_id, time, code, numeric_value)";
+  for (const char* key : {"numeric_value", "text_value", "code", "time", "subject_id"})
+    expect_refused(dir, {"/0.parquet", fmt::format("no column 'nope' for prepare.{}_column", key), columns},
+                   fmt::format("--set prepare.{}_column=nope", key));
 }
 
 TEST(PrepareErrors, WrongType) {
@@ -167,6 +179,37 @@ TEST(PrepareErrors, UnknownSplitName) {
   good_meds(dir / "meds");
   testing::write_meds(dir / "meds/data/validation/0.parquet", {{900, days(1), "A"}});
   expect_refused(dir, {"unknown split name 'validation'"});
+}
+
+// With metadata/subject_splits.parquet: a subject it does not list, and a split folder that
+// disagrees with it, are refused naming the file and the subject.
+TEST(PrepareErrors, SubjectSplitsFileDisagrees) {
+  TempDir dir;
+  good_meds(dir / "meds");  // subjects 100.. in train/, 200.. in tuning/, 300.. in held_out/
+  std::vector<std::pair<int64_t, std::string>> splits;
+  for (int s = 0; s < 3; ++s)
+    for (int i = 0; i < 12; ++i) splits.emplace_back(100 * (s + 1) + i, testing::kSplits[s]);
+  testing::write_subject_splits(dir / "meds", splits);
+  EXPECT_EQ(run_prepare(dir).rc, 0) << "folders that agree with the splits file";
+  fs::remove_all(dir / "out");
+
+  splits.pop_back();  // subject 311 unlisted
+  testing::write_subject_splits(dir / "meds", splits);
+  expect_refused(dir, {"held_out/0.parquet", "subject 311 is not in", "subject_splits.parquet"});
+
+  splits.emplace_back(311, "held_out");
+  splits[3].second = "held_out";  // subject 103 sits in train/
+  testing::write_subject_splits(dir / "meds", splits);
+  expect_refused(dir, {"train/0.parquet", "subject 103", "split 'train'", "split 'held_out'", "subject_splits.parquet"});
+
+  splits[3] = {104, "train"};  // 104 twice
+  testing::write_subject_splits(dir / "meds", splits);
+  expect_refused(dir, {"subject_splits.parquet", "subject 104 is listed twice"});
+
+  splits[3] = {103, "../elsewhere"};  // a split is a folder of the token dataset, never a path
+  testing::write_subject_splits(dir / "meds", splits);
+  expect_refused(dir, {"subject_splits.parquet row 3", "split '../elsewhere' is not a plain name"});
+  EXPECT_FALSE(fs::exists(dir / "elsewhere"));
 }
 
 TEST(PrepareErrors, OutputAlreadyComplete) {

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/sha256.h"
+#include "data/labels.h"
 #include "data/meds_reader.h"
 #include "data/meds_schema.h"
 #include "data/synth.h"
@@ -271,13 +272,22 @@ TEST_F(SynthData, LabelsMatchTheRecordedEvents) {
     for (const char* split : {"train", "tuning", "held_out"}) {
       for (const auto& file : files_under(root() / "labels" / task.name / split)) {
         auto t = read_table(file);
+        // Exactly meds.LabelSchema; the true probability is in the oracle file of the same rows.
         EXPECT_EQ(t->schema()->ToString(), "subject_id: int64 not null\nprediction_time: "
-                  "timestamp[us] not null\nboolean_value: bool not null\ntrue_probability: double not null");
+                  "timestamp[us] not null\nboolean_value: bool not null");
+        const fs::path oracle_file = root() / "oracle" / fs::relative(file, root() / "labels");
+        EXPECT_EQ(oracle_path(file), fs::absolute(oracle_file).lexically_normal());
+        auto o = read_table(oracle_file);
+        EXPECT_EQ(o->schema()->ToString(), "subject_id: int64 not null\nprediction_time: "
+                  "timestamp[us] not null\ntrue_probability: double not null");
+        ASSERT_EQ(o->num_rows(), t->num_rows()) << oracle_file;
         for (int64_t i = 0; i < t->num_rows(); ++i, ++rows) {
           const int64_t id = col<arrow::Int64Array>(*t, "subject_id").Value(i);
           const int64_t pt = col<arrow::TimestampArray>(*t, "prediction_time").Value(i);
           const bool value = col<arrow::BooleanArray>(*t, "boolean_value").Value(i);
-          const double p = col<arrow::DoubleArray>(*t, "true_probability").Value(i);
+          const double p = col<arrow::DoubleArray>(*o, "true_probability").Value(i);
+          EXPECT_EQ(col<arrow::Int64Array>(*o, "subject_id").Value(i), id);
+          EXPECT_EQ(col<arrow::TimestampArray>(*o, "prediction_time").Value(i), pt);
           EXPECT_STREQ(synth_split(id), split);
           EXPECT_TRUE(p >= 0 && p <= 1) << p;
           EXPECT_LE(pt + task.horizon, kDataEnd);
@@ -344,12 +354,12 @@ TEST(SynthDataset, TrueProbabilitiesAreCalibratedAndInformative) {
   for (const SynthTask& task : synth_tasks()) {
     std::vector<double> p;
     std::vector<bool> y;
-    for (const auto& file : files_under(dir / "meds" / "labels" / task.name)) {
-      auto t = read_table(file);
-      for (int64_t i = 0; i < t->num_rows(); ++i) {
-        p.push_back(col<arrow::DoubleArray>(*t, "true_probability").Value(i));
-        y.push_back(col<arrow::BooleanArray>(*t, "boolean_value").Value(i));
-      }
+    // Through the readers eval uses: the labels, then their oracle.
+    std::vector<LabelRow> rows = read_labels(dir / "meds" / "labels" / task.name);
+    ASSERT_EQ(add_true_probabilities(read_oracle(dir / "meds" / "labels" / task.name), rows), rows.size());
+    for (const LabelRow& r : rows) {
+      p.push_back(r.true_probability);
+      y.push_back(r.label);
     }
     std::vector<double> sorted = p;
     std::sort(sorted.begin(), sorted.end());

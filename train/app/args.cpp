@@ -77,6 +77,14 @@ std::vector<std::string> Args::all(const std::string& name) {
   return out;
 }
 
+std::vector<std::string> Args::sets() {
+  auto out = all("--set");
+  for (const auto& kv : out)
+    if (kv.find('=') == std::string::npos || kv.front() == '=')
+      throw UsageError(fmt::format("--set '{}': expected key=value, e.g. --set train.steps=100", kv));
+  return out;
+}
+
 std::optional<std::string> Args::positional() {
   for (auto& it : items_)
     if (it.name.empty() && !it.used) {
@@ -96,7 +104,7 @@ void Args::done() const {
 Config recipe_config(Args& args, const char* example) {
   auto config_path = args.positional();
   if (!config_path) throw UsageError(fmt::format("CONFIG is required (e.g. {})", example));
-  const auto sets = args.all("--set");
+  const auto sets = args.sets();
   args.done();
   return load_config(*config_path, sets);
 }

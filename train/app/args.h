@@ -24,7 +24,8 @@ class Args {
   std::string required(const std::string& name);
   int64_t integer(const std::string& name, int64_t fallback, int64_t lo, int64_t hi);
   bool flag(const std::string& name);               // "--overwrite": present or not
-  std::vector<std::string> all(const std::string& name);  // every "--set" value, in order
+  std::vector<std::string> all(const std::string& name);  // every value of a repeated option, in order
+  std::vector<std::string> sets();  // every "--set key=value"; one without "key=" is a UsageError
   std::optional<std::string> positional();          // the next positional argument
   void done() const;                                // throws UsageError on anything unread
 

@@ -10,7 +10,7 @@ int cmd_prepare(Args& args) {
   const std::string meds = args.required("--meds");
   const std::string out = args.required("--out");
   const std::string config_path = args.option("--config").value_or("");
-  const auto sets = args.all("--set");
+  const auto sets = args.sets();
   const bool overwrite = args.flag("--overwrite");
   args.done();
   Config config = load_config(config_path, sets);

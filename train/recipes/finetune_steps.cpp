@@ -148,7 +148,7 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   r->context = finetune_context(r->cfg);
   r->task = task_name(r->cfg);
   r->config_yaml = config_to_yaml(r->cfg);
-  r->examples = data::make_examples(r->ds, data::read_labels(r->cfg.task.labels));
+  r->examples = data::make_examples(r->ds, data::read_labels(r->cfg.task.labels), r->cfg.task.labels);
   r->train_counts = count(r->train_examples());
   r->tuning_counts = count(r->tuning_examples());
   const ClassCounts& ct = r->train_counts;

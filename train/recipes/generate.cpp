@@ -69,12 +69,16 @@ std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg_in) {
   r->horizon_us = data::parse_duration(g.horizon, "generate.horizon");
   r->K = g.samples;
   r->roles = token_roles(r->ds.vocab(), g);
-  auto examples = data::make_examples(r->ds, data::read_labels(r->cfg.task.labels));
+  auto examples = data::make_examples(r->ds, data::read_labels(r->cfg.task.labels), r->cfg.task.labels);
   r->examples = examples.by_split[g.split];
   if (g.max_examples > 0 && static_cast<int64_t>(r->examples.size()) > g.max_examples)
     r->examples.resize(static_cast<size_t>(g.max_examples));
   if (r->examples.empty())
     fail("{}: no label rows of subjects in the {} split of {}", r->cfg.task.labels, g.split, r->cfg.data.dir);
+  // What is scored, said up front: the labels' own definition of the outcome is not known here.
+  info("generate: scoring P(an outcome code of [{}] within {} of prediction_time) for {} label rows of the {} "
+       "split ({}), {} samples each", fmt::join(g.outcome_codes, ", "), g.horizon, r->examples.size(), g.split,
+       r->cfg.task.labels, r->K);
   r->dev = choose_device(r->cfg.train.device, r->cfg.train.precision);
   torch::manual_seed(static_cast<uint64_t>(r->cfg.train.seed));
   r->model = ClinicalTransformer(r->cfg.model, r->pre.vocab_size);
