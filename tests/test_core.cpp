@@ -1,6 +1,8 @@
 // core/: checksums, atomic files and directories, command-line options, formatting.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include <fstream>
 
 #include "core/error.h"
@@ -141,6 +143,27 @@ TEST(Cli, SetWithoutEqualsIsAUsageError) {
     EXPECT_NE(out.find("usage: chart"), std::string::npos) << out;
   }
   EXPECT_EQ(testing::run_chart("train " + tiny + " --set model.no_such_key=1", &out), 1) << out;
+}
+
+// Each command's --help lists its options, the config keys it reads with their defaults (from
+// the config's own defaults) and an example; the overview fits an 80-column terminal.
+TEST(Cli, EveryCommandsHelpListsOptionsDefaultsAndAnExample) {
+  std::string out;
+  ASSERT_EQ(testing::run_chart("--help", &out), 0);
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) EXPECT_LE(line.size(), 100u) << line;
+  for (const char* cmd : {"synth", "prepare", "train", "finetune", "eval", "generate", "export"}) {
+    ASSERT_EQ(testing::run_chart(std::string(cmd) + " --help", &out), 0) << cmd;
+    EXPECT_NE(out.find("options:"), std::string::npos) << cmd << "\n" << out;
+    EXPECT_NE(out.find("example:\n  chart " + std::string(cmd)), std::string::npos) << cmd << "\n" << out;
+  }
+  ASSERT_EQ(testing::run_chart("train --help", &out), 0);
+  EXPECT_NE(out.find("--resume fresh"), std::string::npos) << out;
+  EXPECT_NE(out.find("train.max_skipped_steps        10\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("model.attention                auto\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("generate.samples"), std::string::npos) << "train does not read generate.*";
+  ASSERT_EQ(testing::run_chart("generate --help", &out), 0);
+  EXPECT_NE(out.find("generate.samples               20\n"), std::string::npos) << out;
 }
 
 TEST(Format, DurationsAndCounts) {

@@ -12,43 +12,77 @@
 #include "kernels/kernels.h"
 #include "train/app/args.h"
 #include "train/app/commands.h"
+#include "train/app/help.h"
 
 namespace chart {
 namespace {
 
 struct Command {
-  const char* name;
-  const char* usage;    // arguments after the name
-  const char* summary;  // one line for `chart --help`
-  std::function<int(Args&)> run;  // empty: not built yet
+  CommandHelp help;
+  std::function<int(Args&)> run;
 };
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
-      {"synth", "--out DIR [--subjects N] [--seed S] [--overwrite]",
-       "write a synthetic MEDS dataset with ground-truth labels", cmd_synth},
-      {"prepare", "--meds DIR --out DIR [--config F] [--set k=v]... [--overwrite]",
-       "tokenize a MEDS dataset into a token dataset", cmd_prepare},
-      {"train", "CONFIG [--set k=v]... [--resume auto|fresh|PATH]", "pretrain (1 or N ranks)", cmd_train},
-      {"finetune", "CONFIG [--set k=v]...", "fine-tune on MEDS labels", cmd_finetune},
-      {"eval", "CONFIG [--set k=v]...", "metrics, predictions and a report", cmd_eval},
-      {"generate", "CONFIG [--set k=v]...", "zero-shot risk by sampling future timelines", cmd_generate},
-      {"export", "--checkpoint PATH --out DIR [--format hf] [--drop-time-features] [--vocab F] [--overwrite]",
-       "export a checkpoint for Hugging Face transformers", cmd_export},
+      {{"synth", "--out DIR [--subjects N] [--seed S] [--overwrite]",
+        "write a synthetic MEDS dataset with ground-truth labels",
+        "--out DIR\tthe MEDS dataset to write (data/, metadata/, labels/, oracle/)\n"
+        "--subjects N\tsubjects to simulate (default 1000)\n--seed S\tdefault 0\n"
+        "--overwrite\treplace DIR if it holds an earlier dataset",
+        {}, "chart synth --out out/meds --subjects 2000 --seed 1"},
+       cmd_synth},
+      {{"prepare", "--meds DIR --out DIR [--config F] [--set k=v]... [--overwrite]",
+        "tokenize a MEDS dataset into a token dataset",
+        "--meds DIR\ta MEDS root (data/, metadata/) or MEDS-like files with a column mapping\n"
+        "--out DIR\tthe token dataset to write\n--config F\ta YAML file with prepare.* keys\n"
+        "--set KEY=VALUE\toverride one config key (repeatable)\n--overwrite\treplace DIR if it holds a dataset",
+        {"prepare"}, "chart prepare --meds out/meds --out out/tokens --set prepare.min_subjects=20"},
+       cmd_prepare},
+      {{"train", "CONFIG [--set k=v]... [--resume auto|fresh|PATH]", "pretrain (1 or N ranks)",
+        "CONFIG\ta YAML config (configs/tiny.yaml, configs/base.yaml, ...)\n"
+        "--set KEY=VALUE\toverride one config key (repeatable)\n"
+        "--resume auto\tcontinue from the newest checkpoint that verifies (none: start)\n"
+        "--resume fresh\tstart over; the earlier run's files move to run.dir/abandoned-<time>/\n"
+        "--resume PATH\tcontinue from that checkpoint",
+        {"data", "run", "model", "train", "init", "dist"},
+        "chart train configs/tiny.yaml --set data.dir=out/tokens --set run.dir=runs/tiny --resume auto"},
+       cmd_train},
+      {{"finetune", "CONFIG [--set k=v]...", "fine-tune on MEDS labels",
+        "CONFIG\ta recipe (configs/finetune/full.yaml, lora.yaml, probe.yaml)\n"
+        "--set KEY=VALUE\toverride one config key (repeatable)",
+        {"data", "run", "init", "task", "finetune", "train"},
+        "chart finetune configs/finetune/full.yaml --set init.checkpoint=runs/tiny "
+        "--set task.labels=out/meds/labels/mortality_365d --set run.dir=runs/ft"},
+       cmd_finetune},
+      {{"eval", "CONFIG [--set k=v]...", "metrics, predictions and a report",
+        "CONFIG\tthe recipe's config\n--set KEY=VALUE\toverride one config key (repeatable)",
+        {"data", "run", "init", "task", "eval"},
+        "chart eval configs/finetune/full.yaml --set init.checkpoint=runs/ft "
+        "--set task.labels=out/meds/labels/mortality_365d --set run.dir=runs/eval"},
+       cmd_eval},
+      {{"generate", "CONFIG [--set k=v]...", "zero-shot risk by sampling future timelines",
+        "CONFIG\tthe pretraining config\n--set KEY=VALUE\toverride one config key (repeatable)",
+        {"data", "run", "init", "task", "generate"},
+        "chart generate configs/tiny.yaml --set init.checkpoint=runs/tiny "
+        "--set task.labels=out/meds/labels/mortality_365d --set run.dir=runs/gen"},
+       cmd_generate},
+      {{"export", "--checkpoint PATH --out DIR [--format hf] [--drop-time-features] [--vocab F] [--overwrite]",
+        "export a checkpoint for Hugging Face transformers",
+        "--checkpoint PATH\ta checkpoint or run directory\n--out DIR\tthe export to write\n"
+        "--format hf\tthe only format (a Llama transformers loads)\n"
+        "--drop-time-features\texport a model with time features without them (lossy)\n"
+        "--vocab F\tthe vocabulary file (default: the checkpoint's dataset's)\n"
+        "--overwrite\treplace DIR if it holds an export",
+        {}, "chart export --checkpoint runs/tiny --out out/hf"},
+       cmd_export},
   };
   return table;
 }
 
-void print_help(FILE* out) {
-  std::fprintf(out,
-               "chart: pretrain and fine-tune transformers on longitudinal patient timelines (MEDS)\n\n"
-               "usage: chart <command> [options]      chart <command> --help\n\ncommands:\n");
-  for (const auto& c : commands())
-    std::fprintf(out, "  %-9s %-46s %s%s\n", c.name, c.usage, c.summary,
-                 c.run ? "" : " [not built yet]");
-  std::fprintf(out,
-               "\nConfig keys are documented in configs/README.md; --set a.b=value overrides one.\n"
-               "Exit status: 0 success, 1 failure (cause on stderr), 2 usage error or command not built.\n");
+std::vector<CommandHelp> command_help() {
+  std::vector<CommandHelp> out;
+  for (const auto& c : commands()) out.push_back(c.help);
+  return out;
 }
 
 void print_version() {
@@ -62,7 +96,7 @@ void print_version() {
 int cli_main(int argc, char** argv) {
   std::vector<std::string> argv_s(argv + 1, argv + argc);
   if (argv_s.empty() || argv_s[0] == "--help" || argv_s[0] == "-h" || argv_s[0] == "help") {
-    print_help(argv_s.empty() ? stderr : stdout);
+    print_overview(argv_s.empty() ? stderr : stdout, command_help());
     return argv_s.empty() ? 2 : 0;
   }
   if (argv_s[0] == "--version") {
@@ -71,7 +105,7 @@ int cli_main(int argc, char** argv) {
   }
   const Command* cmd = nullptr;
   for (const auto& c : commands())
-    if (argv_s[0] == c.name) cmd = &c;
+    if (argv_s[0] == c.help.name) cmd = &c;
   if (!cmd) {
     std::fprintf(stderr, "chart: unknown command '%s'\n---> HINT: chart --help lists the commands\n",
                  argv_s[0].c_str());
@@ -80,26 +114,23 @@ int cli_main(int argc, char** argv) {
   std::vector<std::string> rest(argv_s.begin() + 1, argv_s.end());
   for (const auto& a : rest)
     if (a == "--help" || a == "-h") {
-      std::printf("usage: chart %s %s\n  %s\n", cmd->name, cmd->usage, cmd->summary);
+      print_command_help(stdout, cmd->help);
       return 0;
     }
-  if (!cmd->run) {
-    std::fprintf(stderr, "chart: '%s' is not built yet in this version of chart\n", cmd->name);
-    return 2;
-  }
+  const char* name = cmd->help.name;
   try {
-    Args args(cmd->name, rest);
+    Args args(name, rest);
     return cmd->run(args);
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "chart %s: %s\nusage: chart %s %s\n", cmd->name, e.what(), cmd->name,
-                 cmd->usage);
+    std::fprintf(stderr, "chart %s: %s\nusage: chart %s %s\n(chart %s --help lists the options)\n", name, e.what(),
+                 name, cmd->help.usage, name);
     return 2;
   } catch (const Error& e) {
-    log_line(fmt::format("chart {}: error: {}", cmd->name, e.what()));
+    log_line(fmt::format("chart {}: error: {}", name, e.what()));
     if (!e.hint().empty()) log_line("---> HINT: " + e.hint());
     return 1;
   } catch (const std::exception& e) {
-    log_line(fmt::format("chart {}: internal error: {}", cmd->name, e.what()));
+    log_line(fmt::format("chart {}: internal error: {}", name, e.what()));
     return 1;
   }
 }
