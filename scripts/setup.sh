@@ -52,4 +52,6 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 say "building $build/chart"
 cmake --build "$build" -j "$(nproc)"
-say "done: $build/chart"
+# `source .venv/bin/activate` then puts chart beside torchrun and tensorboard on PATH.
+if [ -z "${CHART_PYTHON:-}" ] && [ "$build" = build ]; then ln -sfn "$root/build/chart" "$root/.venv/bin/chart"; fi
+say "done: $build/chart (source .venv/bin/activate for chart, torchrun and tensorboard on PATH)"
