@@ -9,9 +9,11 @@ forward on that batch (tests/test_export.cpp writes it). The script
      is missing, unexpected or of the wrong shape;
   2. runs it on (tokens, attention_mask=mask) with positions 0.. and compares the logits at the
      real tokens with chart's: max abs diff < tol;
-  3. with --checkpoint, also loads the checkpoint with scripts/reference_model.py (the lossless
+  3. loads its tokenizer with AutoTokenizer: every token of vocab.json has chart's id, pad/bos/unk
+     are 0/1/2, and whitespace-joined tokens encode to their ids;
+  4. with --checkpoint, also loads the checkpoint with scripts/reference_model.py (the lossless
      path, time features included) and compares its logits the same way;
-  4. with --resave DIR, writes the loaded model with save_pretrained (what a researcher does after
+  5. with --resave DIR, writes the loaded model with save_pretrained (what a researcher does after
      changing it in Python), for chart to import back.
 Prints one line per check with the measured difference; exits 0 when all pass, 1 otherwise.
 """
@@ -26,6 +28,23 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def check_tokenizer(export_dir, failures):
+    """AutoTokenizer gives chart's ids: every token of vocab.json, special tokens, and text."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(export_dir)
+    vocab = json.load(open(os.path.join(export_dir, "vocab.json")))
+    wrong = [t for t, i in vocab.items() if tok.convert_tokens_to_ids(t) != i]
+    plain = [t for t in vocab if " " not in t][3:13]
+    encoded = tok(" ".join(plain))["input_ids"]
+    specials = (tok.pad_token_id, tok.bos_token_id, tok.unk_token_id)
+    ok = not wrong and encoded == [vocab[t] for t in plain] and specials == (0, 1, 2) and len(tok) == len(vocab)
+    print(f"{'ok  ' if ok else 'FAIL'} AutoTokenizer ({type(tok).__name__}): {len(tok)} tokens, "
+          f"{len(wrong)} with another id, pad/bos/unk {specials}, text of 10 tokens -> {encoded[:4]}...")
+    if not ok:
+        failures.append("tokenizer")
 
 
 def main():
@@ -73,6 +92,8 @@ def main():
         positions = torch.arange(tokens.size(1)).expand_as(tokens)
         out = model(input_ids=tokens, attention_mask=mask, position_ids=positions)
     compare(f"transformers {type(model).__name__} vs chart", out.logits)
+
+    check_tokenizer(args.export_dir, failures)
 
     if args.checkpoint:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

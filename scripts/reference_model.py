@@ -44,8 +44,12 @@ class ModelConfig:  # the model.* keys of core/config.h, with its defaults
     time_head: bool = False
     dropout: float = 0.0
 
+    # How chart runs attention (its kernels or its reference), not what the model computes.
+    RUNTIME_KEYS = ("attention", "attention_check")
+
     @classmethod
     def from_dict(cls, d):
+        d = {k: v for k, v in d.items() if k not in cls.RUNTIME_KEYS}
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise SystemExit(f"reference_model: unknown model keys {sorted(unknown)}")

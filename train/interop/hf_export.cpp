@@ -12,6 +12,7 @@
 #include "model/safetensors.h"
 #include "train/checkpoint/model_card.h"
 #include "train/interop/hf_names.h"
+#include "train/interop/hf_tokenizer.h"
 #include "train/interop/load_pretrained.h"
 
 namespace chart {
@@ -107,6 +108,7 @@ HfExportResult export_hf(const std::string& checkpoint, const fs::path& out, con
   Json vocab_json = Json::object();
   for (uint32_t id = 0; id < v.size(); ++id) vocab_json[v.token(id)] = id;
   write_file_atomic(stage.path() / "vocab.json", dump_json(vocab_json));
+  write_hf_tokenizer(stage.path(), v, m.context);
 
   // config.json: LlamaConfig's fields, then chart's own under "chart".
   const int64_t head_dim = m.d_model / m.n_heads;

@@ -7,6 +7,8 @@
 //   model.safetensors        weights under Llama's names (metadata format=pt)
 //   vocab.tsv, vocab.json    chart's vocabulary file (its SHA-256 is the vocabulary hash) and a
 //                            plain {token: id} map for Python
+//   tokenizer.json, tokenizer_config.json, special_tokens_map.json   what AutoTokenizer loads
+//                            (train/interop/hf_tokenizer.h)
 //   chart_config.yaml        chart's resolved config, verbatim (what import reads)
 //   chart_extra.safetensors  only with --drop-time-features: the dropped tensors, so that chart
 //                            itself can still import the export losslessly
