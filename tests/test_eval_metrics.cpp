@@ -12,6 +12,7 @@
 #include "tests/test_util.h"
 #include "train/validation/binary_metrics.h"
 #include "train/report/eval_report.h"
+#include "train/recipes/eval.h"
 #include "train/report/loss_curves.h"
 
 namespace chart {
@@ -294,6 +295,19 @@ TEST(Report, LossCurvesFromMetricsJsonl) {
   EXPECT_NE(loss.find("<polyline"), std::string::npos);
   EXPECT_NE(html.find("3 lines skipped"), std::string::npos);
   EXPECT_NE(html.find(">no metrics<"), std::string::npos);  // the empty run
+}
+
+// Metrics resting on a handful of patients are shown, with a warning that says so.
+TEST(Report, FewPositivesOrNegativesGetAWarningInTheReport) {
+  EXPECT_EQ(few_cases_warning(185, 40), "");
+  const std::string two = few_cases_warning(185, 2);
+  EXPECT_NE(two.find("only 2 of the 185 rows are positive"), std::string::npos) << two;
+  EXPECT_NE(few_cases_warning(50, 45).find("only 5 of the 50 rows are negative"), std::string::npos);
+  ReportInputs in;
+  in.title = "t";
+  in.warnings.push_back(two);
+  const std::string html = render_report_html(in);
+  EXPECT_NE(html.find("<p class=\"warning\"><b>Warning:</b> only 2 of the 185 rows are positive"), std::string::npos);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <thread>
@@ -161,6 +162,14 @@ void add_metrics(const std::vector<data::Prediction>& preds, const Config& cfg, 
 
 }  // namespace
 
+std::string few_cases_warning(int64_t n, int64_t n_positive) {
+  const int64_t fewer = std::min(n_positive, n - n_positive);
+  if (fewer >= kFewCases) return "";
+  return fmt::format("only {} of the {} rows are {}: every metric rests on {} patient(s), the intervals are wide and "
+                     "a single row moves them; evaluate on more subjects or a more frequent outcome",
+                     fewer, n, fewer == n_positive ? "positive" : "negative", fewer);
+}
+
 int run_eval(const Config& cfg_in) {
   Config cfg = cfg_in;
   const auto& ec = cfg.eval;
@@ -177,6 +186,10 @@ int run_eval(const Config& cfg_in) {
   if (preds.empty()) fail("nothing to evaluate: no predictions");
 
   add_metrics(preds, cfg, report);
+  if (const std::string w = few_cases_warning(report.model.point.n, report.model.point.n_pos); !w.empty()) {
+    warn("eval: {}", w);
+    report.warnings.push_back(w);
+  }
   report.title = fmt::format("chart eval: {} ({} split)", task, ec.predictions.empty() ? ec.split : "given");
   report.facts.insert(report.facts.begin(), {"task", task});
   report.facts.emplace_back("date", now_utc());
@@ -197,6 +210,8 @@ int run_eval(const Config& cfg_in) {
   ev["brier"] = m.brier;
   ev["ece"] = m.ece;
   ev["n"] = m.n;
+  ev["n_positive"] = m.n_pos;
+  ev["warnings"] = report.warnings;
   const std::string json = dump_json(ev);
   write_file_atomic(out / "eval.json", json);
   if (!evaluated.empty() && fs::exists(evaluated / "model_card.json"))  // the card, with this evaluation

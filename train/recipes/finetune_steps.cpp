@@ -13,6 +13,7 @@
 #include "train/checkpoint/model_card.h"
 #include "train/interop/load_pretrained.h"
 #include "train/pretrain/optimizer.h"
+#include "train/recipes/eval.h"
 #include "train/recipes/finetune_run.h"
 #include "train/recipes/predict.h"
 #include "train/validation/binary_metrics.h"
@@ -160,6 +161,10 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   if (!r->can_tune)
     warn("finetune: no early stopping ({} tuning rows, {} positive; train.eval_every {})", cu.n, cu.positives,
          r->cfg.train.eval_every);
+  for (const auto& [split, c] : {std::pair{"train", ct}, {"tuning", cu}})
+    if (const std::string w = few_cases_warning(c.n, c.positives); !w.empty() && c.positives > 0)
+      warn("finetune: {} split: {}{}", split, w,
+           std::string(split) == "tuning" && r->can_tune ? "; early stopping picks its step on them" : "");
   r->dev = choose_device(r->cfg.train.device, r->cfg.train.precision);
   return r;
 }

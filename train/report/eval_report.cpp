@@ -110,6 +110,7 @@ h1{font-size:22px;margin-bottom:8px}h2{font-size:17px;margin-top:28px;border-bot
 table{border-collapse:collapse;font-size:14px}th,td{padding:4px 10px;border-bottom:1px solid #e4e4e4;text-align:left}
 table.metrics td{text-align:right;font-variant-numeric:tabular-nums}table.metrics td:first-child{text-align:left}
 table.facts th{color:#555;font-weight:600}.note{color:#666;font-size:13px}
+.warning{background:#fff4e5;border-left:4px solid #e8a33d;padding:8px 12px;margin:12px 0;font-size:14px}
 .plots{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;width:440px}
 figcaption{font-size:13px;color:#333;margin-top:4px;line-height:1.4}
 svg text{font-family:Helvetica,Arial,sans-serif;font-size:11px;fill:#333}svg text.title{font-size:14px;font-weight:600;fill:#111}
@@ -124,6 +125,7 @@ std::string render_report_html(const ReportInputs& in) {
                   html_escape(in.title) + "</h1>\n<table class=\"facts\">\n";
   for (const auto& [k, v] : in.facts) h += "<tr><th>" + html_escape(k) + "</th><td>" + html_escape(v) + "</td></tr>\n";
   h += "</table>\n";
+  for (const auto& w : in.warnings) h += "<p class=\"warning\"><b>Warning:</b> " + html_escape(w) + "</p>\n";
 
   h += "<h2>Metrics</h2>\n<table class=\"metrics\">\n<tr><th></th><th>AUROC</th><th>AUPRC</th><th>Brier</th>"
        "<th>ECE</th><th>n</th><th>n positive</th><th>prevalence</th></tr>\n";

@@ -32,6 +32,7 @@ struct ReportInputs {
   std::vector<Series> roc, pr;              // model first, then the oracle if any
   std::vector<CalibrationBin> calibration;  // the model's reliability diagram
   std::vector<LossRun> loss_runs;
+  std::vector<std::string> warnings;        // shown above the metrics, e.g. too few positives
 };
 
 // The whole report as one HTML document; pure apart from reading the loss runs' files.
