@@ -3,11 +3,11 @@
 #include <yaml-cpp/yaml.h>
 
 #include <map>
-#include <set>
 
 #include "core/error.h"
 #include "model/safetensors.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/optimizer_state.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -34,12 +34,9 @@ void load_weights(const fs::path& file, torch::nn::Module& model) {
 }
 
 TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, torch::optim::AdamW* optimizer,
-                             int rank) {
+                             int rank, const Zero1* zero) {
   load_weights(dir / "model.safetensors", *model);
   if (optimizer) {
-    std::set<const void*> held;
-    for (const auto& g : optimizer->param_groups())
-      for (const auto& p : g.params()) held.insert(p.unsafeGetTensorImpl());
     std::map<std::string, torch::Tensor> moments;  // the union of every rank's optimizer file
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string f = e.path().filename().string();
@@ -50,17 +47,7 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
         moments.merge(part.tensors);
       }
     }
-    for (const auto& p : model->named_parameters()) {
-      auto a = moments.find("exp_avg/" + p.key());
-      if (a == moments.end() || !held.count(p.value().unsafeGetTensorImpl())) continue;  // before the first step
-      auto state = std::make_unique<torch::optim::AdamWParamState>();
-      if (!moments.count("step/" + p.key()) || !moments.count("exp_avg_sq/" + p.key()))
-        fail("checkpoint {}: incomplete AdamW state for '{}'", dir.string(), p.key());
-      state->step(moments.at("step/" + p.key()).item<int64_t>());
-      state->exp_avg(a->second.to(p.value().device()).clone());
-      state->exp_avg_sq(moments.at("exp_avg_sq/" + p.key()).to(p.value().device()).clone());
-      optimizer->state()[p.value().unsafeGetTensorImpl()] = std::move(state);
-    }
+    restore_moments(moment_slots(model, zero), *optimizer, moments, "checkpoint " + dir.string());
   }
   // A rank the checkpoint has no RNG for (more ranks than saved it) keeps its own seeding.
   const fs::path rng_file = dir / (rank == 0 ? "rng.safetensors" : "rng.rank" + std::to_string(rank) + ".safetensors");

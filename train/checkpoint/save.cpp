@@ -7,6 +7,7 @@
 #include "core/sha256.h"
 #include "model/safetensors.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/optimizer_state.h"
 #include "train/distributed/dist.h"
 
 namespace chart {
@@ -44,23 +45,17 @@ void prune_checkpoints(const fs::path& ckpt_dir, int64_t newest, int64_t keep_la
 
 fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml, ClinicalTransformer& model,
                          torch::optim::AdamW& optimizer, const TrainerState& state, int64_t keep_last, Dist* dist,
-                         ModelCard card) {
+                         ModelCard card, const Zero1* zero) {
   const fs::path ckpt_dir = run_dir / "checkpoints";
   fs::create_directories(ckpt_dir);
   const std::string name = "step_" + std::to_string(state.step);
   const bool multi = dist && dist->active();
   const int rank = multi ? dist->rank() : 0;
 
-  NamedTensors weights, moments;  // moments of the parameters this rank's optimizer holds
-  for (const auto& p : model->named_parameters()) {
-    weights.emplace_back(p.key(), p.value());
-    auto it = optimizer.state().find(p.value().unsafeGetTensorImpl());
-    if (it == optimizer.state().end()) continue;  // no step taken yet, or another rank's (ZeRO-1)
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-    moments.emplace_back("exp_avg/" + p.key(), s.exp_avg());
-    moments.emplace_back("exp_avg_sq/" + p.key(), s.exp_avg_sq());
-    moments.emplace_back("step/" + p.key(), torch::tensor(s.step(), torch::kInt64));
-  }
+  NamedTensors weights;
+  for (const auto& p : model->named_parameters()) weights.emplace_back(p.key(), p.value());
+  // The moments this rank's optimizer holds (ZeRO-1: of its pieces, by element range).
+  const NamedTensors moments = moment_tensors(moment_slots(model, zero), optimizer);
   require_finite(weights, fmt::format("checkpoint {} (not written)", name));
   require_finite(moments, fmt::format("checkpoint {} (not written): optimizer", name));
   NamedTensors rng = {{"cpu", at::detail::getDefaultCPUGenerator().get_state()}};

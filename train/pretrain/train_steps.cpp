@@ -104,7 +104,9 @@ void sync_gradients(TrainRun& r) {
 
 double clip_gradients(TrainRun& r) {
   const double clip = r.cfg.train.grad_clip;
-  return torch::nn::utils::clip_grad_norm_(r.params, clip > 0 ? clip : std::numeric_limits<double>::infinity());
+  const double max_norm = clip > 0 ? clip : std::numeric_limits<double>::infinity();
+  if (r.zero) return r.zero->clip_gradients(max_norm);  // the summed gradient lives only in the shards
+  return torch::nn::utils::clip_grad_norm_(r.params, max_norm);
 }
 
 bool step_is_finite(const TrainRun& r, const StepLoss& loss, double grad_norm) {
@@ -144,7 +146,7 @@ void skip_step(TrainRun& r, const StepLoss& loss, double grad_norm) {
 void optimizer_step(TrainRun& r, const StepTotals& totals) {
   r.skipped_in_a_row = 0;
   r.optimizer->step();
-  if (r.dist.zero1()) gather_parameters(r.dist, r.params, r.owner);
+  if (r.zero) r.zero->gather_parameters();
   ++r.st.step;
   ++r.interval.steps;
   r.st.tokens_seen += static_cast<int64_t>(totals.targets);  // tokens actually learned from, all ranks
@@ -218,7 +220,8 @@ void checkpoint(TrainRun& r) {
     fail("train: {} is no longer this run's (another process took it over while this one was stalled "
          "past {} s): not writing step_{}",
          r.lock->path().string(), RunLock::kStaleAfter.count(), r.st.step);
-  save_checkpoint(r.run_dir, r.config_yaml, r.model, *r.optimizer, r.st, r.cfg.train.keep_last, &r.dist, r.card);
+  save_checkpoint(r.run_dir, r.config_yaml, r.model, *r.optimizer, r.st, r.cfg.train.keep_last, &r.dist, r.card,
+                  r.zero.get());
   r.last_saved = r.st.step;
 }
 
@@ -249,11 +252,15 @@ void stop_for_lost_metrics(TrainRun& r) {
 }
 
 void finish_run(TrainRun& r) {
+  if (r.zero)  // every rank: each holds its own share (docs/scaling.md measures it)
+    info("dist: rank {} holds {} bytes of optimizer state ({} of the {} parameters' elements)", r.dist.rank(),
+         optimizer_state_bytes(*r.optimizer), r.zero->layout().shard_numel, r.model->parameter_count());
   if (!r.main()) return;
   if (r.grad_sync)
     info("dist: in the last step, {} of {} gradient bucket(s) started their all-reduce during backward; "
-         "{} bucket all-reduces in {} steps of {} micro-batches",
+         "{} bucket {} in {} steps of {} micro-batches",
          r.grad_sync->started_in_backward(), r.grad_sync->bucket_count(), r.grad_sync->all_reduces(),
+         r.zero ? "reduce-scatters" : "all-reduces",
          r.st.step - r.first_step, r.cfg.train.grad_accum);
   r.progress->finish(fmt::format("{} tokens", r.st.tokens_seen));
   info("train: done; checkpoint {}", (r.run_dir / "checkpoints" / ("step_" + std::to_string(r.st.step))).string());
