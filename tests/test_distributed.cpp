@@ -21,7 +21,12 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "data/prepare.h"
+#include "data/token_dataset.h"
 #include "model/safetensors.h"
+#include "model/transformer.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/optimizer_state.h"
+#include "train/distributed/flat_layout.h"
 #include "tests/token_fixture.h"
 #include "tests/test_util.h"
 #include "train/distributed/dist.h"
@@ -160,6 +165,58 @@ void expect_shards_tile_moments(const fs::path& ckpt, int world, const fs::path&
   for (int64_t e : per_rank) EXPECT_NEAR(double(e), double(total) / world, 0.01 * total / world);
   EXPECT_LT(worst, 1e-6);
   std::printf("ZeRO-1 shards vs whole moments: differ by at most %.3g\n", worst);
+}
+
+// kind ("exp_avg" or "exp_avg_sq") / parameter name -> the flattened moments, assembled from the
+// optimizer files of checkpoint `ckpt` written by `world` ranks (ZeRO-1 pieces or whole tensors).
+std::map<std::string, torch::Tensor> union_of_moments(const fs::path& ckpt, int world) {
+  std::map<std::string, torch::Tensor> out;
+  for (int r = 0; r < world; ++r) {
+    const fs::path f = ckpt / (r == 0 ? "optimizer.safetensors" : fmt::format("optimizer.rank{}.safetensors", r));
+    for (const auto& [key, t] : load_safetensors(f).tensors) {
+      if (key.rfind("step/", 0) == 0) continue;
+      const size_t at = key.rfind('@');
+      if (at == std::string::npos) {
+        out[key] = t.reshape({-1}).clone();
+        continue;
+      }
+      long long b = 0, e = 0;
+      std::sscanf(key.c_str() + at + 1, "%lld-%lld", &b, &e);
+      auto& whole = out[key.substr(0, at)];
+      if (!whole.defined()) whole = torch::full({0}, 0.0f);
+      if (whole.numel() < e) whole = torch::cat({whole, torch::full({e - whole.numel()}, NAN)});
+      whole.narrow(0, b, e - b).copy_(t);
+    }
+  }
+  return out;
+}
+
+// Loads checkpoint `ckpt`'s moments as each rank of a ZeRO-1 run on `world` ranks would (its
+// own pieces only, through the same code as chart train) and compares each piece with `expected`.
+void expect_reshard_loads(const fs::path& ckpt, const Config& cfg, int64_t vocab, int world,
+                          const std::map<std::string, torch::Tensor>& expected) {
+  ClinicalTransformer model(cfg.model, vocab);
+  std::vector<torch::Tensor> params = model->parameters();
+  const FlatLayout layout = make_flat_layout(params, bucket_capacity(cfg.dist), world);
+  int64_t loaded = 0;
+  for (int r = 0; r < world; ++r) {
+    std::vector<ShardPiece> pieces = layout.pieces(r);
+    std::vector<torch::Tensor> views;
+    for (const auto& p : pieces) views.push_back(params[p.param].detach().view({-1}).narrow(0, p.begin, p.end - p.begin));
+    torch::optim::AdamW opt(views);
+    const auto slots = moment_slots(model, pieces, views);
+    load_moments(ckpt, slots, opt);
+    for (const auto& s : slots) {
+      auto& st = static_cast<torch::optim::AdamWParamState&>(*opt.state().at(s.tensor.unsafeGetTensorImpl()));
+      EXPECT_TRUE(torch::equal(st.exp_avg(), expected.at("exp_avg/" + s.name).narrow(0, s.begin, s.end - s.begin)))
+          << s.key("exp_avg") << " on rank " << r << " of " << world;
+      EXPECT_TRUE(torch::equal(st.exp_avg_sq(), expected.at("exp_avg_sq/" + s.name).narrow(0, s.begin, s.end - s.begin)))
+          << s.key("exp_avg_sq") << " on rank " << r << " of " << world;
+      EXPECT_EQ(st.step(), 3);
+      loaded += s.end - s.begin;
+    }
+  }
+  EXPECT_EQ(loaded, model->parameter_count());
 }
 
 void expect_same_losses(const fs::path& a, const fs::path& b, double tol) {
@@ -304,6 +361,64 @@ TEST(Distributed, Zero1OptimizerStateIsOneNthPerRank) {
   std::printf("optimizer-state bytes per rank: 1 rank %s; 2 ranks %s; 4 ranks %s\n",
               fmt::format("{}", fmt::join(bytes[1], ", ")).c_str(), fmt::format("{}", fmt::join(bytes[2], ", ")).c_str(),
               fmt::format("{}", fmt::join(bytes[4], ", ")).c_str());
+}
+
+// A 2-rank ZeRO-1 checkpoint resumes on 1 and on 4 ranks: each rank reads only its own pieces
+// (moments equal to the 2 ranks' union), and the runs continue to the 2-rank run's weights and
+// moments. A whole-tensor (older, or unsharded) optimizer file loads into shards too.
+TEST(Distributed, Zero1CheckpointsReshardOnLoad) {
+  TempDir dir;
+  const fs::path tok = make_tokens(dir);
+  const std::string zero = " --set dist.zero1=true";
+  std::string logs;
+  ASSERT_EQ(run_ranks(2, train_args(tok, dir / "z2", "--set train.batch_size=4" + zero), dir / "z2", &logs),
+            (std::vector<int>{0, 0})) << logs;
+  const fs::path step3 = dir / "z2/checkpoints/step_3";
+  Config cfg = load_config((testing::source_dir() / "configs/tiny.yaml").string(), {"dist.bucket_mb=0.05"});
+  const int64_t vocab = static_cast<int64_t>(data::TokenDataset::open(tok).vocab().size());
+  const auto saved = union_of_moments(step3, 2);
+  for (int world : {1, 4}) expect_reshard_loads(step3, cfg, vocab, world, saved);
+
+  // The same moments as one whole-tensor file (what unsharded runs and older chart wrote).
+  {
+    const fs::path old = dir / "old";
+    fs::create_directories(old);
+    NamedTensors whole;
+    ClinicalTransformer model(cfg.model, vocab);
+    for (const auto& p : model->named_parameters()) {
+      for (const char* kind : {"exp_avg", "exp_avg_sq"})
+        whole.emplace_back(fmt::format("{}/{}", kind, p.key()), saved.at(fmt::format("{}/{}", kind, p.key())).view(p.value().sizes()));
+      whole.emplace_back("step/" + p.key(), torch::tensor(int64_t{3}));
+    }
+    save_safetensors(old / "optimizer.safetensors", whole);
+    expect_reshard_loads(old, cfg, vocab, 4, saved);
+  }
+
+  // Resumed on 4 ranks x 2 windows and on 1 rank x 8 (the same global batch): the same run.
+  ASSERT_EQ(run_ranks(4, train_args(tok, dir / "z4", "--set train.batch_size=2 --resume " + step3.string() + zero),
+                      dir / "z4", &logs),
+            std::vector<int>(4, 0)) << logs;
+  EXPECT_NE(logs.find("resumed from " + step3.string()), std::string::npos) << logs;
+  ASSERT_EQ(run_ranks(1, train_args(tok, dir / "z1", "--set train.batch_size=8 --resume " + step3.string() + zero),
+                      dir / "z1", &logs),
+            std::vector<int>(1, 0)) << logs;
+  EXPECT_NE(logs.find("resumed from " + step3.string()), std::string::npos) << logs;
+  // Four ranks streamed their own files: the checksums they reported hold, nothing is left beside.
+  EXPECT_NO_THROW(verify_checkpoint(dir / "z4/checkpoints/step_6"));
+  for (int r = 1; r < 4; ++r)
+    EXPECT_TRUE(fs::exists(dir / fmt::format("z4/checkpoints/step_6/optimizer.rank{}.safetensors", r))) << r;
+  for (const auto& e : fs::directory_iterator(dir / "z4/checkpoints"))
+    EXPECT_EQ(e.path().filename().string().rfind(".step_", 0), std::string::npos) << "left over: " << e.path();
+  const auto end2 = union_of_moments(dir / "z2/checkpoints/step_6", 2);
+  for (const auto& [run, world] : {std::pair<std::string, int>{"z4", 4}, {"z1", 1}}) {
+    EXPECT_LT(max_weight_difference(dir / "z2/checkpoints/step_6/model.safetensors",
+                                    dir / run / "checkpoints/step_6/model.safetensors"), 2e-5) << run;
+    const auto end = union_of_moments(dir / run / "checkpoints/step_6", world);
+    double worst = 0;
+    for (const auto& [key, t] : end2) worst = std::max(worst, (t - end.at(key)).abs().max().item<double>());
+    EXPECT_LT(worst, 1e-6) << run;
+    std::printf("resumed on %d rank(s): moments at step 6 within %.3g of the 2-rank run's\n", world, worst);
+  }
 }
 
 // A killed rank, a stopped (hung) rank, a rank failing on its own: the other exits non-zero,

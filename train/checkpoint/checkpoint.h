@@ -10,8 +10,9 @@
 // With several ranks, rank 0 writes the shared files and its own part of per-rank state under the
 // names above; rank r > 0 adds rng.rank<r>.safetensors and, with ZeRO-1 (each rank holds the
 // moments of its shard: pieces of parameters, keyed by element range, optimizer_state.h),
-// optimizer.rank<r>.safetensors. A reader assembles its own slots from the ranges saved, so a
-// checkpoint resumes on any number of ranks, with or without ZeRO-1.
+// optimizer.rank<r>.safetensors, each streamed and hashed as written by its own rank (rank 0
+// commits SHA256SUMS from the hashes reported). A reader reads only the ranges of its own slots
+// from the files' headers, so a checkpoint resumes on any number of ranks, with or without ZeRO-1.
 // and run.dir/checkpoints/latest naming the newest. A checkpoint is built under a temporary name,
 // fsynced and renamed, so one that exists is whole; its checksums catch later damage.
 #pragma once

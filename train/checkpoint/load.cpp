@@ -1,5 +1,5 @@
-// Reading checkpoints back: weights by name, AdamW moments (the union of every rank's file), RNG
-// states and the trainer state.
+// Reading checkpoints back: weights by name, AdamW moments (this rank's, from whichever files
+// hold them: optimizer_state.h), RNG states and the trainer state.
 #include <yaml-cpp/yaml.h>
 
 #include <map>
@@ -37,17 +37,7 @@ TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, to
                              int rank, const Zero1* zero) {
   load_weights(dir / "model.safetensors", *model);
   if (optimizer) {
-    std::map<std::string, torch::Tensor> moments;  // the union of every rank's optimizer file
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string f = e.path().filename().string();
-      if (f == "optimizer.safetensors" || (f.rfind("optimizer.rank", 0) == 0 && e.path().extension() == ".safetensors"))
-      {
-        Safetensors part = load_safetensors(e.path());
-        require_finite(part.tensors, e.path().string());
-        moments.merge(part.tensors);
-      }
-    }
-    restore_moments(moment_slots(model, zero), *optimizer, moments, "checkpoint " + dir.string());
+    load_moments(dir, moment_slots(model, zero), *optimizer);  // this rank's pieces alone
   }
   // A rank the checkpoint has no RNG for (more ranks than saved it) keeps its own seeding.
   const fs::path rng_file = dir / (rank == 0 ? "rng.safetensors" : "rng.rank" + std::to_string(rank) + ".safetensors");

@@ -6,6 +6,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,6 +29,9 @@ struct MomentSlot {
 
 // The slots of this rank: every parameter whole, or (zero given) this rank's pieces.
 std::vector<MomentSlot> moment_slots(ClinicalTransformer& model, const Zero1* zero);
+// The slots of `pieces` of a flat layout (any world size and rank), stepped as `views`.
+std::vector<MomentSlot> moment_slots(ClinicalTransformer& model, const std::vector<ShardPiece>& pieces,
+                                     const std::vector<torch::Tensor>& views);
 
 // exp_avg, exp_avg_sq and step for each slot the optimizer holds state for (none before the first step).
 NamedTensors moment_tensors(const std::vector<MomentSlot>& slots, torch::optim::AdamW& optimizer);
@@ -39,11 +43,12 @@ struct MomentKey {
 };
 std::optional<MomentKey> parse_moment_key(const std::string& key);
 
-// Puts the moments `saved` holds (whole parameters or ranges, from any number of files) into the
-// optimizer's state for each slot, copying the overlapping parts of every saved range. A slot
-// whose parameter has no saved state is left alone (saved before the first step); one covered
-// only in part is an error naming `where`.
-void restore_moments(const std::vector<MomentSlot>& slots, torch::optim::AdamW& optimizer,
-                     const std::map<std::string, torch::Tensor>& saved, const std::string& where);
+// Restores the moments of each slot from checkpoint `dir`'s optimizer files, whatever the ranks
+// and sharding that wrote them (whole parameters or ranges): the files' headers are read, then
+// only the bytes overlapping this rank's slots. A slot whose parameter has no saved state is left
+// alone (saved before the first step); one covered only in part, or a value that is not finite,
+// is an error naming the file.
+void load_moments(const std::filesystem::path& dir, const std::vector<MomentSlot>& slots,
+                  torch::optim::AdamW& optimizer);
 
 }  // namespace chart
