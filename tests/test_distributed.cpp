@@ -1,7 +1,8 @@
 // Data parallelism on the CPU with Gloo and real processes, launched as torchrun launches them
 // (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT): 2 ranks match 1 rank holding the
-// same global batch, ZeRO-1 matches plain data parallelism, a 2-rank checkpoint resumes on 1
-// rank, a killed or stopped rank makes the other exit naming it, and launch mistakes are errors.
+// same global batch, ZeRO-1 matches plain data parallelism and holds 1/ranks of the optimizer
+// state, a 2-rank checkpoint (ZeRO-1 or not) resumes on 1 and on 4 ranks, a killed or stopped rank
+// makes the other exit naming it, and launch mistakes are errors.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
