@@ -395,6 +395,24 @@ TEST(Distributed, Zero1CheckpointsReshardOnLoad) {
     expect_reshard_loads(old, cfg, vocab, 4, saved);
   }
 
+  // A shard file missing: the ranks whose pieces it held say which parameter is not covered.
+  {
+    const fs::path partial = dir / "partial";
+    fs::create_directories(partial);
+    fs::copy_file(step3 / "optimizer.safetensors", partial / "optimizer.safetensors");
+    ClinicalTransformer model(cfg.model, vocab);
+    auto slots = moment_slots(model, nullptr);
+    std::vector<torch::Tensor> params = model->parameters();
+    torch::optim::AdamW opt(params);
+    try {
+      load_moments(partial, slots, opt);
+      ADD_FAILURE() << "loaded half of a 2-rank ZeRO-1 checkpoint's moments";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("covers"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(partial.string()), std::string::npos) << e.what();
+    }
+  }
+
   // Resumed on 4 ranks x 2 windows and on 1 rank x 8 (the same global batch): the same run.
   ASSERT_EQ(run_ranks(4, train_args(tok, dir / "z4", "--set train.batch_size=2 --resume " + step3.string() + zero),
                       dir / "z4", &logs),
