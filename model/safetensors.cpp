@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <set>
 
@@ -38,34 +39,37 @@ const DtypeInfo* dtype_by_name(const std::string& n) {
 
 }  // namespace
 
-std::string safetensors_bytes(const NamedTensors& tensors, std::map<std::string, std::string> metadata) {
+std::string safetensors_header(const NamedTensors& tensors, std::map<std::string, std::string> metadata) {
   metadata["format"] = "pt";
   Json h;  // compact: the metadata, then the tensors in the order given
   h["__metadata__"] = metadata;
   std::set<std::string> names = {"__metadata__"};
-  std::vector<torch::Tensor> cpu;
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (!names.insert(name).second) fail("safetensors: two tensors named '{}' (or one named like the metadata)", name);
-    auto c = t.detach().to(torch::kCPU).contiguous();
-    const DtypeInfo* d = dtype_by_type(c.scalar_type());
-    if (!d) fail("safetensors: tensor '{}' has unsupported dtype {}", name, c10::toString(c.scalar_type()));
-    uint64_t bytes = static_cast<uint64_t>(c.numel()) * d->bytes;
+    const DtypeInfo* d = dtype_by_type(t.scalar_type());
+    if (!d) fail("safetensors: tensor '{}' has unsupported dtype {}", name, c10::toString(t.scalar_type()));
+    uint64_t bytes = static_cast<uint64_t>(t.numel()) * d->bytes;
     Json& e = h[name];
     e["dtype"] = d->name;
-    e["shape"] = c.sizes().vec();
+    e["shape"] = t.sizes().vec();
     e["data_offsets"] = {offset, offset + bytes};
     offset += bytes;
-    cpu.push_back(c);
   }
   std::string header = h.dump(-1, ' ', false, Json::error_handler_t::replace);
   while ((header.size() + 8) % 8 != 0) header += ' ';  // align the data to 8 bytes
   std::string out(8, '\0');
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  out += header;
-  out.reserve(out.size() + offset);
-  for (const auto& c : cpu) out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  return out + header;
+}
+
+std::string safetensors_bytes(const NamedTensors& tensors, std::map<std::string, std::string> metadata) {
+  std::string out = safetensors_header(tensors, std::move(metadata));
+  for (const auto& [name, t] : tensors) {
+    auto c = t.detach().to(torch::kCPU).contiguous();
+    out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  }
   return out;
 }
 
@@ -89,6 +93,36 @@ Safetensors parse_safetensors(const std::string& bytes, const std::string& name)
 
 Safetensors load_safetensors(const std::filesystem::path& path) {
   return parse_safetensors(read_file(path), path.string());
+}
+
+SafetensorsLayout read_safetensors_layout(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path.string());
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec) fail("cannot stat {}: {}", path.string(), ec.message());
+  std::string head(8, '\0');
+  in.read(head.data(), 8);
+  uint64_t n = 0;
+  for (int i = 0; i < 8 && in; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(head[i])) << (8 * i);
+  if (in && size >= 8 && n <= size - 8 && n <= (100u << 20)) {  // else the layout check below names the problem
+    head.resize(8 + n);
+    in.read(head.data() + 8, static_cast<std::streamsize>(n));
+  }
+  if (!in) head.resize(static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
+  return parse_safetensors_layout(head, size, path.string());
+}
+
+torch::Tensor read_safetensors_elements(const std::filesystem::path& path, const SafetensorsLayout& layout,
+                                        const SafetensorsEntry& e, int64_t from, int64_t to) {
+  if (from < 0 || to < from || static_cast<uint64_t>(to) > e.numel)
+    fail("{}: elements [{}, {}) of tensor '{}' ({} elements) do not exist", path.string(), from, to, e.name, e.numel);
+  auto t = torch::empty({to - from}, torch::dtype(dtype_by_name(e.dtype)->type));
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(layout.data_start + e.begin + static_cast<uint64_t>(from) * e.element_size));
+  in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>((to - from) * e.element_size));
+  if (!in) fail("{}: cannot read elements [{}, {}) of tensor '{}' (truncated?)", path.string(), from, to, e.name);
+  return t;
 }
 
 }  // namespace chart

@@ -13,10 +13,15 @@
 #include <utility>
 #include <vector>
 
+#include "model/safetensors_layout.h"
+
 namespace chart {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
+// The length prefix and JSON header (padded to 8 bytes) for `tensors` (names, dtypes, shapes
+// only) with `metadata` plus format=pt: what precedes their bytes, in order.
+std::string safetensors_header(const NamedTensors& tensors, std::map<std::string, std::string> metadata);
 // Serialises tensors (moved to CPU, made contiguous) with `metadata` plus format=pt.
 std::string safetensors_bytes(const NamedTensors& tensors, std::map<std::string, std::string> metadata);
 // Writes through a temporary file, fsync and rename (core/files.h).
@@ -29,5 +34,12 @@ struct Safetensors {
 };
 Safetensors parse_safetensors(const std::string& bytes, const std::string& name);
 Safetensors load_safetensors(const std::filesystem::path& path);
+
+// Reading parts of a file, so that a rank reads only what it needs: the header alone (checked
+// against the file's size as parse_safetensors_layout checks it), then elements [from, to) of one
+// flattened tensor of it.
+SafetensorsLayout read_safetensors_layout(const std::filesystem::path& path);
+torch::Tensor read_safetensors_elements(const std::filesystem::path& path, const SafetensorsLayout& layout,
+                                        const SafetensorsEntry& entry, int64_t from, int64_t to);
 
 }  // namespace chart

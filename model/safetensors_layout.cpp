@@ -138,18 +138,22 @@ size_t safetensors_dtype_size(std::string_view dtype) {
 }
 
 SafetensorsLayout parse_safetensors_layout(std::string_view bytes, const std::string& name) {
-  if (bytes.size() < 8) fail("{}: {} bytes, too short for a safetensors file", name, bytes.size());
+  return parse_safetensors_layout(bytes, bytes.size(), name);
+}
+
+SafetensorsLayout parse_safetensors_layout(std::string_view bytes, uint64_t file_size, const std::string& name) {
+  if (file_size < 8 || bytes.size() < 8) fail("{}: {} bytes, too short for a safetensors file", name, file_size);
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
-  if (n > bytes.size() - 8 || n > (100u << 20))
+  if (n > file_size - 8 || n > bytes.size() - 8 || n > (100u << 20))
     fail("{}: safetensors header length {} exceeds the file ({} bytes): truncated or not safetensors",
-         name, n, bytes.size());
+         name, n, file_size);
   const Header h = parse_header(bytes.substr(8, n), name);
   if (!h.root.is_object())
     fail("{}: bad safetensors header: expected '{{' (an object), not {}", name, h.root.type_name());
   SafetensorsLayout out;
   out.data_start = 8 + n;
-  const uint64_t data_size = bytes.size() - 8 - n;
+  const uint64_t data_size = file_size - 8 - n;
   for (const std::string& tname : h.order) {
     const nlohmann::json& v = h.root.at(tname);
     if (tname == "__metadata__") {

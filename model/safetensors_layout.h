@@ -35,5 +35,8 @@ size_t safetensors_dtype_size(std::string_view dtype);
 
 // `name` is used in error messages only (the file's path).
 SafetensorsLayout parse_safetensors_layout(std::string_view bytes, const std::string& name);
+// The same from the first bytes alone (at least the length prefix and the header), for a file of
+// file_size bytes.
+SafetensorsLayout parse_safetensors_layout(std::string_view head, uint64_t file_size, const std::string& name);
 
 }  // namespace chart

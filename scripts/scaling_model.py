@@ -12,7 +12,9 @@ messages; bus bandwidth as nccl-tests reports it):
                (or a measured --compute-s), of which backward is 2/3
   all-reduce   T_ar = 2 (W-1)/W x N x bytes_per_grad / B_bus + n_buckets x 2 ceil(log2 W) x latency
   exposed      max(0, T_ar - T_backward) + the last bucket (it starts when backward ends)
-  ZeRO-1       + (W-1)/W x N x 4 bytes / B_bus for sending the updated parameters (not hidden)
+  ZeRO-1       gradients reduce-scattered instead (half the ring: (W-1)/W x N x bytes_per_grad / B_bus,
+               overlapped with backward as the all-reduce is), then + (W-1)/W x N x 4 bytes / B_bus
+               for all-gathering the updated parameters (after the step: not hidden)
   B_bus        intra-node bandwidth while W <= gpus_per_node, else the inter-node one.
 """
 import argparse
@@ -32,10 +34,12 @@ def step_time(N, tokens, W, *, flops_per_token=None, compute_s=None, peak=989e12
     n_buckets = max(1, -(-size // bucket))
     ring = lambda nbytes: 2.0 * (W - 1) / W * nbytes / bus
     hop = latency * 2 * math.ceil(math.log2(W))  # start-up of one collective (tree-like at scale)
+    if zero1:  # a reduce-scatter is half a ring all-reduce
+        ring = lambda nbytes: (W - 1) / W * nbytes / bus
     t_ar = ring(size) + n_buckets * hop
     exposed = max(0.0, t_ar - t_bwd) + ring(bucket) + hop
     if zero1:
-        exposed += (W - 1) / W * N * 4 / bus
+        exposed += (W - 1) / W * N * 4 / bus + hop  # every bucket in flight at once
     return dict(compute=t_c, allreduce=t_ar, exposed=exposed, total=t_c + exposed)
 
 

@@ -8,7 +8,10 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "kernels/attention.h"
+#include "core/files.h"
+#include "core/sha256.h"
 #include "model/safetensors.h"
+#include "model/safetensors_writer.h"
 #include "model/transformer.h"
 #include "tests/test_util.h"
 
@@ -149,6 +152,28 @@ TEST(Safetensors, RoundTripsAndKeepsMetadata) {
   EXPECT_TRUE(st.tensors.at("c").equal(c));
   EXPECT_EQ(st.metadata.at("format"), "pt");
   EXPECT_EQ(st.metadata.at("step"), "7");
+}
+
+// The streamed writer writes exactly the bytes of the one-buffer serialiser, returns their
+// SHA-256 and leaves no temporary; a header alone and a range of one tensor read back in part.
+TEST(Safetensors, StreamedWriteHashesAndPartialReads) {
+  testing::TempDir dir;
+  const NamedTensors t = {{"a", torch::randn({3, 5})}, {"b", torch::arange(7, torch::kInt64)},
+                          {"c", torch::randn({2}).to(torch::kBFloat16)}};
+  const std::filesystem::path f = dir / "x.safetensors";
+  const std::string hash = save_safetensors_hashed(f, t, {{"step", "7"}});
+  EXPECT_EQ(read_file(f), safetensors_bytes(t, {{"step", "7"}}));
+  EXPECT_EQ(hash, sha256_file(f));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), std::filesystem::directory_iterator()), 1);
+  const SafetensorsLayout layout = read_safetensors_layout(f);
+  ASSERT_EQ(layout.tensors.size(), 3u);
+  EXPECT_EQ(layout.metadata.at("step"), "7");
+  EXPECT_TRUE(read_safetensors_elements(f, layout, layout.tensors[0], 4, 11).equal(t[0].second.reshape({-1}).narrow(0, 4, 7)));
+  EXPECT_TRUE(read_safetensors_elements(f, layout, layout.tensors[1], 6, 7).equal(torch::tensor({int64_t{6}})));
+  EXPECT_THROW(read_safetensors_elements(f, layout, layout.tensors[2], 1, 3), Error);
+  // A truncated file is refused from its header alone.
+  write_file_atomic(f, read_file(f).substr(0, 40));
+  EXPECT_THROW(read_safetensors_layout(f), Error);
 }
 
 // A crafted file: the given header JSON and data bytes.

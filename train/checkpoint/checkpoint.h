@@ -9,8 +9,10 @@
 //   SHA256SUMS              `sha256sum -c` checks every file above
 // With several ranks, rank 0 writes the shared files and its own part of per-rank state under the
 // names above; rank r > 0 adds rng.rank<r>.safetensors and, with ZeRO-1 (each rank holds the
-// moments of its own parameters), optimizer.rank<r>.safetensors. A reader takes the union of the
-// optimizer files, so a checkpoint resumes on any number of ranks, with or without ZeRO-1.
+// moments of its shard: pieces of parameters, keyed by element range, optimizer_state.h),
+// optimizer.rank<r>.safetensors, each streamed and hashed as written by its own rank (rank 0
+// commits SHA256SUMS from the hashes reported). A reader reads only the ranges of its own slots
+// from the files' headers, so a checkpoint resumes on any number of ranks, with or without ZeRO-1.
 // and run.dir/checkpoints/latest naming the newest. A checkpoint is built under a temporary name,
 // fsynced and renamed, so one that exists is whole; its checksums catch later damage.
 #pragma once
@@ -40,6 +42,7 @@ struct TrainerState {
 };
 
 class Dist;
+class Zero1;
 
 // Writes step_<state.step>, points `latest` at it, then keeps only the newest keep_last of the
 // steps up to it (a checkpoint of a later step, from an earlier run, is never deleted for it).
@@ -49,7 +52,7 @@ class Dist;
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const std::string& config_yaml,
                                       ClinicalTransformer& model, torch::optim::AdamW& optimizer,
                                       const TrainerState& state, int64_t keep_last, Dist* dist = nullptr,
-                                      ModelCard card = {});
+                                      ModelCard card = {}, const Zero1* zero = nullptr);
 
 // A weights-only checkpoint (a fine-tuned model): model.safetensors, config.yaml,
 // trainer_state.yaml and `extra` files (name, text), checksummed, step_<state.step>, `latest`.
@@ -77,10 +80,11 @@ std::optional<std::filesystem::path> resume_checkpoint(const std::filesystem::pa
 
 // Restores weights, optimizer moments, RNG and trainer state. The model config of the
 // checkpoint must equal the run's (model_yaml), or it is refused with the difference named.
-// Moments are restored for the parameters the optimizer holds (ZeRO-1: this rank's share); the
-// RNG from rng.rank<rank>.safetensors where it exists (rank 0: rng.safetensors).
+// Moments are restored for what the optimizer steps (zero given: this rank's pieces, whatever
+// the world size and sharding that saved them); the RNG from rng.rank<rank>.safetensors where
+// it exists (rank 0: rng.safetensors).
 TrainerState load_checkpoint(const std::filesystem::path& dir, ClinicalTransformer& model,
-                             torch::optim::AdamW* optimizer, int rank = 0);
+                             torch::optim::AdamW* optimizer, int rank = 0, const Zero1* zero = nullptr);
 
 // Weights only (fine-tuning, eval): names must match exactly; non-finite values are refused.
 void load_weights(const std::filesystem::path& safetensors_file, torch::nn::Module& model);

@@ -1,13 +1,13 @@
-// Reading checkpoints back: weights by name, AdamW moments (the union of every rank's file), RNG
-// states and the trainer state.
+// Reading checkpoints back: weights by name, AdamW moments (this rank's, from whichever files
+// hold them: optimizer_state.h), RNG states and the trainer state.
 #include <yaml-cpp/yaml.h>
 
 #include <map>
-#include <set>
 
 #include "core/error.h"
 #include "model/safetensors.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/optimizer_state.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -34,33 +34,10 @@ void load_weights(const fs::path& file, torch::nn::Module& model) {
 }
 
 TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, torch::optim::AdamW* optimizer,
-                             int rank) {
+                             int rank, const Zero1* zero) {
   load_weights(dir / "model.safetensors", *model);
   if (optimizer) {
-    std::set<const void*> held;
-    for (const auto& g : optimizer->param_groups())
-      for (const auto& p : g.params()) held.insert(p.unsafeGetTensorImpl());
-    std::map<std::string, torch::Tensor> moments;  // the union of every rank's optimizer file
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string f = e.path().filename().string();
-      if (f == "optimizer.safetensors" || (f.rfind("optimizer.rank", 0) == 0 && e.path().extension() == ".safetensors"))
-      {
-        Safetensors part = load_safetensors(e.path());
-        require_finite(part.tensors, e.path().string());
-        moments.merge(part.tensors);
-      }
-    }
-    for (const auto& p : model->named_parameters()) {
-      auto a = moments.find("exp_avg/" + p.key());
-      if (a == moments.end() || !held.count(p.value().unsafeGetTensorImpl())) continue;  // before the first step
-      auto state = std::make_unique<torch::optim::AdamWParamState>();
-      if (!moments.count("step/" + p.key()) || !moments.count("exp_avg_sq/" + p.key()))
-        fail("checkpoint {}: incomplete AdamW state for '{}'", dir.string(), p.key());
-      state->step(moments.at("step/" + p.key()).item<int64_t>());
-      state->exp_avg(a->second.to(p.value().device()).clone());
-      state->exp_avg_sq(moments.at("exp_avg_sq/" + p.key()).to(p.value().device()).clone());
-      optimizer->state()[p.value().unsafeGetTensorImpl()] = std::move(state);
-    }
+    load_moments(dir, moment_slots(model, zero), *optimizer);  // this rank's pieces alone
   }
   // A rank the checkpoint has no RNG for (more ranks than saved it) keeps its own seeding.
   const fs::path rng_file = dir / (rank == 0 ? "rng.safetensors" : "rng.rank" + std::to_string(rank) + ".safetensors");

@@ -4,7 +4,6 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
-#include <algorithm>
 
 #include "core/error.h"
 
@@ -12,15 +11,15 @@ namespace chart {
 
 struct GradSync::State {
   struct Bucket {
-    std::vector<size_t> params;  // indices into State::params
-    std::vector<int64_t> offsets;
-    torch::Tensor flat;          // reduce dtype, on the parameters' device
+    torch::Tensor flat;   // reduce dtype, on the parameters' device (padded for ZeRO-1)
+    torch::Tensor chunk;  // ZeRO-1: this rank's part of the sum (reduce dtype)
     size_t ready = 0;
     c10::intrusive_ptr<c10d::Work> work;
   };
   Dist* dist;
+  Zero1* zero = nullptr;
   std::vector<torch::Tensor> params;
-  std::vector<size_t> bucket_of;  // parameter index -> bucket
+  FlatLayout layout;
   std::vector<Bucket> buckets;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // kept alive: hooks live on them
   bool sync = false;
@@ -29,26 +28,48 @@ struct GradSync::State {
   size_t started_in_backward = 0;
   int64_t all_reduces = 0;
 
-  void start(Bucket& b) {
-    for (size_t i = 0; i < b.params.size(); ++i) {
-      const torch::Tensor& g = params[b.params[i]].grad();
-      auto dst = b.flat.narrow(0, b.offsets[i], params[b.params[i]].numel());
+  void start(size_t bi) {
+    const FlatBucket& fb = layout.buckets[bi];
+    Bucket& b = buckets[bi];
+    for (size_t i = 0; i < fb.params.size(); ++i) {
+      const torch::Tensor& g = params[fb.params[i]].grad();
+      auto dst = b.flat.narrow(0, fb.offsets[i], params[fb.params[i]].numel());
       if (g.defined())
         dst.copy_(g.reshape({-1}));
       else
         dst.zero_();
     }
-    std::vector<torch::Tensor> v{b.flat};
-    b.work = dist->backend().allreduce(v, c10d::AllreduceOptions{c10d::ReduceOp::SUM});
+    if (zero) {
+      b.work = dist->backend()._reduce_scatter_base(b.chunk, b.flat, c10d::ReduceScatterOptions{c10d::ReduceOp::SUM});
+    } else {
+      std::vector<torch::Tensor> v{b.flat};
+      b.work = dist->backend().allreduce(v, c10d::AllreduceOptions{c10d::ReduceOp::SUM});
+    }
     ++all_reduces;
   }
   void start_ready() {
-    while (next < buckets.size() && buckets[next].ready == buckets[next].params.size()) start(buckets[next++]);
+    while (next < buckets.size() && buckets[next].ready == layout.buckets[next].params.size()) start(next++);
   }
   void on_ready(size_t param) {
     if (!alive || !sync) return;
-    ++buckets[bucket_of[param]].ready;
+    ++buckets[layout.bucket_of[param]].ready;
     start_ready();
+  }
+  // The bucket's sum (or, ZeRO-1, this rank's chunk of it) to where the optimizer reads it.
+  void write_back(size_t bi) {
+    const FlatBucket& fb = layout.buckets[bi];
+    Bucket& b = buckets[bi];
+    if (zero) {
+      torch::Tensor dst = zero->grad_chunk(bi);
+      if (dst.data_ptr() != b.chunk.data_ptr()) dst.copy_(b.chunk);  // bf16: into the fp32 shard
+      return;
+    }
+    for (size_t i = 0; i < fb.params.size(); ++i) {
+      torch::Tensor& p = params[fb.params[i]];
+      auto src = b.flat.narrow(0, fb.offsets[i], p.numel()).view(p.sizes());
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      p.mutable_grad().copy_(src);
+    }
   }
 };
 
@@ -65,28 +86,20 @@ struct ReadyHook : torch::autograd::FunctionPostHook {
 };
 }  // namespace
 
-GradSync::GradSync(Dist& dist, std::vector<torch::Tensor> params, const DistConfig& cfg)
+GradSync::GradSync(Dist& dist, std::vector<torch::Tensor> params, const DistConfig& cfg, Zero1* zero)
     : s_(std::make_shared<State>()) {
   s_->dist = &dist;
+  s_->zero = zero;
   s_->params = std::move(params);
   const auto dtype = cfg.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
-  const int64_t cap = std::max<int64_t>(
-      1, static_cast<int64_t>(cfg.bucket_mb * (1 << 20)) / static_cast<int64_t>(c10::elementSize(dtype)));
-  s_->bucket_of.resize(s_->params.size());
-  // Reverse definition order: the output layers' gradients come first in backward.
-  for (size_t k = s_->params.size(); k-- > 0;) {
-    const int64_t n = s_->params[k].numel();
-    if (s_->buckets.empty() || (s_->buckets.back().offsets.back() + s_->params[s_->buckets.back().params.back()].numel() + n > cap))
-      s_->buckets.emplace_back();
-    auto& b = s_->buckets.back();
-    int64_t off = b.params.empty() ? 0 : b.offsets.back() + s_->params[b.params.back()].numel();
-    b.params.push_back(k);
-    b.offsets.push_back(off);
-    s_->bucket_of[k] = s_->buckets.size() - 1;
-  }
-  for (auto& b : s_->buckets) {
-    const int64_t n = b.offsets.back() + s_->params[b.params.back()].numel();
-    b.flat = torch::zeros({n}, s_->params[b.params[0]].options().dtype(dtype));
+  s_->layout = zero ? zero->layout() : make_flat_layout(s_->params, bucket_capacity(cfg), 1);
+  for (size_t bi = 0; bi < s_->layout.buckets.size(); ++bi) {
+    const FlatBucket& fb = s_->layout.buckets[bi];
+    State::Bucket b;
+    b.flat = torch::zeros({fb.padded}, s_->params[fb.params[0]].options().dtype(dtype));  // padding stays zero
+    if (zero)  // fp32: reduce straight into the shard
+      b.chunk = dtype == torch::kFloat32 ? zero->grad_chunk(bi) : torch::zeros({fb.chunk(s_->layout.world_size)}, b.flat.options());
+    s_->buckets.push_back(std::move(b));
   }
   for (size_t k = 0; k < s_->params.size(); ++k) {
     auto acc = torch::autograd::impl::grad_accumulator(s_->params[k]);
@@ -116,16 +129,12 @@ void GradSync::finish() {
   if (!s_->sync) return;
   s_->started_in_backward = s_->next;
   // Parameters that got no gradient this step never fired their hook: start the rest in order.
-  while (s_->next < s_->buckets.size()) s_->start(s_->buckets[s_->next++]);
-  for (auto& b : s_->buckets) {
-    b.work->wait();
-    for (size_t i = 0; i < b.params.size(); ++i) {
-      torch::Tensor& p = s_->params[b.params[i]];
-      auto src = b.flat.narrow(0, b.offsets[i], p.numel()).view(p.sizes());
-      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      p.mutable_grad().copy_(src);
-    }
+  while (s_->next < s_->buckets.size()) s_->start(s_->next++);
+  for (size_t bi = 0; bi < s_->buckets.size(); ++bi) {
+    s_->buckets[bi].work->wait();
+    s_->write_back(bi);
   }
+  if (s_->zero) s_->zero->attach_gradients();
   s_->sync = false;
 }
 

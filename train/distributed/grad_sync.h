@@ -19,12 +19,14 @@
 
 #include "core/config.h"
 #include "train/distributed/dist.h"
+#include "train/distributed/zero.h"
 
 namespace chart {
 
 class GradSync {
  public:
-  GradSync(Dist& dist, std::vector<torch::Tensor> params, const DistConfig& cfg);
+  // zero (ZeRO-1): reduce-scatter into its shard, over its layout; it must outlive this.
+  GradSync(Dist& dist, std::vector<torch::Tensor> params, const DistConfig& cfg, Zero1* zero = nullptr);
   ~GradSync();
   GradSync(const GradSync&) = delete;
   GradSync& operator=(const GradSync&) = delete;
@@ -32,12 +34,13 @@ class GradSync {
   // Before each micro-step's backward: sync only on the last micro-step of an optimizer step.
   void prepare(bool sync);
   // After the last backward: starts what hooks did not (parameters without a gradient), waits for
-  // every bucket and writes the sums back into the parameters' .grad.
+  // every bucket and writes the sums back into the parameters' .grad (ZeRO-1: into the shard,
+  // which the optimizer's pieces then point at).
   void finish();
   size_t bucket_count() const;
   // Of the last synchronised step's buckets, how many started during backward (the rest at finish()).
   size_t started_in_backward() const;
-  int64_t all_reduces() const;  // bucket all-reduces started so far (micro-steps start none)
+  int64_t all_reduces() const;  // bucket collectives (all-reduce or reduce-scatter) started so far
 
   struct State;  // buckets and flags, reached by the autograd hooks through a weak pointer
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
+
 namespace chart {
 
 std::string parameter_group(const std::string& name, const torch::Tensor& p) {
@@ -12,14 +14,23 @@ std::string parameter_group(const std::string& name, const torch::Tensor& p) {
   return "other";
 }
 
+std::unique_ptr<torch::optim::AdamW> make_optimizer(ClinicalTransformer& model, const TrainConfig& cfg) {
+  std::vector<std::vector<torch::Tensor>> stepped;
+  for (const auto& p : model->parameters()) stepped.push_back({p});
+  return make_optimizer(model, cfg, stepped);
+}
+
 std::unique_ptr<torch::optim::AdamW> make_optimizer(ClinicalTransformer& model, const TrainConfig& cfg,
-                                                    const std::function<bool(const torch::Tensor&)>& keep) {
+                                                    const std::vector<std::vector<torch::Tensor>>& stepped) {
   std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& p : model->named_parameters()) {
-    if (!p.value().requires_grad() || (keep && !keep(p.value()))) continue;
-    const std::string g = parameter_group(p.key(), p.value());
+  const auto named = model->named_parameters();
+  if (stepped.size() != named.size()) fail("make_optimizer: {} parameter lists for {} parameters", stepped.size(), named.size());
+  for (size_t i = 0; i < named.size(); ++i) {
+    const auto& p = named[i];
+    if (!p.value().requires_grad()) continue;
+    const std::string g = parameter_group(p.key(), p.value());  // the parameter's group, not a piece's
     bool d = std::find(cfg.decay.begin(), cfg.decay.end(), g) != cfg.decay.end();
-    (d ? decay : no_decay).push_back(p.value());
+    for (const auto& t : stepped[i]) (d ? decay : no_decay).push_back(t);
   }
   auto base = torch::optim::AdamWOptions(cfg.lr).betas({cfg.beta1, cfg.beta2}).eps(cfg.eps);
   std::vector<torch::optim::OptimizerParamGroup> groups;

@@ -23,6 +23,7 @@
 #include "train/checkpoint/run_lock.h"
 #include "train/distributed/dist.h"
 #include "train/distributed/grad_sync.h"
+#include "train/distributed/zero.h"
 #include "train/report/metrics_log.h"
 
 namespace chart {
@@ -44,7 +45,7 @@ struct TrainRun {
   data::TokenDataset ds;
   ClinicalTransformer model{nullptr};
   std::vector<torch::Tensor> params;
-  std::vector<int> owner;  // ZeRO-1: the rank that steps each parameter; empty without ZeRO-1
+  std::unique_ptr<Zero1> zero;  // ZeRO-1: this rank's shard of the flat parameter space; null without
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::optional<std::filesystem::path> resumed_from;
   TrainerState st;

@@ -141,16 +141,15 @@ void build_model_and_optimizer(TrainRun& r) {
   r.model = ClinicalTransformer(r.cfg.model, static_cast<int64_t>(r.ds.vocab().size()));
   r.model->to(r.dev.device);
   for (const auto& p : r.model->parameters()) r.params.push_back(p);
-  // ZeRO-1: this rank steps (and keeps AdamW moments for) only the parameters it owns.
-  std::set<const void*> owned;
-  if (r.dist.zero1()) {
-    r.owner = shard_parameters(r.params, r.dist.world_size());
-    for (size_t i = 0; i < r.params.size(); ++i)
-      if (r.owner[i] == r.dist.rank()) owned.insert(r.params[i].unsafeGetTensorImpl());
-  }
-  r.optimizer = make_optimizer(r.model, r.cfg.train, [&](const torch::Tensor& p) {
-    return !r.dist.zero1() || owned.count(p.unsafeGetTensorImpl()) > 0;
-  });
+  // ZeRO-1: this rank steps (and keeps AdamW moments for) only the pieces of its shard.
+  if (r.dist.zero1()) r.zero = std::make_unique<Zero1>(r.dist, r.params, r.cfg.dist);
+  std::vector<std::vector<torch::Tensor>> stepped(r.params.size());
+  for (size_t i = 0; i < r.params.size(); ++i)
+    if (!r.zero) stepped[i] = {r.params[i]};
+  if (r.zero)
+    for (size_t k = 0; k < r.zero->pieces().size(); ++k)
+      stepped[r.zero->pieces()[k].param].push_back(r.zero->piece_params()[k]);
+  r.optimizer = make_optimizer(r.model, r.cfg.train, stepped);
   r.flops_per_token = r.model->flops_per_token(r.cfg.model.context);
   r.peak_flops = peak_flops(r.dev);
 }
@@ -161,7 +160,7 @@ void restore_or_initialise(TrainRun& r) {
   if (!r.cfg.init.checkpoint.empty())
     r.card.set_section("init", Json({{"checkpoint", r.cfg.init.checkpoint}}).dump());
   if (r.resumed_from) {
-    r.st = load_checkpoint(*r.resumed_from, r.model, r.optimizer.get(), r.dist.rank());
+    r.st = load_checkpoint(*r.resumed_from, r.model, r.optimizer.get(), r.dist.rank(), r.zero.get());
     r.first_step = r.last_saved = r.st.step;
     if (r.main())
       info("train: resumed from {} (step {}, epoch {})", r.resumed_from->string(), r.st.step, r.st.loader.epoch);
@@ -250,10 +249,13 @@ void open_outputs(TrainRun& r) {
   }
   install_stop_handlers();
   if (r.dist.active()) {
-    r.grad_sync = std::make_unique<GradSync>(r.dist, r.params, r.cfg.dist);
+    r.grad_sync = std::make_unique<GradSync>(r.dist, r.params, r.cfg.dist, r.zero.get());
     if (r.main())
-      info("dist: {} gradient bucket(s) of up to {} MiB, reduced in {}", r.grad_sync->bucket_count(),
-           r.cfg.dist.bucket_mb, r.cfg.dist.reduce_dtype);
+      info("dist: {} gradient bucket(s) of up to {} MiB, reduced in {}{}", r.grad_sync->bucket_count(),
+           r.cfg.dist.bucket_mb, r.cfg.dist.reduce_dtype,
+           r.zero ? fmt::format(", reduce-scattered (ZeRO-1: this rank's shard is {} of {} elements)",
+                                r.zero->layout().shard_numel, r.model->parameter_count())
+                  : "");
   }
   if (r.main()) r.progress.emplace("train: step", tc.steps);
   r.interval = LogInterval{};

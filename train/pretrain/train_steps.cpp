@@ -106,17 +106,23 @@ void sync_gradients(TrainRun& r) {
 }
 
 StepNumbers clip_and_read(TrainRun& r, const StepLoss& loss, Dist::PendingSum& agreement) {
-  // torch::nn::utils::clip_grad_norm_'s arithmetic, without its read of the norm to the host.
-  std::vector<torch::Tensor> norms;
-  for (const auto& p : r.params)
-    if (p.grad().defined()) norms.push_back(p.grad().norm(2));
+  const double clip = r.cfg.train.grad_clip > 0 ? r.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(r.dev.device);
-  torch::Tensor total = norms.empty() ? torch::zeros({}, f64) : norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2);
-  if (!norms.empty()) {
-    const double clip = r.cfg.train.grad_clip > 0 ? r.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
-    auto coef = torch::clamp(clip / (total + 1e-6), std::nullopt, 1.0);
-    for (auto& p : r.params)
-      if (p.grad().defined()) p.grad().mul_(coef);
+  torch::Tensor total;
+  if (r.zero) {
+    // The summed gradient lives only in the shards: one all-reduce of their sums of squares.
+    total = torch::tensor(r.zero->clip_gradients(clip), f64);
+  } else {
+    // torch::nn::utils::clip_grad_norm_'s arithmetic, without its read of the norm to the host.
+    std::vector<torch::Tensor> norms;
+    for (const auto& p : r.params)
+      if (p.grad().defined()) norms.push_back(p.grad().norm(2));
+    total = norms.empty() ? torch::zeros({}, f64) : norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2);
+    if (!norms.empty()) {
+      auto coef = torch::clamp(clip / (total + 1e-6), std::nullopt, 1.0);
+      for (auto& p : r.params)
+        if (p.grad().defined()) p.grad().mul_(coef);
+    }
   }
   auto as_f64 = [&](const torch::Tensor& t) { return t.defined() ? t.reshape({1}).to(f64) : torch::zeros({1}, f64); };
   const torch::Tensor agreed = agreement.wait().to(f64);
@@ -164,7 +170,7 @@ void skip_step(TrainRun& r, const StepNumbers& n) {
 void optimizer_step(TrainRun& r, const StepNumbers& n) {
   r.skipped_in_a_row = 0;
   r.optimizer->step();
-  if (r.dist.zero1()) gather_parameters(r.dist, r.params, r.owner);
+  if (r.zero) r.zero->gather_parameters();
   ++r.st.step;
   ++r.interval.steps;
   r.st.tokens_seen += static_cast<int64_t>(n.targets);  // tokens actually learned from, all ranks
@@ -238,7 +244,8 @@ void checkpoint(TrainRun& r) {
     fail("train: {} is no longer this run's (another process took it over while this one was stalled "
          "past {} s): not writing step_{}",
          r.lock->path().string(), RunLock::kStaleAfter.count(), r.st.step);
-  save_checkpoint(r.run_dir, r.config_yaml, r.model, *r.optimizer, r.st, r.cfg.train.keep_last, &r.dist, r.card);
+  save_checkpoint(r.run_dir, r.config_yaml, r.model, *r.optimizer, r.st, r.cfg.train.keep_last, &r.dist, r.card,
+                  r.zero.get());
   r.last_saved = r.st.step;
 }
 
@@ -269,11 +276,15 @@ void stop_for_lost_metrics(TrainRun& r) {
 }
 
 void finish_run(TrainRun& r) {
+  if (r.zero)  // every rank: each holds its own share (docs/scaling.md measures it)
+    info("dist: rank {} holds {} bytes of optimizer state ({} of the {} parameters' elements)", r.dist.rank(),
+         optimizer_state_bytes(*r.optimizer), r.zero->layout().shard_numel, r.model->parameter_count());
   if (!r.main()) return;
   if (r.grad_sync)
     info("dist: in the last step, {} of {} gradient bucket(s) started their all-reduce during backward; "
-         "{} bucket all-reduces in {} steps of {} micro-batches",
+         "{} bucket {} in {} steps of {} micro-batches",
          r.grad_sync->started_in_backward(), r.grad_sync->bucket_count(), r.grad_sync->all_reduces(),
+         r.zero ? "reduce-scatters" : "all-reduces",
          r.st.step - r.first_step, r.cfg.train.grad_accum);
   r.progress->finish(fmt::format("{} tokens", r.st.tokens_seen));
   info("train: done; checkpoint {}", (r.run_dir / "checkpoints" / ("step_" + std::to_string(r.st.step))).string());
