@@ -16,7 +16,7 @@
 #include "model/device.h"
 #include "model/transformer.h"
 #include "train/interop/load_pretrained.h"
-#include "train/recipes/sampling.h"
+#include "infer/sampling.h"
 
 namespace chart {
 namespace fs = std::filesystem;
