@@ -81,7 +81,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<std::string> sets;
-  for (int i = 3; i + 1 < argc; i += 2) sets.push_back(argv[i + 1]);
+  for (int i = 3; i < argc; i += 2) {
+    if (std::string(argv[i]) != "--set" || i + 1 == argc) {
+      std::fprintf(stderr, "bench_generate: expected --set k=v, got '%s'\n", argv[i]);
+      return 2;
+    }
+    sets.push_back(argv[i + 1]);
+  }
   try {
     const chart::Config cfg = chart::load_config(argv[1], sets);
     chart::write_prompts(cfg, argv[2]);
