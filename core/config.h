@@ -134,8 +134,9 @@ struct GenerateConfig {
   int64_t prompt_tokens = 0;     // history that prompts each context window; 0: half of model.context
   double temperature = 1.0;
   int64_t top_k = 0;             // 0: sample from the full distribution
-  int64_t batch_size = 256;      // trajectories decoded together
+  int64_t batch_size = 256;      // trajectories decoded together (the engine's decode slots)
   int64_t max_examples = 0;      // 0: every label row of the split
+  std::string engine = "continuous";  // continuous (infer/) | batched (the previous lockstep loop, for comparison)
 };
 
 // Data parallelism over several processes (torchrun, srun); inert in a single process.

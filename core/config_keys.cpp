@@ -111,6 +111,7 @@ void bind(Binder& b, Config& c) {
     b.field("top_k", g.top_k, 0, 1 << 24);
     b.field("batch_size", g.batch_size, 1, 1 << 20);
     b.field("max_examples", g.max_examples, 0, kMaxInt);
+    b.choice("engine", g.engine, {"continuous", "batched"});
   });
   b.section("dist", [&] {
     auto& d = c.dist;

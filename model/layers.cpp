@@ -140,6 +140,34 @@ torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const torch:
   return wo(y.transpose(1, 2).reshape({N, T, n_heads * head_dim}));
 }
 
+torch::Tensor AttentionImpl::forward_rows(const torch::Tensor& x, const torch::Tensor& cos,
+                                          const torch::Tensor& sin, KVCache& cache, int64_t layer,
+                                          const torch::Tensor& positions, int64_t end) {
+  using torch::indexing::Slice;
+  const int64_t N = x.size(0), G = n_heads / n_kv_heads;
+  auto q = apply_rotary(wq(x).view({N, 1, n_heads, head_dim}).transpose(1, 2), cos, sin);
+  auto k = apply_rotary(wk(x).view({N, 1, n_kv_heads, head_dim}).transpose(1, 2), cos, sin);
+  auto v = wv(x).view({N, 1, n_kv_heads, head_dim}).transpose(1, 2);
+  const auto rows = torch::arange(N, positions.options());
+  cache.k[layer].index_put_({rows, Slice(), positions}, k.squeeze(2));
+  cache.v[layer].index_put_({rows, Slice(), positions}, v.squeeze(2));
+  auto keys = cache.k[layer].slice(2, 0, end), values = cache.v[layer].slice(2, 0, end);
+  // One query per head: the G query heads of a key/value head become its G query rows, so GQA
+  // needs no copy of the cache.
+  q = q.reshape({N, n_kv_heads, G, head_dim});
+  auto kpos = torch::arange(0, end, positions.options()).view({1, end});
+  auto allowed = ((kpos <= positions.view({N, 1})) & cache.valid.slice(1, 0, end)).view({N, 1, 1, end});
+  torch::Tensor mask = allowed;
+  if (time_slopes.defined()) {
+    auto key_ages = cache.ages.slice(1, 0, end);
+    auto query_ages = cache.ages.gather(1, positions.view({N, 1}));
+    auto bias = kernels::time_decay_bias(query_ages, key_ages, time_slopes).reshape({N, n_kv_heads, G, end});
+    mask = bias.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).to(q.dtype());
+  }
+  auto y = at::scaled_dot_product_attention(q, keys, values, mask);  // [N, kv, G, hd]
+  return wo(y.reshape({N, 1, n_heads * head_dim}));
+}
+
 SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t d_ff) {
   w_gate = register_module("w_gate", Projection(d_model, d_ff));
   w_up = register_module("w_up", Projection(d_model, d_ff));
@@ -170,6 +198,12 @@ torch::Tensor BlockImpl::forward(torch::Tensor x, const torch::Tensor& cos, cons
 torch::Tensor BlockImpl::forward_cached(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                                         KVCache& cache, int64_t layer, int64_t start) {
   x = x + attn->forward_cached(attn_norm(x), cos, sin, cache, layer, start);
+  return x + mlp(mlp_norm(x));
+}
+
+torch::Tensor BlockImpl::forward_rows(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                      KVCache& cache, int64_t layer, const torch::Tensor& positions, int64_t end) {
+  x = x + attn->forward_rows(attn_norm(x), cos, sin, cache, layer, positions, end);
   return x + mlp(mlp_norm(x));
 }
 

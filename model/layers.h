@@ -51,6 +51,11 @@ struct AttentionImpl : torch::nn::Module {
   // layer `layer` of the cache (whose ages/valid are already filled for them).
   torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                KVCache& cache, int64_t layer, int64_t start);
+  // One new token per row, x [N, 1, d], each at its own cache position positions [N] (rows at
+  // different lengths, as continuous batching keeps them); cos/sin [N, 1, 1, D] are those rows'
+  // rotary angles. A row attends to its valid keys at or below its position; `end` = max + 1.
+  torch::Tensor forward_rows(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                             KVCache& cache, int64_t layer, const torch::Tensor& positions, int64_t end);
   int64_t n_heads, n_kv_heads, head_dim;
   Projection wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
   torch::Tensor time_slopes;  // [n_heads], only with model.time_bias
@@ -74,6 +79,8 @@ struct BlockImpl : torch::nn::Module {
                         const torch::Tensor& segments, const torch::Tensor& ages);
   torch::Tensor forward_cached(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, KVCache& cache,
                                int64_t layer, int64_t start);
+  torch::Tensor forward_rows(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, KVCache& cache,
+                             int64_t layer, const torch::Tensor& positions, int64_t end);
   RMSNorm attn_norm{nullptr}, mlp_norm{nullptr};
   Attention attn{nullptr};
   SwiGLU mlp{nullptr};

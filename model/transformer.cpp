@@ -1,5 +1,6 @@
 #include "model/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace chart {
@@ -115,6 +116,29 @@ torch::Tensor ClinicalTransformerImpl::decode(const torch::Tensor& tokens, const
   cache.length = start + T;
   auto h = norm(x.select(1, T - 1));  // [N, d]
   (void)N;
+  return lm_head ? lm_head(h) : torch::nn::functional::linear(h, tok_emb->weight);
+}
+
+torch::Tensor ClinicalTransformerImpl::decode_rows(const torch::Tensor& tokens, const torch::Tensor& ages,
+                                                   const std::vector<int64_t>& positions, KVCache& cache) {
+  const int64_t N = tokens.size(0);
+  TORCH_CHECK(N == cache.ages.size(0) && static_cast<int64_t>(positions.size()) == N,
+              "decode_rows: one token and one position per cache row");
+  const int64_t end = *std::max_element(positions.begin(), positions.end()) + 1;
+  TORCH_CHECK(end <= cache.capacity, "decode_rows: the cache holds ", cache.capacity, " positions");
+  const auto dev = tokens.device();
+  auto pos = torch::tensor(positions, torch::kInt64).to(dev);
+  auto rows = torch::arange(N, pos.options());
+  cache.ages.index_put_({rows, pos}, ages.to(torch::kFloat32));
+  cache.valid.index_put_({rows, pos}, torch::ones({N}, torch::dtype(torch::kBool).device(dev)));
+  auto x = tok_emb(tokens.view({N, 1}));
+  if (age_proj) x = x + age_proj(sinusoidal_age(ages.view({N, 1}), config.d_model).to(x.dtype()));
+  auto [cos, sin] = rotary_tables(cache.capacity, config.d_model / config.n_heads, config.rope_theta, dev);
+  cos = cos.index_select(0, pos).view({N, 1, 1, -1});
+  sin = sin.index_select(0, pos).view({N, 1, 1, -1});
+  int64_t i = 0;
+  for (const auto& layer : *layers) x = layer->as<Block>()->forward_rows(x, cos, sin, cache, i++, pos, end);
+  auto h = norm(x.select(1, 0));
   return lm_head ? lm_head(h) : torch::nn::functional::linear(h, tok_emb->weight);
 }
 

@@ -42,6 +42,11 @@ struct ClinicalTransformerImpl : torch::nn::Module {
   // `valid` [N, T] marks real tokens (left padding is not); padded keys are never attended.
   torch::Tensor decode(const torch::Tensor& tokens, const torch::Tensor& ages, const torch::Tensor& valid,
                        KVCache& cache);
+  // Continuous batching (infer/): one token per row, tokens and ages [N] for the N rows of
+  // `cache`, each at its own position positions[i] (its length so far; cache.length is not
+  // used). Returns the logits [N, V].
+  torch::Tensor decode_rows(const torch::Tensor& tokens, const torch::Tensor& ages,
+                            const std::vector<int64_t>& positions, KVCache& cache);
   KVCache new_cache(int64_t rows, int64_t capacity) const;  // zeroed, on the model's device
   // Training FLOPs per token (forward + backward): 6 N + 12 n_layers d_model L (attention scores
   // and values over an L-token context, each a multiply-add, times 3 for the backward), where N

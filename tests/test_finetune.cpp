@@ -272,6 +272,16 @@ TEST(Generate, ZeroShotPredictionsAreScoredByEval) {
   const std::string gj = read_file(gen / "generate.json");
   EXPECT_GT(json_value(gj, "tokens_generated"), 0);
   EXPECT_GT(json_value(gj, "tokens_per_s"), 0);
+  // Shared prefill: one per label row, plus the new windows of trajectories that filled theirs.
+  EXPECT_EQ(json_value(gj, "prefills"), double(preds.size()) + json_value(gj, "context_windows"));
+  // The previous lockstep loop, kept for comparison, still writes the same shape.
+  ASSERT_EQ(testing::run_chart(fmt::format("generate {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
+                                           "--set generate.samples=4 --set generate.horizon=10y --set train.threads=2 "
+                                           "--set generate.engine=batched",
+                                           config("tiny.yaml"), p.pretrain.string(), p.labels.string(),
+                                           (p.dir / "gen-batched").string()), &out), 0)
+      << out;
+  EXPECT_EQ(data::read_predictions(p.dir / "gen-batched/predictions.parquet").size(), preds.size());
   ASSERT_EQ(testing::run_chart(fmt::format("eval {} --set eval.predictions={} --set run.dir={} --set eval.bootstrap=50",
                                            config("tiny.yaml"), (gen / "predictions.parquet").string(),
                                            (p.dir / "gen-eval").string()), &out), 0) << out;

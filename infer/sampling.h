@@ -23,6 +23,19 @@ struct TokenRoles {
 TokenRoles token_roles(const data::Vocab& vocab, const GenerateConfig& g);
 
 // One token per row of logits [N, V]: temperature, top-k (0: all), banned tokens never drawn.
+// Draws from torch's global generator, so a row's token depends on the whole batch.
 torch::Tensor sample_next(torch::Tensor logits, const torch::Tensor& banned, double temperature, int64_t top_k);
+
+// The sampling distribution of each row of logits [N, V] (temperature, top-k, banned tokens at
+// zero), as float32 on the CPU.
+torch::Tensor next_token_probabilities(torch::Tensor logits, const torch::Tensor& banned, double temperature,
+                                       int64_t top_k);
+
+// A trajectory's own random stream: a uniform [0, 1) that depends only on (seed, prompt row,
+// sample, step), so what a trajectory samples does not depend on which others share its batch.
+double trajectory_uniform(uint64_t seed, int64_t row, int64_t sample, int64_t step);
+
+// The token of a probability row `probs` [V] (CPU float32) at uniform u: the inverse of its CDF.
+int64_t draw_token(const float* probs, int64_t V, double u);
 
 }  // namespace chart

@@ -1,9 +1,10 @@
-#include "train/recipes/sampling.h"
+#include "infer/sampling.h"
 
 #include <limits>
 #include <string>
 
 #include "core/error.h"
+#include "core/mix.h"
 #include "data/time_bins.h"
 
 namespace chart {
@@ -54,13 +55,46 @@ TokenRoles token_roles(const data::Vocab& vocab, const GenerateConfig& g) {
   return r;
 }
 
-torch::Tensor sample_next(torch::Tensor logits, const torch::Tensor& banned, double temperature, int64_t top_k) {
+namespace {
+
+torch::Tensor sampling_logits(torch::Tensor logits, const torch::Tensor& banned, double temperature, int64_t top_k) {
   logits = logits.to(torch::kFloat32).masked_fill(banned, -std::numeric_limits<float>::infinity()) / temperature;
   if (top_k > 0 && top_k < logits.size(1)) {
     auto kth = std::get<0>(logits.topk(top_k, 1)).select(1, top_k - 1).unsqueeze(1);
     logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
   }
-  return torch::multinomial(torch::softmax(logits, 1), 1).squeeze(1);
+  return logits;
+}
+
+}  // namespace
+
+torch::Tensor sample_next(torch::Tensor logits, const torch::Tensor& banned, double temperature, int64_t top_k) {
+  return torch::multinomial(torch::softmax(sampling_logits(logits, banned, temperature, top_k), 1), 1).squeeze(1);
+}
+
+torch::Tensor next_token_probabilities(torch::Tensor logits, const torch::Tensor& banned, double temperature,
+                                       int64_t top_k) {
+  return torch::softmax(sampling_logits(logits, banned, temperature, top_k), 1).cpu().contiguous();
+}
+
+double trajectory_uniform(uint64_t seed, int64_t row, int64_t sample, int64_t step) {
+  uint64_t h = mix(mix(mix(mix(seed) ^ uint64_t(row)) ^ uint64_t(sample)) ^ uint64_t(step));
+  return double(h >> 11) * 0x1.0p-53;  // the top 53 bits: every double in [0, 1) a multiple of 2^-53
+}
+
+int64_t draw_token(const float* probs, int64_t V, double u) {
+  double total = 0;
+  for (int64_t i = 0; i < V; ++i) total += probs[i];
+  const double target = u * total;
+  double cum = 0;
+  int64_t last = 0;
+  for (int64_t i = 0; i < V; ++i) {
+    if (probs[i] <= 0) continue;  // a banned or cut token is never drawn
+    cum += probs[i];
+    last = i;
+    if (cum > target) return i;
+  }
+  return last;  // rounding left target at the very top
 }
 
 }  // namespace chart
