@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "data/parquet_table.h"
 
 namespace chart::data {
 namespace fs = std::filesystem;
@@ -26,19 +27,6 @@ std::vector<fs::path> parquet_files(const fs::path& path) {
   return files;
 }
 
-std::shared_ptr<arrow::Table> read_table(const fs::path& file) {
-  const std::string name = file.string();
-  auto opened = arrow::io::ReadableFile::Open(name);
-  if (!opened.ok()) fail("{}: cannot open: {}", name, opened.status().message());
-  auto reader = parquet::arrow::OpenFile(*opened, arrow::default_memory_pool());
-  if (!reader.ok()) fail("{}: not a readable parquet file: {}", name, reader.status().message());
-  std::shared_ptr<arrow::Table> table;
-  auto st = (*reader)->ReadTable(&table);
-  if (!st.ok()) fail("{}: cannot read: {}", name, st.message());
-  auto combined = table->CombineChunks();
-  if (!combined.ok()) fail("{}: cannot read: {}", name, combined.status().message());
-  return *combined;
-}
 
 // The column `name` as one array of `type`, or an error naming the file.
 std::shared_ptr<arrow::Array> column(const arrow::Table& t, const std::string& name, arrow::Type::type type,
@@ -122,7 +110,7 @@ void check(const arrow::Status& st, const fs::path& path) {
 std::vector<LabelRow> read_labels(const fs::path& path) {
   std::vector<LabelRow> all;
   for (const auto& file : parquet_files(path)) {
-    auto rows = read_label_columns(*read_table(file), file);
+    auto rows = read_label_columns(*read_parquet_table(file), file);
     all.insert(all.end(), rows.begin(), rows.end());
   }
   if (all.empty()) fail("labels {} hold no rows", path.string());
@@ -147,7 +135,7 @@ Oracle read_oracle(const fs::path& labels) {
   const fs::path path = oracle_path(labels);
   if (path.empty()) return oracle;
   for (const auto& file : parquet_files(path)) {
-    auto t = read_table(file);
+    auto t = read_parquet_table(file);
     auto sid = column(*t, "subject_id", arrow::Type::INT64, file);
     auto ptime = column(*t, "prediction_time", arrow::Type::TIMESTAMP, file);
     no_nulls(sid, "subject_id", file);
@@ -210,7 +198,7 @@ void write_predictions(const fs::path& path, const std::vector<Prediction>& pred
 
 std::vector<Prediction> read_predictions(const fs::path& path) {
   if (!fs::is_regular_file(path)) fail("predictions {} do not exist", path.string());
-  auto table = read_table(path);
+  auto table = read_parquet_table(path);
   auto rows = read_label_columns(*table, path);
   const std::vector<double> prob = float_column(*table, "predicted_boolean_probability", path);
   std::vector<Prediction> out(rows.size());

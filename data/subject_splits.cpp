@@ -1,13 +1,12 @@
 #include "data/subject_splits.h"
 
 #include <arrow/api.h>
-#include <arrow/io/file.h>
-#include <parquet/arrow/reader.h>
 
 #include <algorithm>
 #include <cctype>
 
 #include "core/error.h"
+#include "data/parquet_table.h"
 
 namespace chart::data {
 namespace fs = std::filesystem;
@@ -29,13 +28,7 @@ std::optional<SubjectSplits> SubjectSplits::read(const fs::path& meds) {
   const fs::path path = meds / "metadata" / "subject_splits.parquet";
   if (!fs::is_directory(meds) || !fs::exists(path)) return std::nullopt;
   const std::string name = path.string();
-  auto opened = arrow::io::ReadableFile::Open(name);
-  if (!opened.ok()) fail("{}: cannot open: {}", name, opened.status().message());
-  auto reader = parquet::arrow::OpenFile(*opened, arrow::default_memory_pool());
-  if (!reader.ok()) fail("{}: not a readable parquet file: {}", name, reader.status().message());
-  std::shared_ptr<arrow::Table> table;
-  auto st = (*reader)->ReadTable(&table);
-  if (!st.ok()) fail("{}: cannot read: {}", name, st.message());
+  const std::shared_ptr<arrow::Table> table = read_parquet_table(path);
   auto sid = table->GetColumnByName("subject_id");
   auto split = table->GetColumnByName("split");
   if (!sid || !split)
