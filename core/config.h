@@ -83,6 +83,9 @@ struct TrainConfig {
   int64_t log_every = 10;
   int64_t checkpoint_every = 100;
   int64_t keep_last = 3;
+  // With several ranks, weights of this many MiB or more are written by all of them, a part
+  // each (model.safetensors.index.json); -1: always by rank 0 alone.
+  int64_t split_weights_mib = 1024;
   std::string device = "auto";     // auto | cpu | cuda
   std::string precision = "auto";  // auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
   bool packing = true;             // pack several patients into one window

@@ -67,6 +67,7 @@ void bind(Binder& b, Config& c) {
     b.field("log_every", t.log_every, 1, kMaxInt);
     b.field("checkpoint_every", t.checkpoint_every, 0, kMaxInt);
     b.field("keep_last", t.keep_last, 1, kMaxInt);
+    b.field("split_weights_mib", t.split_weights_mib, -1, kMaxInt);
     b.choice("device", t.device, {"auto", "cpu", "cuda"});
     b.choice("precision", t.precision, {"auto", "fp32", "bf16"});
     b.field("packing", t.packing);

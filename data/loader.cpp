@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "core/mix.h"
 #include "core/time.h"
 
 namespace chart::data {
@@ -18,25 +17,23 @@ int64_t subject_windows(int64_t len, int64_t context) {
 }  // namespace
 
 Loader::Loader(const TokenDataset& dataset, std::string split, LoaderOptions options, LoaderState state)
-    : ds_(dataset), split_(std::move(split)), opt_(options), state_(state), produce_at_(state) {
+    : ds_(dataset), split_(std::move(split)), opt_(options), state_(state), produce_at_(state),
+      order_(ds_.shards(split_),
+             [packing = opt_.packing, context = opt_.context](const SubjectEntry& e) -> int64_t {
+               return packing ? e.n_tokens : subject_windows(e.n_tokens, context);
+             },
+             opt_.shuffle, opt_.seed) {
   if (opt_.context < 1 || opt_.batch_size < 1 || opt_.world_size < 1 || opt_.rank < 0 ||
       opt_.rank >= opt_.world_size)
     fail("loader: bad options (context {}, batch {}, rank {} of {})", opt_.context,
          opt_.batch_size, opt_.rank, opt_.world_size);
-  subjects_ = ds_.subjects(split_);
-  const auto& shards = ds_.shards(split_);
-  int64_t total = 0;
-  for (const auto& s : subjects_) {
-    int64_t len = shards[s.shard].subject(s.entry).n_tokens;
-    total += len;
-    if (!opt_.packing) n_windows_ += subject_windows(len, opt_.context);
-  }
-  if (opt_.packing) n_windows_ = total > 0 ? (total - 1) / opt_.context : 0;
+  const int64_t total = order_.total_units();
+  n_windows_ = !opt_.packing ? total : total > 0 ? (total - 1) / opt_.context : 0;
   const int64_t per_step = opt_.batch_size * opt_.world_size;
   steps_per_epoch_ = n_windows_ / per_step;
   if (steps_per_epoch_ == 0)
     fail("{}: split '{}' has {} subjects and {} windows of {} tokens, fewer than one step needs "
-         "({} windows = batch_size {} x {} rank(s))", ds_.dir().string(), split_, subjects_.size(),
+         "({} windows = batch_size {} x {} rank(s))", ds_.dir().string(), split_, order_.n_subjects(),
          n_windows_, opt_.context, per_step, opt_.batch_size, opt_.world_size);
   if (state_.step >= steps_per_epoch_) state_ = produce_at_ = {state_.epoch + 1, 0};
   if (opt_.prefetch > 0) thread_ = std::thread([this] { producer(); });
@@ -51,25 +48,6 @@ Loader::~Loader() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Loader::order_epoch(int64_t epoch) {
-  if (epoch == ordered_epoch_) return;
-  ordered_epoch_ = epoch;
-  order_ = subjects_;
-  if (opt_.shuffle) {  // Fisher-Yates with our own generator: the same order on every platform
-    uint64_t s = mix(opt_.seed ^ mix(static_cast<uint64_t>(epoch) + 1));
-    for (size_t i = order_.size(); i > 1; --i) {
-      s = mix(s);
-      std::swap(order_[i - 1], order_[s % i]);
-    }
-  }
-  const auto& shards = ds_.shards(split_);
-  prefix_.assign(order_.size() + 1, 0);
-  for (size_t i = 0; i < order_.size(); ++i) {
-    int64_t len = shards[order_[i].shard].subject(order_[i].entry).n_tokens;
-    prefix_[i + 1] = prefix_[i] + (opt_.packing ? len : subject_windows(len, opt_.context));
-  }
-}
-
 void Loader::fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t>& cu) {
   const auto& shards = ds_.shards(split_);
   const int64_t L = opt_.context;
@@ -78,13 +56,10 @@ void Loader::fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t
   float* age = b.ages.data_ptr<float>() + row * L;
   float* dt = b.target_dt.data_ptr<float>() + row * L;
   int32_t* seg = b.segments.data_ptr<int32_t>() + row * L;
-  auto subject_at = [&](int64_t unit) {  // the subject whose units cover `unit`
-    return static_cast<size_t>(std::upper_bound(prefix_.begin(), prefix_.end(), unit) - prefix_.begin() - 1);
-  };
-  // Copies tokens [from, to) of ordered subject i into positions starting at j; returns the new j.
-  auto copy = [&](size_t i, int64_t from, int64_t to, int64_t j, int32_t segment) {
-    const TokenShard& sh = shards[order_[i].shard];
-    const SubjectEntry& e = sh.subject(order_[i].entry);
+  // Copies tokens [from, to) of the subject at p into positions starting at j; returns the new j.
+  auto copy = [&](const EpochOrder::Position& p, int64_t from, int64_t to, int64_t j, int32_t segment) {
+    const TokenShard& sh = shards[p.ref.shard];
+    const SubjectEntry& e = sh.subject(p.ref.entry);
     const uint32_t* t = sh.tokens() + e.token_start;
     const int64_t* tm = sh.times() + e.token_start;
     cu.push_back(static_cast<int32_t>(row * L + j));
@@ -99,18 +74,19 @@ void Loader::fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t
   };
   int64_t j = 0;
   if (opt_.packing) {
-    int64_t pos = window * L;
-    size_t i = subject_at(pos);
-    for (int32_t segment = 0; j < L; ++segment, ++i) {
-      int64_t from = pos + j - prefix_[i];
-      int64_t len = prefix_[i + 1] - prefix_[i];
-      j = copy(i, from, len, j, segment);
-      // The window's last position predicts the token after it, inside the same subject only.
+    // The window's last position predicts the token after it, inside the same subject only; the
+    // epoch's stream always holds that token (n_windows_ leaves it), so next() never runs out.
+    const int64_t pos = window * L;
+    EpochOrder::Position p = order_.locate(pos);
+    j = copy(p, pos - p.start, p.units, j, 0);
+    for (int32_t segment = 1; j < L;) {
+      p = order_.next(p);
+      if (p.units > 0) j = copy(p, 0, p.units, j, segment++);
     }
   } else {
-    size_t i = subject_at(window);
-    int64_t start = (window - prefix_[i]) * L;
-    j = copy(i, start, start + L, j, 0);
+    const EpochOrder::Position p = order_.locate(window);
+    const int64_t start = (window - p.start) * L;
+    j = copy(p, start, start + L, j, 0);
   }
   if (j < L) cu.push_back(static_cast<int32_t>(row * L + j));  // the padding is a segment of its own
   for (; j < L; ++j) {
@@ -123,7 +99,7 @@ void Loader::fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t
 }
 
 Batch Loader::build(int64_t epoch, int64_t step) {
-  order_epoch(epoch);
+  order_.set_epoch(epoch);
   const int64_t B = opt_.batch_size, L = opt_.context;
   Batch b;
   b.epoch = epoch;

@@ -1,6 +1,6 @@
 // Batches of training windows from a token dataset, as LibTorch tensors.
 //
-// Each epoch orders the split's subjects by a permutation of (seed, epoch). With packing, their
+// Each epoch orders the split's subjects by (seed, epoch) (data/epoch_order.h). With packing, their
 // token streams are laid end to end and cut into windows of `context` tokens (a subject may
 // continue into the next window); without it, each window holds one subject (long subjects are
 // cut into several windows) padded to `context`. Step s of the run takes windows
@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "data/epoch_order.h"
 #include "data/token_dataset.h"
 
 namespace chart::data {
@@ -62,9 +63,9 @@ class Loader {
   void seek(LoaderState state);
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   int64_t windows_per_epoch() const { return n_windows_; }
+  int64_t order_entries_held() const { return order_.entries_held(); }  // O(sqrt(subjects))
 
  private:
-  void order_epoch(int64_t epoch);      // subject order and prefix sums for this epoch
   Batch build(int64_t epoch, int64_t step);
   void fill_row(int64_t window, int64_t row, Batch& b, std::vector<int32_t>& cu);
   void producer();
@@ -73,10 +74,7 @@ class Loader {
   std::string split_;
   LoaderOptions opt_;
   LoaderState state_;
-  std::vector<SubjectRef> subjects_;
-  std::vector<SubjectRef> order_;     // this epoch's subject order
-  std::vector<int64_t> prefix_;       // packing: tokens before subject i; else windows before it
-  int64_t ordered_epoch_ = -1;
+  EpochOrder order_;  // units: tokens when packing, else windows
   int64_t n_windows_ = 0, steps_per_epoch_ = 0;
 
   // Background prefetch.

@@ -13,7 +13,8 @@ forward on that batch (tests/test_export.cpp writes it). The script
      are 0/1/2, and whitespace-joined tokens encode to their ids;
   4. with --checkpoint, also loads the checkpoint with scripts/reference_model.py (the lossless
      path, time features included) and compares its logits the same way;
-  5. with --resave DIR, writes the loaded model with save_pretrained (what a researcher does after
+  5. with --resave DIR, writes the loaded model with save_pretrained into DIR, and sharded into
+     DIR-sharded (small shards, as a large model is saved) (what a researcher does after
      changing it in Python), for chart to import back.
 Prints one line per check with the measured difference; exits 0 when all pass, 1 otherwise.
 """
@@ -105,6 +106,8 @@ def main():
         compare("scripts/reference_model.py on the checkpoint vs chart", logits)
     if args.resave:
         model.save_pretrained(args.resave)
+        # As a large model is saved: several files and model.safetensors.index.json.
+        model.save_pretrained(args.resave + "-sharded", max_shard_size="40KB")
     print("PASS" if not failures else f"FAIL: {', '.join(failures)}")
     return 1 if failures else 0
 

@@ -26,6 +26,8 @@
 #include "model/safetensors.h"
 #include "model/transformer.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_weights.h"
+#include "train/checkpoint/pretrained.h"
 #include "train/checkpoint/optimizer_state.h"
 #include "train/distributed/flat_layout.h"
 #include "tests/token_fixture.h"
@@ -128,11 +130,12 @@ std::map<std::pair<int, std::string>, double> losses(const fs::path& run) {
   return out;
 }
 
+// Of the weights of two checkpoint directories, in one file each or split across ranks' files.
 double max_weight_difference(const fs::path& a, const fs::path& b) {
-  Safetensors x = load_safetensors(a), y = load_safetensors(b);
-  EXPECT_EQ(x.tensors.size(), y.tensors.size());
+  const auto x = read_weights(a), y = read_weights(b);
+  EXPECT_EQ(x.size(), y.size());
   double worst = 0;
-  for (const auto& [name, t] : x.tensors) worst = std::max(worst, (t - y.tensors.at(name)).abs().max().item<double>());
+  for (const auto& [name, t] : x) worst = std::max(worst, (t - y.at(name)).abs().max().item<double>());
   return worst;
 }
 
@@ -267,13 +270,13 @@ TEST(Distributed, TwoRanksMatchOneRankAndZero1AndResumeOnOneRank) {
   // Same loss trajectory (train and tuning) and final weights, to fp32 reduction order.
   // (Measured: 6e-7 in loss and weights; a lost or doubled micro-batch would be ~1e-2.)
   expect_same_losses(dir / "one", dir / "two", 2e-5);
-  EXPECT_LT(max_weight_difference(dir / "one/checkpoints/step_6/model.safetensors",
-                                  dir / "two/checkpoints/step_6/model.safetensors"), 2e-5);
+  EXPECT_LT(max_weight_difference(dir / "one/checkpoints/step_6",
+                                  dir / "two/checkpoints/step_6"), 2e-5);
   // ZeRO-1 does the same arithmetic as plain data parallelism, only sharded: the gradient norm
   // (summed from the shards) differs by round-off, and with it the clipping coefficient.
   expect_same_losses(dir / "two", dir / "zero1", 1e-6);
-  const double zero1_vs_plain = max_weight_difference(dir / "two/checkpoints/step_6/model.safetensors",
-                                                     dir / "zero1/checkpoints/step_6/model.safetensors");
+  const double zero1_vs_plain = max_weight_difference(dir / "two/checkpoints/step_6",
+                                                     dir / "zero1/checkpoints/step_6");
   EXPECT_LT(zero1_vs_plain, 1e-6);
   std::printf("ZeRO-1 vs plain, 2 ranks, 6 steps: weights differ by at most %.3g\n", zero1_vs_plain);
   EXPECT_EQ(read_file(dir / "one/checkpoints/step_6/trainer_state.yaml").substr(0, 90),
@@ -295,8 +298,8 @@ TEST(Distributed, TwoRanksMatchOneRankAndZero1AndResumeOnOneRank) {
                                                                   (dir / "zero1/checkpoints/step_3").string()),
                                &out), 0) << out;
   EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
-  EXPECT_LT(max_weight_difference(dir / "one/checkpoints/step_6/model.safetensors",
-                                  dir / "resumed/checkpoints/step_6/model.safetensors"), 2e-5);
+  EXPECT_LT(max_weight_difference(dir / "one/checkpoints/step_6",
+                                  dir / "resumed/checkpoints/step_6"), 2e-5);
   auto lr = losses(dir / "resumed"), l1 = losses(dir / "one");
   EXPECT_NEAR(lr.at({6, "train"}), l1.at({6, "train"}), 2e-5);
 
@@ -307,8 +310,8 @@ TEST(Distributed, TwoRanksMatchOneRankAndZero1AndResumeOnOneRank) {
   rc = run_ranks(2, train_args(tok, dir / "two_again", "--set train.batch_size=4 --resume auto"), dir / "two_again", &logs);
   ASSERT_EQ(rc, (std::vector<int>{0, 0})) << logs;
   EXPECT_NE(logs.find("resumed from " + (dir / "two_again/checkpoints/step_3").string()), std::string::npos) << logs;
-  EXPECT_EQ(max_weight_difference(dir / "two/checkpoints/step_6/model.safetensors",
-                                  dir / "two_again/checkpoints/step_6/model.safetensors"), 0.0);
+  EXPECT_EQ(max_weight_difference(dir / "two/checkpoints/step_6",
+                                  dir / "two_again/checkpoints/step_6"), 0.0);
   EXPECT_EQ(read_file(dir / "two/checkpoints/step_6/optimizer.safetensors"),
             read_file(dir / "two_again/checkpoints/step_6/optimizer.safetensors"));
 
@@ -413,8 +416,10 @@ TEST(Distributed, Zero1CheckpointsReshardOnLoad) {
     }
   }
 
-  // Resumed on 4 ranks x 2 windows and on 1 rank x 8 (the same global batch): the same run.
-  ASSERT_EQ(run_ranks(4, train_args(tok, dir / "z4", "--set train.batch_size=2 --resume " + step3.string() + zero),
+  // Resumed on 4 ranks x 2 windows and on 1 rank x 8 (the same global batch): the same run. The
+  // 4 ranks also write the weights a quarter each (split_weights_mib=0: however small).
+  ASSERT_EQ(run_ranks(4, train_args(tok, dir / "z4", "--set train.batch_size=2 --set train.split_weights_mib=0 --resume " +
+                                                        step3.string() + zero),
                       dir / "z4", &logs),
             std::vector<int>(4, 0)) << logs;
   EXPECT_NE(logs.find("resumed from " + step3.string()), std::string::npos) << logs;
@@ -426,12 +431,23 @@ TEST(Distributed, Zero1CheckpointsReshardOnLoad) {
   EXPECT_NO_THROW(verify_checkpoint(dir / "z4/checkpoints/step_6"));
   for (int r = 1; r < 4; ++r)
     EXPECT_TRUE(fs::exists(dir / fmt::format("z4/checkpoints/step_6/optimizer.rank{}.safetensors", r))) << r;
+  const fs::path split = dir / "z4/checkpoints/step_6";
+  EXPECT_FALSE(fs::exists(split / "model.safetensors"));
+  EXPECT_EQ(weight_files(split), (std::vector<std::string>{weight_part_name(0, 4), weight_part_name(1, 4),
+                                                           weight_part_name(2, 4), weight_part_name(3, 4)}));
+  // A split checkpoint is what every reader reads: resume, init.checkpoint (fine-tune, eval, export).
+  {
+    ClinicalTransformer model(cfg.model, vocab);
+    EXPECT_EQ(load_checkpoint(split, model, nullptr).step, 6);
+    const Pretrained p = load_chart_checkpoint(split.string());
+    for (const auto& item : model->named_parameters()) EXPECT_TRUE(p.tensors.at(item.key()).equal(item.value())) << item.key();
+  }
   for (const auto& e : fs::directory_iterator(dir / "z4/checkpoints"))
     EXPECT_EQ(e.path().filename().string().rfind(".step_", 0), std::string::npos) << "left over: " << e.path();
   const auto end2 = union_of_moments(dir / "z2/checkpoints/step_6", 2);
   for (const auto& [run, world] : {std::pair<std::string, int>{"z4", 4}, {"z1", 1}}) {
-    EXPECT_LT(max_weight_difference(dir / "z2/checkpoints/step_6/model.safetensors",
-                                    dir / run / "checkpoints/step_6/model.safetensors"), 2e-5) << run;
+    EXPECT_LT(max_weight_difference(dir / "z2/checkpoints/step_6",
+                                    dir / run / "checkpoints/step_6"), 2e-5) << run;
     const auto end = union_of_moments(dir / run / "checkpoints/step_6", world);
     double worst = 0;
     for (const auto& [key, t] : end2) worst = std::max(worst, (t - end.at(key)).abs().max().item<double>());

@@ -363,6 +363,10 @@ TEST(ExportEndToEnd, TransformersLogitsMatchChartAndTheExportRoundTrips) {
   if (rc == 0) {
     ASSERT_FALSE(fs::exists(dir / "resaved" / "chart_config.yaml"));
     expect_same_weights(p, load_pretrained((dir / "resaved").string()));
+    // Saved in shards with an index (as transformers saves a large model): the same weights.
+    ASSERT_TRUE(fs::exists(dir / "resaved-sharded" / "model.safetensors.index.json"));
+    ASSERT_FALSE(fs::exists(dir / "resaved-sharded" / "model.safetensors"));
+    expect_same_weights(p, load_pretrained((dir / "resaved-sharded").string()));
   }
 
   // `chart train` starts from the export (continued pretraining); at learning rate 0 its first

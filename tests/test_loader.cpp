@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "data/epoch_order.h"
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "data/token_dataset.h"
@@ -127,6 +128,42 @@ TEST(Loader, ShufflingIsDeterministicAndChangesPerEpoch) {
   // The same step of the next epoch sees a different order.
   data::Loader d(ds, "train", opts(4), {1, 0});
   EXPECT_FALSE(same(a0, d.next()));
+}
+
+// Each epoch visits every subject exactly once, in an order that changes per epoch, from state
+// of O(sqrt(subjects)) entries rather than a per-subject array on every rank.
+TEST(EpochOrder, VisitsEverySubjectOncePerEpochFromSqrtState) {
+  TempDir dir;
+  auto ds = data::TokenDataset::open(make_dataset(dir));
+  const auto& shards = ds.shards("train");
+  data::EpochOrder order(shards, [](const data::SubjectEntry& e) -> int64_t { return e.n_tokens; }, true, 7);
+  ASSERT_EQ(order.n_subjects(), 60);
+  std::vector<std::vector<int64_t>> ids_by_epoch;
+  for (int64_t epoch : {0, 1}) {
+    order.set_epoch(epoch);
+    std::vector<int64_t> ids;
+    int64_t covered = 0;
+    auto p = order.locate(0);
+    for (int i = 0;; ++i) {
+      EXPECT_EQ(p.start, covered);
+      const auto& e = shards[p.ref.shard].subject(p.ref.entry);
+      EXPECT_EQ(p.units, e.n_tokens);
+      ids.push_back(e.subject_id);
+      covered += p.units;
+      if (i + 1 == order.n_subjects()) break;
+      p = order.next(p);
+    }
+    EXPECT_EQ(covered, order.total_units());
+    // locate() finds the subject covering any unit, including the last one.
+    auto last = order.locate(order.total_units() - 1);
+    EXPECT_EQ(last.start + last.units, order.total_units());
+    EXPECT_EQ(std::set<int64_t>(ids.begin(), ids.end()).size(), 60u) << "a subject seen twice";
+    ids_by_epoch.push_back(ids);
+  }
+  EXPECT_NE(ids_by_epoch[0], ids_by_epoch[1]);
+  // Blocks of 8 (ceil sqrt 60): counts, order and prefix per block plus one block's order and prefix.
+  EXPECT_LE(order.entries_held(), 5 * 8 + 3 + static_cast<int64_t>(shards.size()));
+  EXPECT_THROW(order.locate(order.total_units()), Error);
 }
 
 TEST(Loader, RanksSplitAStepWithoutOverlap) {

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "core/sha256.h"
 #include "data/vocab.h"
 #include "model/safetensors.h"
@@ -18,6 +19,7 @@
 #include "model/transformer.h"
 #include "tests/test_util.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_weights.h"
 #include "train/pretrain/optimizer.h"
 #include "train/checkpoint/pretrained.h"
 
@@ -266,6 +268,57 @@ TEST(SafeLoading, DamagedCheckpointsAndUnexpectedTensorsAreRefused) {
   EXPECT_EQ(testing::run_chart(export_cmd, &out), 1) << out;
   EXPECT_TRUE(contains(out, "model.safetensors")) << out;
   EXPECT_FALSE(fs::exists(dir / "hf"));
+}
+
+// Weights split across ranks' files: contiguous parts of about equal bytes, and an index that
+// is checked before any file it names is trusted.
+TEST(SafeLoading, SplitWeightsAreBalancedAndTheirIndexIsChecked) {
+  NamedTensors w;
+  for (int i = 0; i < 10; ++i) w.emplace_back("t" + std::to_string(i), torch::ones({i == 3 ? 40 : 10}));
+  for (int parts : {1, 2, 3, 4, 10, 20}) {
+    const auto split = split_weights(w, parts);
+    ASSERT_EQ(split.size(), static_cast<size_t>(std::min(parts, 10))) << parts;
+    std::vector<std::string> order;
+    for (const auto& part : split) {
+      EXPECT_FALSE(part.empty()) << parts;
+      for (const auto& [name, t] : part) order.push_back(name);
+    }
+    std::vector<std::string> want;
+    for (const auto& [name, t] : w) want.push_back(name);
+    EXPECT_EQ(order, want) << "parts are contiguous runs, in order";
+  }
+  // 130 elements in 2 parts: the first ends once half the bytes are in (t0..t3: 70).
+  EXPECT_EQ(split_weights(w, 2)[0].size(), 4u);
+
+  TempDir dir;
+  const fs::path ckpt = dir.path();
+  const auto parts = split_weights(w, 3);
+  for (int i = 0; i < 3; ++i) save_safetensors(ckpt / weight_part_name(i, 3), parts[i]);
+  write_file_atomic(ckpt / kWeightsIndex, weights_index_json(parts));
+  const Json index = read_json_file(ckpt / kWeightsIndex);
+  EXPECT_EQ(index["metadata"]["total_size"].get<int64_t>(), 130 * 4);
+  EXPECT_EQ(index["weight_map"]["t0"].get<std::string>(), "model-00001-of-00003.safetensors");
+  EXPECT_EQ(read_weights(ckpt).size(), 10u);
+
+  auto refused = [&](const std::string& index_text, const std::string& part) {
+    write_file_atomic(ckpt / kWeightsIndex, index_text);
+    try {
+      read_weights(ckpt);
+      ADD_FAILURE() << "read with index " << index_text;
+    } catch (const Error& e) {
+      EXPECT_TRUE(contains(e.what(), part)) << e.what();
+    }
+  };
+  refused("{\"weight_map\": {\"t0\": \"../model-00001-of-00003.safetensors\"}}", "not a file beside the index");
+  refused("{\"weight_map\": {}}", "weight_map is empty");
+  refused("{\"weight_map\": [1]}", "no \"weight_map\" object");
+  refused("{\"weight_map\": {\"t0\": \"gone.safetensors\"}}", "gone.safetensors, which is missing");
+  // The index gives t0 to the first file, which holds other tensors the index does not mention.
+  refused("{\"weight_map\": {\"t0\": \"model-00001-of-00003.safetensors\"}}", "which model.safetensors.index.json gives to no file");
+  Json moved = index;
+  moved["weight_map"]["t9"] = "model-00001-of-00003.safetensors";  // t9 is in the third file
+  refused(dump_json(moved), "holds tensor 't9'");
+  refused("{\"weight_map\": ", "model.safetensors.index.json");
 }
 
 }  // namespace

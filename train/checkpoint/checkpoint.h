@@ -1,5 +1,7 @@
 // Checkpoints: run.dir/checkpoints/step_<N>/ holding
-//   model.safetensors       weights (metadata format=pt), readable from Python
+//   model.safetensors       weights (metadata format=pt), readable from Python; for a large model
+//                           written by several ranks, model-<i>-of-<n>.safetensors and
+//                           model.safetensors.index.json instead (model_weights.h)
 //   optimizer.safetensors   AdamW moments and step counts, by parameter name
 //   rng.safetensors         CPU (and CUDA) generator states
 //   trainer_state.yaml      optimizer step, loader position (epoch, step), tokens seen
@@ -48,11 +50,14 @@ class Zero1;
 // steps up to it (a checkpoint of a later step, from an earlier run, is never deleted for it).
 // Refuses (chart::Error, nothing written) weights or moments that are not finite. `card`
 // carries what the caller knows (data lineage, metrics, sections); the rest is filled here
-// (fill_model_card) and the card is written before the checksums (rank 0 writes it).
+// (fill_model_card) and the card is written before the checksums (rank 0 writes it). With
+// several ranks and weights of split_weights_bytes or more (-1: never), each rank writes a part
+// of the weights (model_weights.h) instead of rank 0 writing them all.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const std::string& config_yaml,
                                       ClinicalTransformer& model, torch::optim::AdamW& optimizer,
                                       const TrainerState& state, int64_t keep_last, Dist* dist = nullptr,
-                                      ModelCard card = {}, const Zero1* zero = nullptr);
+                                      ModelCard card = {}, const Zero1* zero = nullptr,
+                                      int64_t split_weights_bytes = -1);
 
 // A weights-only checkpoint (a fine-tuned model): model.safetensors, config.yaml,
 // trainer_state.yaml and `extra` files (name, text), checksummed, step_<state.step>, `latest`.
@@ -61,11 +66,12 @@ std::filesystem::path save_model_checkpoint(const std::filesystem::path& run_dir
                                             const std::vector<std::pair<std::string, std::string>>& extra = {});
 
 // Throws chart::Error naming the file that is missing or does not match its checksum. Every file
-// SHA256SUMS lists must match, and model.safetensors, config.yaml and trainer_state.yaml must be
-// among them (older checkpoints without a model card verify too).
+// SHA256SUMS lists must match, and the weights (model.safetensors, or the index and every file it
+// names), config.yaml and trainer_state.yaml must be among them (older checkpoints without a model card verify too).
 void verify_checkpoint(const std::filesystem::path& dir);
 // The same for any directory with a SHA256SUMS: each listed file matches, `required` are listed.
-void verify_sha256sums(const std::filesystem::path& dir, const std::vector<std::string>& required);
+// Returns the files listed.
+std::vector<std::string> verify_sha256sums(const std::filesystem::path& dir, const std::vector<std::string>& required);
 
 // N of a checkpoint directory named step_<N>; throws chart::Error for another name.
 int64_t checkpoint_step(const std::filesystem::path& checkpoint_dir);
@@ -86,8 +92,9 @@ std::optional<std::filesystem::path> resume_checkpoint(const std::filesystem::pa
 TrainerState load_checkpoint(const std::filesystem::path& dir, ClinicalTransformer& model,
                              torch::optim::AdamW* optimizer, int rank = 0, const Zero1* zero = nullptr);
 
-// Weights only (fine-tuning, eval): names must match exactly; non-finite values are refused.
-void load_weights(const std::filesystem::path& safetensors_file, torch::nn::Module& model);
+// Weights only (fine-tuning, eval) from a checkpoint directory (model_weights.h): names must
+// match exactly; non-finite values are refused.
+void load_weights(const std::filesystem::path& checkpoint_dir, torch::nn::Module& model);
 
 // Throws chart::Error naming `where` and the first tensor holding a NaN or an infinity: what a
 // diverged run leaves is never saved or loaded as if it were a model.

@@ -7,35 +7,37 @@
 #include "core/error.h"
 #include "model/safetensors.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_weights.h"
 #include "train/checkpoint/optimizer_state.h"
 
 namespace chart {
 namespace fs = std::filesystem;
 
-void load_weights(const fs::path& file, torch::nn::Module& model) {
-  Safetensors st = load_safetensors(file);
-  require_finite(st.tensors, file.string());
+void load_weights(const fs::path& dir, torch::nn::Module& model) {
+  const std::map<std::string, torch::Tensor> tensors = read_weights(dir);
+  const std::string source = weights_source(dir);
+  require_finite(tensors, source);
   torch::NoGradGuard no_grad;
   size_t used = 0;
   for (auto& p : model.named_parameters()) {
-    auto it = st.tensors.find(p.key());
-    if (it == st.tensors.end()) fail("{}: no tensor '{}' for this model", file.string(), p.key());
+    auto it = tensors.find(p.key());
+    if (it == tensors.end()) fail("{}: no tensor '{}' for this model", source, p.key());
     if (it->second.sizes() != p.value().sizes())
-      fail("{}: tensor '{}' has shape {}, the model expects {}", file.string(), p.key(),
+      fail("{}: tensor '{}' has shape {}, the model expects {}", source, p.key(),
            fmt::join(it->second.sizes(), "x"), fmt::join(p.value().sizes(), "x"));
     p.value().copy_(it->second);
     ++used;
   }
-  if (used != st.tensors.size()) {
-    for (const auto& [name, t] : st.tensors)
+  if (used != tensors.size()) {
+    for (const auto& [name, t] : tensors)
       if (!model.named_parameters().contains(name))
-        fail("{}: unexpected tensor '{}' that this model does not have", file.string(), name);
+        fail("{}: unexpected tensor '{}' that this model does not have", source, name);
   }
 }
 
 TrainerState load_checkpoint(const fs::path& dir, ClinicalTransformer& model, torch::optim::AdamW* optimizer,
                              int rank, const Zero1* zero) {
-  load_weights(dir / "model.safetensors", *model);
+  load_weights(dir, *model);
   if (optimizer) {
     load_moments(dir, moment_slots(model, zero), *optimizer);  // this rank's pieces alone
   }

@@ -6,6 +6,7 @@
 #include "core/files.h"
 #include "model/safetensors.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_weights.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -43,12 +44,11 @@ Pretrained load_chart_checkpoint(const std::string& path) {
   } catch (const YAML::Exception& e) {
     fail("{}: not a valid trainer state: {}", (p.dir / "trainer_state.yaml").string(), e.what());
   }
-  Safetensors st = load_safetensors(p.dir / "model.safetensors");
-  require_finite(st.tensors, (p.dir / "model.safetensors").string());
-  p.tensors = std::move(st.tensors);
+  p.tensors = read_weights(p.dir);
+  require_finite(p.tensors, weights_source(p.dir));
   auto emb = p.tensors.find("tok_emb.weight");
   if (emb == p.tensors.end() || emb->second.dim() != 2)
-    fail("{}: no 2-D tensor 'tok_emb.weight'", (p.dir / "model.safetensors").string());
+    fail("{}: no 2-D tensor 'tok_emb.weight'", weights_source(p.dir));
   p.vocab_size = emb->second.size(0);
   return p;
 }
@@ -64,7 +64,7 @@ std::vector<std::string> copy_pretrained_weights(const Pretrained& p, torch::nn:
                                                  const std::vector<std::string>& fresh) {
   torch::NoGradGuard no_grad;
   auto params = module.named_parameters();
-  const std::string file = (p.dir / "model.safetensors").string();
+  const std::string file = weights_source(p.dir);
   for (auto& item : params) {
     auto it = p.tensors.find(item.key());
     if (it == p.tensors.end()) {

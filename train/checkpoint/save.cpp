@@ -12,6 +12,7 @@
 #include "model/safetensors.h"
 #include "model/safetensors_writer.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_weights.h"
 #include "train/checkpoint/optimizer_state.h"
 #include "train/distributed/dist.h"
 
@@ -19,8 +20,9 @@ namespace chart {
 namespace fs = std::filesystem;
 namespace {
 
-const char* kFiles[] = {"model.safetensors", "optimizer.safetensors", "rng.safetensors",
-                        "trainer_state.yaml", "config.yaml", "model_card.json", "MODEL_CARD.md"};
+// Besides the weights (model_weights.h) and the other ranks' parts.
+const char* kFiles[] = {"optimizer.safetensors", "rng.safetensors", "trainer_state.yaml", "config.yaml",
+                        "model_card.json", "MODEL_CARD.md"};
 
 // Checksums `files` into SHA256SUMS (the hash of each file written here is known already, from
 // its stream: only the others are read), renames the staged directory into place and points
@@ -41,10 +43,15 @@ void commit_checkpoint(StagingDir& stage, const std::vector<std::string>& files,
 // Rank r > 0's files, each streamed beside the checkpoint and hashed as written, then its report
 // (the files and their hashes) that rank 0 waits for.
 void write_rank_parts(const fs::path& ckpt_dir, const std::string& name, int rank,
-                      const std::vector<std::pair<std::string, const NamedTensors*>>& parts) {
+                      const std::vector<std::pair<std::string, const NamedTensors*>>& parts,
+                      const std::map<std::string, std::string>& weights_metadata) {
   auto part = [&](const std::string& file) { return ckpt_dir / fmt::format(".{}.rank{}.{}", name, rank, file); };
   std::string report;
-  for (const auto& [file, tensors] : parts) report += save_safetensors_hashed(part(file), *tensors) + "  " + file + "\n";
+  for (const auto& [file, tensors] : parts) {
+    const bool weights = file.rfind("model-", 0) == 0;
+    report += save_safetensors_hashed(part(file), *tensors, weights ? weights_metadata : std::map<std::string, std::string>{}) +
+              "  " + file + "\n";
+  }
   write_file_atomic(part("SHA256SUMS"), report);
 }
 
@@ -94,7 +101,7 @@ void prune_checkpoints(const fs::path& ckpt_dir, int64_t newest, int64_t keep_la
 
 fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml, ClinicalTransformer& model,
                          torch::optim::AdamW& optimizer, const TrainerState& state, int64_t keep_last, Dist* dist,
-                         ModelCard card, const Zero1* zero) {
+                         ModelCard card, const Zero1* zero, int64_t split_weights_bytes) {
   const fs::path ckpt_dir = run_dir / "checkpoints";
   fs::create_directories(ckpt_dir);
   const std::string name = "step_" + std::to_string(state.step);
@@ -102,7 +109,17 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
   const int rank = multi ? dist->rank() : 0;
 
   NamedTensors weights;
-  for (const auto& p : model->named_parameters()) weights.emplace_back(p.key(), p.value());
+  int64_t weight_bytes = 0;
+  for (const auto& p : model->named_parameters()) {
+    weights.emplace_back(p.key(), p.value());
+    weight_bytes += p.value().numel() * static_cast<int64_t>(p.value().element_size());
+  }
+  // A large model's weights are written by every rank at once, a contiguous part each.
+  const bool split = multi && split_weights_bytes >= 0 && weight_bytes >= split_weights_bytes;
+  const std::vector<NamedTensors> weight_parts = split ? split_weights(weights, dist->world_size())
+                                                       : std::vector<NamedTensors>{weights};
+  const int n_parts = static_cast<int>(weight_parts.size());
+  const std::map<std::string, std::string> step_metadata = {{"step", std::to_string(state.step)}};
   // The moments this rank's optimizer holds (ZeRO-1: of its pieces, by element range).
   const NamedTensors moments = moment_tensors(moment_slots(model, zero), optimizer);
   require_finite(weights, fmt::format("checkpoint {} (not written)", name));
@@ -115,7 +132,8 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
   if (rank > 0) {
     std::vector<std::pair<std::string, const NamedTensors*>> parts = {{fmt::format("rng.rank{}.safetensors", rank), &rng}};
     if (dist->zero1()) parts.emplace_back(fmt::format("optimizer.rank{}.safetensors", rank), &moments);
-    write_rank_parts(ckpt_dir, name, rank, parts);
+    if (split && rank < n_parts) parts.emplace_back(weight_part_name(rank, n_parts), &weight_parts[rank]);
+    write_rank_parts(ckpt_dir, name, rank, parts, step_metadata);
     dist->barrier();  // parts written and reported
     dist->barrier();  // checkpoint committed by rank 0
     return ckpt_dir / name;
@@ -123,15 +141,20 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
 
   StagingDir stage(ckpt_dir / name);
   std::map<std::string, std::string> hashes;  // of the files streamed here: not read back
-  hashes["model.safetensors"] =
-      save_safetensors_hashed(stage.path() / "model.safetensors", weights, {{"step", std::to_string(state.step)}});
+  std::vector<std::string> files(std::begin(kFiles), std::end(kFiles));
+  const std::string weights_file = split ? weight_part_name(0, n_parts) : kWeightsFile;
+  hashes[weights_file] = save_safetensors_hashed(stage.path() / weights_file, weight_parts[0], step_metadata);
+  files.push_back(weights_file);
+  if (split) {
+    write_file_atomic(stage.path() / kWeightsIndex, weights_index_json(weight_parts));
+    files.push_back(kWeightsIndex);
+  }
   hashes["optimizer.safetensors"] = save_safetensors_hashed(stage.path() / "optimizer.safetensors", moments);
   hashes["rng.safetensors"] = save_safetensors_hashed(stage.path() / "rng.safetensors", rng);
   write_file_atomic(stage.path() / "trainer_state.yaml", trainer_state_yaml(state));
   write_file_atomic(stage.path() / "config.yaml", config_yaml);
   fill_model_card(card, *model, config_yaml, state.step, state.tokens_seen, state.vocab_hash);
   write_model_card(stage.path(), card);
-  std::vector<std::string> files(std::begin(kFiles), std::end(kFiles));
   if (multi) {
     dist->barrier();
     for (int r = 1; r < dist->world_size(); ++r) adopt_rank_parts(ckpt_dir, name, r, stage, files, hashes);

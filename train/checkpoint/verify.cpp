@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/sha256.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_weights.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -34,7 +35,7 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) 
   return out;
 }
 
-void verify_sha256sums(const fs::path& dir, const std::vector<std::string>& required) {
+std::vector<std::string> verify_sha256sums(const fs::path& dir, const std::vector<std::string>& required) {
   if (!fs::is_directory(dir)) fail("{} does not exist", dir.string());
   if (!fs::exists(dir / "SHA256SUMS")) fail("{} has no SHA256SUMS: incomplete", dir.string());
   std::istringstream in(read_file(dir / "SHA256SUMS"));
@@ -50,13 +51,19 @@ void verify_sha256sums(const fs::path& dir, const std::vector<std::string>& requ
   for (const auto& r : required)
     if (std::find(listed.begin(), listed.end(), r) == listed.end())
       fail("{}: SHA256SUMS does not list {}", dir.string(), r);
+  return listed;
 }
 
 void verify_checkpoint(const fs::path& dir) {
   if (!fs::is_directory(dir)) fail("checkpoint {} does not exist", dir.string());
   if (!fs::exists(dir / "SHA256SUMS")) fail("checkpoint {} has no SHA256SUMS: incomplete", dir.string());
   try {
-    verify_sha256sums(dir, {"model.safetensors", "config.yaml", "trainer_state.yaml"});
+    const bool split = fs::exists(dir / kWeightsIndex);
+    const auto listed = verify_sha256sums(dir, {split ? kWeightsIndex : kWeightsFile, "config.yaml", "trainer_state.yaml"});
+    // The files the index names are known once it has verified; each must be listed too.
+    for (const auto& f : weight_files(dir))
+      if (std::find(listed.begin(), listed.end(), f) == listed.end())
+        fail("{}: SHA256SUMS does not list {}, which {} names", dir.string(), f, kWeightsIndex);
   } catch (const Error& e) {
     throw Error("checkpoint " + std::string(e.what()), e.hint());
   }

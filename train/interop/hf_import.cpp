@@ -10,14 +10,11 @@
 #include "model/layers.h"
 #include "model/safetensors.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_weights.h"
 #include "train/interop/hf_names.h"
 
 namespace chart {
 namespace fs = std::filesystem;
-namespace {
-
-}  // namespace
-
 bool is_hf_export(const fs::path& dir) {
   return fs::is_directory(dir) && fs::exists(dir / "config.json") && !fs::exists(dir / "trainer_state.yaml");
 }
@@ -26,7 +23,7 @@ Pretrained load_hf_export(const fs::path& dir) {
   const fs::path config_json = dir / "config.json";
   if (fs::exists(dir / "SHA256SUMS")) {
     try {
-      verify_sha256sums(dir, {"model.safetensors", "config.json"});
+      verify_sha256sums(dir, {fs::exists(dir / kWeightsIndex) ? kWeightsIndex : kWeightsFile, "config.json"});
     } catch (const Error& e) {
       throw Error(e.what(), "the export changed after chart wrote it; if you changed the weights on purpose "
                             "(saved from Python), delete its SHA256SUMS");
@@ -71,12 +68,12 @@ Pretrained load_hf_export(const fs::path& dir) {
     fail("{}: unreadable field: {}", config_json.string(), e.what());
   }
 
-  const fs::path weights_file = dir / "model.safetensors";
-  if (!fs::exists(weights_file)) fail("{} has no model.safetensors", dir.string());
-  for (auto& [name, t] : load_safetensors(weights_file).tensors) {
+  // One model.safetensors, or the shards of a large save_pretrained with their index.
+  const std::string weights_file = weights_source(dir);
+  for (auto& [name, t] : read_weights(dir)) {
     auto chart_name = chart_tensor_name(name);
     if (!chart_name)
-      throw Error(fmt::format("{}: unexpected tensor '{}' (not a Llama tensor chart writes)", weights_file.string(), name),
+      throw Error(fmt::format("{}: unexpected tensor '{}' (not a Llama tensor chart writes)", weights_file, name),
                   "import exports of chart models; adapters must be merged into the weights first");
     if (*chart_name == "lm_head.weight" && p.config.model.tie_embeddings) continue;  // a tied copy
     p.tensors[*chart_name] = t;
@@ -92,7 +89,7 @@ Pretrained load_hf_export(const fs::path& dir) {
   require_finite(p.tensors, dir.string());
   auto emb = p.tensors.find("tok_emb.weight");
   if (emb == p.tensors.end() || emb->second.dim() != 2)
-    fail("{}: no 2-D tensor 'model.embed_tokens.weight'", weights_file.string());
+    fail("{}: no 2-D tensor 'model.embed_tokens.weight'", weights_file);
   p.vocab_size = emb->second.size(0);
   return p;
 }

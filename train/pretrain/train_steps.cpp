@@ -244,8 +244,9 @@ void checkpoint(TrainRun& r) {
     fail("train: {} is no longer this run's (another process took it over while this one was stalled "
          "past {} s): not writing step_{}",
          r.lock->path().string(), RunLock::kStaleAfter.count(), r.st.step);
+  const int64_t split = r.cfg.train.split_weights_mib;
   save_checkpoint(r.run_dir, r.config_yaml, r.model, *r.optimizer, r.st, r.cfg.train.keep_last, &r.dist, r.card,
-                  r.zero.get());
+                  r.zero.get(), split < 0 ? -1 : split << 20);
   r.last_saved = r.st.step;
 }
 
