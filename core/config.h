@@ -140,6 +140,10 @@ struct GenerateConfig {
   int64_t batch_size = 256;      // trajectories decoded together (the engine's decode slots)
   int64_t max_examples = 0;      // 0: every label row of the split
   std::string engine = "continuous";  // continuous (infer/) | batched (the previous lockstep loop, for comparison)
+  // What predictions.parquet holds (both go to risk.parquet, infer/risk.h): expected (the mean of
+  // the model's own outcome probabilities along each trajectory) | hits (the fraction that hit).
+  std::string estimator = "expected";
+  bool trajectories = false;  // also write trajectories.parquet: one row per sampled trajectory
 };
 
 // Data parallelism over several processes (torchrun, srun); inert in a single process.

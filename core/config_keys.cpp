@@ -113,6 +113,8 @@ void bind(Binder& b, Config& c) {
     b.field("batch_size", g.batch_size, 1, 1 << 20);
     b.field("max_examples", g.max_examples, 0, kMaxInt);
     b.choice("engine", g.engine, {"continuous", "batched"});
+    b.choice("estimator", g.estimator, {"expected", "hits"});
+    b.field("trajectories", g.trajectories);
   });
   b.section("dist", [&] {
     auto& d = c.dist;

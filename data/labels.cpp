@@ -3,7 +3,6 @@
 #include <arrow/api.h>
 #include <arrow/io/api.h>
 #include <parquet/arrow/reader.h>
-#include <parquet/arrow/writer.h>
 
 #include <algorithm>
 #include <cmath>
@@ -101,10 +100,6 @@ std::vector<double> float_column(const arrow::Table& t, const std::string& name,
   return out;
 }
 
-void check(const arrow::Status& st, const fs::path& path) {
-  if (!st.ok()) fail("cannot write {}: {}", path.string(), st.ToString());
-}
-
 }  // namespace
 
 std::vector<LabelRow> read_labels(const fs::path& path) {
@@ -160,40 +155,22 @@ size_t add_true_probabilities(const Oracle& oracle, std::vector<LabelRow>& rows)
 }
 
 void write_predictions(const fs::path& path, const std::vector<Prediction>& preds, double threshold) {
-  arrow::Int64Builder sid;
-  arrow::TimestampBuilder ptime(arrow::timestamp(arrow::TimeUnit::MICRO), arrow::default_memory_pool());
-  arrow::BooleanBuilder value, predicted;
-  arrow::FloatBuilder prob;  // float32: meds-evaluation's PredictionSchema
+  TableBuilder t(path);
+  auto& sid = t.add<arrow::Int64Builder>(arrow::field("subject_id", arrow::int64(), false));
+  auto& ptime = t.add_timestamp("prediction_time", false);
+  auto& value = t.add<arrow::BooleanBuilder>(arrow::field("boolean_value", arrow::boolean(), false));
+  auto& predicted = t.add<arrow::BooleanBuilder>(arrow::field("predicted_boolean_value", arrow::boolean()));
+  // float32: meds-evaluation's PredictionSchema
+  auto& prob = t.add<arrow::FloatBuilder>(arrow::field("predicted_boolean_probability", arrow::float32()));
   for (const auto& p : preds) {
-    check(sid.Append(p.row.subject_id), path);
-    check(ptime.Append(p.row.prediction_time_us), path);
-    check(value.Append(p.row.label), path);
+    t.append(sid, p.row.subject_id);
+    t.append(ptime, p.row.prediction_time_us);
+    t.append(value, p.row.label);
     const float q = static_cast<float>(p.probability);  // the value written decides the predicted value
-    check(predicted.Append(q >= threshold), path);
-    check(prob.Append(q), path);
+    t.append(predicted, q >= threshold);
+    t.append(prob, q);
   }
-  std::vector<std::shared_ptr<arrow::Array>> arrays(5);
-  check(sid.Finish(&arrays[0]), path);
-  check(ptime.Finish(&arrays[1]), path);
-  check(value.Finish(&arrays[2]), path);
-  check(predicted.Finish(&arrays[3]), path);
-  check(prob.Finish(&arrays[4]), path);
-  auto schema = arrow::schema({arrow::field("subject_id", arrow::int64(), false),
-                               arrow::field("prediction_time", arrow::timestamp(arrow::TimeUnit::MICRO), false),
-                               arrow::field("boolean_value", arrow::boolean(), false),
-                               arrow::field("predicted_boolean_value", arrow::boolean()),
-                               arrow::field("predicted_boolean_probability", arrow::float32())});
-  auto table = arrow::Table::Make(schema, arrays);
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    auto sink = arrow::io::FileOutputStream::Open(tmp.string());
-    if (!sink.ok()) fail("cannot write {}: {}", tmp.string(), sink.status().ToString());
-    check(parquet::arrow::WriteTable(*table, arrow::default_memory_pool(), *sink, 1 << 20), tmp);
-    check((*sink)->Close(), tmp);
-  }
-  fsync_file(tmp);
-  fs::rename(tmp, path);
-  fsync_dir(path.has_parent_path() ? path.parent_path() : fs::path("."));
+  t.write();
 }
 
 std::vector<Prediction> read_predictions(const fs::path& path) {

@@ -3,7 +3,10 @@
 #include <arrow/io/file.h>
 #include <parquet/arrow/reader.h>
 
+#include <parquet/arrow/writer.h>
+
 #include "core/error.h"
+#include "core/files.h"
 
 namespace chart::data {
 
@@ -19,6 +22,37 @@ std::shared_ptr<arrow::Table> read_parquet_table(const std::filesystem::path& fi
   auto combined = table->CombineChunks();
   if (!combined.ok()) fail("{}: cannot read: {}", name, combined.status().message());
   return *combined;
+}
+
+void check_arrow(const arrow::Status& status, const std::filesystem::path& file) {
+  if (!status.ok()) fail("cannot write {}: {}", file.string(), status.ToString());
+}
+
+void write_parquet_table(const std::filesystem::path& file, const arrow::Table& table) {
+  const std::filesystem::path tmp = file.string() + ".tmp";
+  {
+    auto sink = arrow::io::FileOutputStream::Open(tmp.string());
+    if (!sink.ok()) fail("cannot write {}: {}", tmp.string(), sink.status().ToString());
+    check_arrow(parquet::arrow::WriteTable(table, arrow::default_memory_pool(), *sink, 1 << 20), tmp);
+    check_arrow((*sink)->Close(), tmp);
+  }
+  fsync_file(tmp);
+  std::filesystem::rename(tmp, file);
+  fsync_dir(file.has_parent_path() ? file.parent_path() : std::filesystem::path("."));
+}
+
+arrow::TimestampBuilder& TableBuilder::add_timestamp(const std::string& name, bool nullable) {
+  auto type = arrow::timestamp(arrow::TimeUnit::MICRO);
+  auto b = std::make_shared<arrow::TimestampBuilder>(type, arrow::default_memory_pool());
+  fields_.push_back(arrow::field(name, type, nullable));
+  builders_.push_back(b);
+  return *b;
+}
+
+void TableBuilder::write() {
+  std::vector<std::shared_ptr<arrow::Array>> arrays(builders_.size());
+  for (size_t i = 0; i < builders_.size(); ++i) check_arrow(builders_[i]->Finish(&arrays[i]), file_);
+  write_parquet_table(file_, *arrow::Table::Make(arrow::schema(fields_), arrays));
 }
 
 }  // namespace chart::data

@@ -37,6 +37,8 @@ class EngineRun {
       : model_(model), roles_(roles), opt_(opt), dev_(dev), prompts_(prompts), stats_(stats), done_(done),
         banned_(roles.banned.to(dev.device)), results_(prompts.size() * size_t(opt.samples)),
         finished_(prompts.size(), 0) {
+    for (size_t id = 0; id < roles.outcome.size(); ++id)
+      if (roles.outcome[id]) outcome_ids_.push_back(int64_t(id));
     const auto total = static_cast<int64_t>(results_.size());
     slots_.resize(size_t(std::max<int64_t>(1, std::min(opt.slots, total))));
     pool_ = model_->new_cache(int64_t(slots_.size()), opt.context);
@@ -114,8 +116,12 @@ class EngineRun {
     std::vector<int64_t> decode_rows;
     for (size_t i = 0; i < rows.size(); ++i) {
       Slot& slot = slots_[size_t(rows[i])];
+      const float* row = probs.data_ptr<float>() + int64_t(i) * V;
+      double p_outcome = 0;  // this step's chance of an outcome code, counted whatever is drawn
+      for (int64_t id : outcome_ids_) p_outcome += row[id];
+      results_[slot.prompt * size_t(opt_.samples) + size_t(slot.sample)].expected += p_outcome;
       const double u = trajectory_uniform(opt_.seed, prompts_[slot.prompt].row, slot.sample, slot.generated);
-      const int64_t token = draw_token(probs.data_ptr<float>() + int64_t(i) * V, V, u);
+      const int64_t token = draw_token(row, V, u);
       if (advance(slot, token) == Next::kEnded) {
         finish(size_t(rows[i]));
       } else if (slot.length == opt_.context) {
@@ -227,6 +233,7 @@ class EngineRun {
   size_t next_prompt_ = 0;
   std::vector<TrajectoryResult> results_;
   std::vector<int64_t> finished_;
+  std::vector<int64_t> outcome_ids_;
 };
 
 }  // namespace

@@ -44,6 +44,7 @@ struct Prompt {
 
 struct TrajectoryResult {
   bool hit = false, truncated = false;
+  double expected = 0;  // the sum of P(an outcome code) over the steps it ran (infer/risk.h)
   int64_t generated = 0;
   std::vector<int64_t> sampled;  // only with keep_tokens
 };

@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/files.h"
 #include "data/labels.h"
+#include "data/parquet_table.h"
 #include "model/transformer.h"
 #include "test_util.h"
 
@@ -258,17 +259,40 @@ TEST(Generate, ZeroShotPredictionsAreScoredByEval) {
   std::string out;
   const fs::path gen = p.dir / "gen";
   ASSERT_EQ(testing::run_chart(fmt::format("generate {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
-                                           "--set generate.samples=4 --set generate.horizon=10y --set train.threads=2",
+                                           "--set generate.samples=4 --set generate.horizon=10y --set train.threads=2 "
+                                           "--set generate.trajectories=true",
                                            config("tiny.yaml"), p.pretrain.string(), p.labels.string(), gen.string()), &out), 0)
       << out;
   EXPECT_NE(out.find("generate: scoring P(an outcome code of [MEDS_DEATH] within 10y of prediction_time)"),
             std::string::npos) << out;
   auto preds = data::read_predictions(gen / "predictions.parquet");
   ASSERT_GT(preds.size(), 20u);
-  for (const auto& x : preds) {
-    double k = x.probability * 4;
+  // risk.parquet: both estimators per row, each inside its interval; predictions hold the
+  // expected one (the default); trajectories.parquet: the 4 trajectories of each row behind them.
+  auto risk = data::read_parquet_table(gen / "risk.parquet");
+  auto traj = data::read_parquet_table(gen / "trajectories.parquet");
+  ASSERT_EQ(risk->num_rows(), int64_t(preds.size()));
+  ASSERT_EQ(traj->num_rows(), 4 * int64_t(preds.size()));
+  auto col = [](const std::shared_ptr<arrow::Table>& t, const char* name) {
+    return std::static_pointer_cast<arrow::DoubleArray>(t->GetColumnByName(name)->chunk(0));
+  };
+  auto hits = col(risk, "hit_fraction"), expected = col(risk, "expected"), low = col(risk, "expected_low"),
+       high = col(risk, "expected_high"), traj_expected = col(traj, "expected");
+  auto traj_hit = std::static_pointer_cast<arrow::BooleanArray>(traj->GetColumnByName("hit")->chunk(0));
+  int64_t rows_with_hits = 0;
+  for (int64_t i = 0; i < risk->num_rows(); ++i) {
+    const double k = hits->Value(i) * 4;
     EXPECT_NEAR(k, std::round(k), 1e-9) << "a fraction of 4 samples";
+    EXPECT_NEAR(preds[size_t(i)].probability, expected->Value(i), 1e-6);
+    EXPECT_LE(low->Value(i), expected->Value(i));
+    EXPECT_GE(high->Value(i), expected->Value(i));
+    double h = 0, e = 0;
+    for (int64_t s = 0; s < 4; ++s) h += traj_hit->Value(4 * i + s), e += traj_expected->Value(4 * i + s);
+    EXPECT_NEAR(h / 4, hits->Value(i), 1e-12);
+    EXPECT_NEAR(std::min(1.0, e / 4), expected->Value(i), 1e-12);
+    rows_with_hits += hits->Value(i) > 0;
   }
+  EXPECT_GT(rows_with_hits, 0);
   const std::string gj = read_file(gen / "generate.json");
   EXPECT_GT(json_value(gj, "tokens_generated"), 0);
   EXPECT_GT(json_value(gj, "tokens_per_s"), 0);
@@ -277,11 +301,16 @@ TEST(Generate, ZeroShotPredictionsAreScoredByEval) {
   // The previous lockstep loop, kept for comparison, still writes the same shape.
   ASSERT_EQ(testing::run_chart(fmt::format("generate {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
                                            "--set generate.samples=4 --set generate.horizon=10y --set train.threads=2 "
-                                           "--set generate.engine=batched",
+                                           "--set generate.engine=batched --set generate.estimator=hits",
                                            config("tiny.yaml"), p.pretrain.string(), p.labels.string(),
                                            (p.dir / "gen-batched").string()), &out), 0)
       << out;
   EXPECT_EQ(data::read_predictions(p.dir / "gen-batched/predictions.parquet").size(), preds.size());
+  EXPECT_EQ(testing::run_chart(fmt::format("generate {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
+                                           "--set generate.engine=batched",
+                                           config("tiny.yaml"), p.pretrain.string(), p.labels.string(),
+                                           (p.dir / "gen-batched2").string()), &out), 1) << out;
+  EXPECT_NE(out.find("generate.engine=batched counts hits only"), std::string::npos) << out;
   ASSERT_EQ(testing::run_chart(fmt::format("eval {} --set eval.predictions={} --set run.dir={} --set eval.bootstrap=50",
                                            config("tiny.yaml"), (gen / "predictions.parquet").string(),
                                            (p.dir / "gen-eval").string()), &out), 0) << out;

@@ -3,9 +3,13 @@
 // a trajectory's tokens do not depend on how many slots the pool has or who shares its steps.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
+
 #include "data/vocab.h"
 #include "infer/engine.h"
 #include "infer/prefill.h"
+#include "infer/risk.h"
 #include "model/transformer.h"
 
 namespace chart {
@@ -139,6 +143,65 @@ TEST(ContinuousBatching, SameTrajectoriesAsOneAtATime) {
   for (size_t i = 0; i < one.size(); ++i) differ += other[i].sampled != one[i].sampled;
   EXPECT_GT(differ, 10);
   (void)truncated;
+}
+
+// The two risk estimators (infer/risk.h) estimate the same probability: over many trajectories
+// of one prompt their means agree within sampling error, and the expected one varies less.
+TEST(RiskEstimators, AgreeInMeanAndTheExpectedOneVariesLess) {
+  torch::manual_seed(0);
+  ClinicalTransformer model(engine_model(true), 40);
+  model->eval();
+  TokenRoles roles = engine_roles();
+  for (int id = 12; id < 18; ++id) roles.outcome[size_t(id)] = 1;  // ~18% a step: hits are common enough
+  infer::Prompt p;
+  p.tokens = random_tokens(6);
+  p.ages = ages_from(60.f, 6);
+  p.age = p.ages.back();
+  infer::EngineOptions opt;
+  opt.slots = 256;
+  opt.samples = 1200;
+  opt.context = 16;
+  opt.prompt_tokens = 8;
+  opt.max_new_tokens = 4;
+  opt.horizon_us = 365 * 86'400'000'000LL;
+  opt.seed = 3;
+  infer::EngineStats stats;
+  const auto t = infer::generate(model, roles, opt, DeviceChoice{}, {p}, stats);
+  const auto n = int64_t(t.size());
+  double hit = 0, exp = 0, hit2 = 0, exp2 = 0, diff2 = 0;
+  for (const auto& x : t) {
+    EXPECT_GE(x.expected, 0);
+    EXPECT_LE(x.expected, double(x.generated));  // at most one probability per step
+    hit += x.hit, exp += x.expected, hit2 += x.hit, exp2 += x.expected * x.expected;
+    diff2 += (x.hit - x.expected) * (x.hit - x.expected);
+  }
+  hit /= double(n), exp /= double(n);
+  const double var_hit = hit2 / double(n) - hit * hit, var_exp = exp2 / double(n) - exp * exp;
+  const double se_diff = std::sqrt((diff2 / double(n) - (hit - exp) * (hit - exp)) / double(n));
+  std::printf("P(hit) %.4f by hits, %.4f by expected (se of the difference %.4f); variance %.4f vs %.4f\n", hit, exp,
+              se_diff, var_hit, var_exp);
+  EXPECT_GT(hit, 0.2);
+  EXPECT_LT(hit, 0.9);
+  EXPECT_LT(std::abs(hit - exp), 4 * se_diff);
+  EXPECT_LT(var_exp, 0.5 * var_hit);
+
+  // Per-row summaries: the point inside its interval, intervals inside [0, 1].
+  const infer::RiskEstimate e = infer::estimate_risk(t.data(), n);
+  EXPECT_EQ(e.samples, n);
+  EXPECT_NEAR(e.hit_fraction, hit, 1e-12);
+  EXPECT_NEAR(e.expected, exp, 1e-12);
+  EXPECT_LT(e.hit_low, e.hit_fraction);
+  EXPECT_GT(e.hit_high, e.hit_fraction);
+  EXPECT_LT(e.expected_low, e.expected);
+  EXPECT_GT(e.expected_high, e.expected);
+  EXPECT_LT(e.expected_high - e.expected_low, e.hit_high - e.hit_low);
+  // No hits in 20: Wilson's interval still leaves room above zero (0 to 0.161).
+  const auto [low, high] = infer::wilson_interval(0, 20);
+  EXPECT_EQ(low, 0.0);
+  EXPECT_NEAR(high, 0.1611, 1e-3);
+  const infer::RiskEstimate one = infer::estimate_risk(t.data(), 1);
+  EXPECT_EQ(one.expected_low, 0.0);
+  EXPECT_EQ(one.expected_high, 1.0);
 }
 
 }  // namespace

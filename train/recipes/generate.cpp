@@ -17,6 +17,7 @@
 #include "model/transformer.h"
 #include "train/interop/load_pretrained.h"
 #include "train/recipes/generate_run.h"
+#include "train/recipes/risk_tables.h"
 #include "infer/sampling.h"
 
 namespace chart {
@@ -104,17 +105,19 @@ void run_engine(GenerateRun& r) {
   auto results = infer::generate(r.model, r.roles, opt, r.dev, prompts, r.engine, [&](size_t) {
     progress.update(++done, fmt::format("{} tokens", r.engine.generated));
   });
+  const bool expected = g.estimator == "expected";
   for (size_t x = 0; x < prompts.size(); ++x) {
-    int64_t hits = 0;
+    const infer::TrajectoryResult* first = results.data() + x * static_cast<size_t>(r.K);
+    const infer::RiskEstimate risk = infer::estimate_risk(first, r.K);
     for (int64_t k = 0; k < r.K; ++k) {
-      const infer::TrajectoryResult& t = results[x * static_cast<size_t>(r.K) + static_cast<size_t>(k)];
-      hits += t.hit;
-      r.truncated += t.truncated;
+      r.hits += first[k].hit;
+      r.truncated += first[k].truncated;
     }
-    r.hits += hits;
-    r.preds.push_back({r.examples[x].row, double(hits) / double(r.K)});
+    r.risks.push_back(risk);
+    r.preds.push_back({r.examples[x].row, expected ? risk.expected : risk.hit_fraction});
   }
   r.trajectories = static_cast<int64_t>(results.size());
+  r.results = std::move(results);
   r.generated = r.engine.generated;
   r.windows = r.engine.windows;
   progress.finish(fmt::format("{} tokens, {} prefills", r.generated, r.engine.prefills));
@@ -129,6 +132,8 @@ void write_generate_outputs(const GenerateRun& r, double secs) {
   fs::create_directories(out);
   write_file_atomic(out / "config.yaml", config_to_yaml(r.cfg));
   data::write_predictions(out / "predictions.parquet", r.preds, r.cfg.eval.threshold);
+  if (!r.risks.empty()) write_risk_table(out / "risk.parquet", r);
+  if (g.trajectories && !r.results.empty()) write_trajectory_table(out / "trajectories.parquet", r);
   Json j;
   j["checkpoint"] = r.pre.dir.string();
   j["labels"] = r.cfg.task.labels;
@@ -152,6 +157,12 @@ void write_generate_outputs(const GenerateRun& r, double secs) {
   }
   j["truncated_fraction"] = double(r.truncated) / n;
   j["hit_fraction"] = double(r.hits) / n;
+  j["estimator"] = g.estimator;
+  if (!r.risks.empty()) {
+    double expected = 0;
+    for (const auto& e : r.risks) expected += e.expected;
+    j["mean_expected"] = expected / double(r.risks.size());
+  }
   j["device"] = r.dev.describe();
   write_file_atomic(out / "generate.json", dump_json(j));
   info("generate: {} examples x {} samples, {} tokens in {:.1f} s ({:.0f} tokens/s), {:.1f}% truncated; wrote {}",
@@ -165,6 +176,9 @@ void write_generate_outputs(const GenerateRun& r, double secs) {
 
 
 int run_generate(const Config& cfg) {
+  if (cfg.generate.engine == "batched" && cfg.generate.estimator != "hits")
+    throw Error(fmt::format("generate.engine=batched counts hits only, not generate.estimator={}", cfg.generate.estimator),
+                "pass --set generate.estimator=hits with it, or use the default engine");
   auto run = open_generate_run(cfg);
   GenerateRun& r = *run;
   torch::NoGradGuard no_grad;

@@ -9,6 +9,7 @@
 #include "data/examples.h"
 #include "data/labels.h"
 #include "infer/engine.h"
+#include "infer/risk.h"
 #include "infer/sampling.h"
 #include "model/device.h"
 #include "model/transformer.h"
@@ -27,6 +28,8 @@ struct GenerateRun {
   ClinicalTransformer model{nullptr};
   torch::Tensor banned;  // on the device
   std::vector<data::Prediction> preds;
+  std::vector<infer::RiskEstimate> risks;           // per label row (engine only)
+  std::vector<infer::TrajectoryResult> results;     // per trajectory, row-major (engine only)
   int64_t generated = 0, truncated = 0, trajectories = 0, hits = 0, windows = 0;
   infer::EngineStats engine;  // the engine's counters (generate.engine=continuous)
 

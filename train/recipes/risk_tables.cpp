@@ -1,0 +1,79 @@
+#include "train/recipes/risk_tables.h"
+
+#include "data/parquet_table.h"
+
+namespace chart {
+namespace {
+
+struct KeyColumns {  // subject_id, prediction_time, boolean_value
+  arrow::Int64Builder* subject;
+  arrow::TimestampBuilder* time;
+  arrow::BooleanBuilder* label;
+};
+
+KeyColumns add_keys(data::TableBuilder& t) {
+  KeyColumns k;
+  k.subject = &t.add<arrow::Int64Builder>(arrow::field("subject_id", arrow::int64(), false));
+  k.time = &t.add_timestamp("prediction_time", false);
+  k.label = &t.add<arrow::BooleanBuilder>(arrow::field("boolean_value", arrow::boolean(), false));
+  return k;
+}
+
+void append_keys(data::TableBuilder& t, const KeyColumns& k, const data::LabelRow& row) {
+  t.append(*k.subject, row.subject_id);
+  t.append(*k.time, row.prediction_time_us);
+  t.append(*k.label, row.label);
+}
+
+arrow::DoubleBuilder& add_double(data::TableBuilder& t, const char* name) {
+  return t.add<arrow::DoubleBuilder>(arrow::field(name, arrow::float64(), false));
+}
+
+}  // namespace
+
+void write_risk_table(const std::filesystem::path& file, const GenerateRun& r) {
+  data::TableBuilder t(file);
+  const KeyColumns keys = add_keys(t);
+  auto& samples = t.add<arrow::Int64Builder>(arrow::field("samples", arrow::int64(), false));
+  auto& hits = add_double(t, "hit_fraction");
+  auto& hits_low = add_double(t, "hit_fraction_low");
+  auto& hits_high = add_double(t, "hit_fraction_high");
+  auto& expected = add_double(t, "expected");
+  auto& expected_low = add_double(t, "expected_low");
+  auto& expected_high = add_double(t, "expected_high");
+  for (size_t x = 0; x < r.risks.size(); ++x) {
+    const infer::RiskEstimate& e = r.risks[x];
+    append_keys(t, keys, r.examples[x].row);
+    t.append(samples, e.samples);
+    t.append(hits, e.hit_fraction);
+    t.append(hits_low, e.hit_low);
+    t.append(hits_high, e.hit_high);
+    t.append(expected, e.expected);
+    t.append(expected_low, e.expected_low);
+    t.append(expected_high, e.expected_high);
+  }
+  t.write();
+}
+
+void write_trajectory_table(const std::filesystem::path& file, const GenerateRun& r) {
+  data::TableBuilder t(file);
+  const KeyColumns keys = add_keys(t);
+  auto& sample = t.add<arrow::Int64Builder>(arrow::field("sample", arrow::int64(), false));
+  auto& hit = t.add<arrow::BooleanBuilder>(arrow::field("hit", arrow::boolean(), false));
+  auto& expected = add_double(t, "expected");
+  auto& generated = t.add<arrow::Int64Builder>(arrow::field("tokens_generated", arrow::int64(), false));
+  auto& truncated = t.add<arrow::BooleanBuilder>(arrow::field("truncated", arrow::boolean(), false));
+  for (size_t x = 0; x < r.examples.size(); ++x)
+    for (int64_t k = 0; k < r.K; ++k) {
+      const infer::TrajectoryResult& traj = r.results[x * size_t(r.K) + size_t(k)];
+      append_keys(t, keys, r.examples[x].row);
+      t.append(sample, k);
+      t.append(hit, traj.hit);
+      t.append(expected, traj.expected);
+      t.append(generated, traj.generated);
+      t.append(truncated, traj.truncated);
+    }
+  t.write();
+}
+
+}  // namespace chart
