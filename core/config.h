@@ -144,6 +144,9 @@ struct GenerateConfig {
   // the model's own outcome probabilities along each trajectory) | hits (the fraction that hit).
   std::string estimator = "expected";
   bool trajectories = false;  // also write trajectories.parquet: one row per sampled trajectory
+  // A trajectory that fills the context: slide its cache to its last prompt_tokens tokens, or
+  // prefill them again (prefill: the window sees only those tokens, at the cost of a model run).
+  std::string window = "slide";
 };
 
 // Data parallelism over several processes (torchrun, srun); inert in a single process.

@@ -115,6 +115,7 @@ void bind(Binder& b, Config& c) {
     b.choice("engine", g.engine, {"continuous", "batched"});
     b.choice("estimator", g.estimator, {"expected", "hits"});
     b.field("trajectories", g.trajectories);
+    b.choice("window", g.window, {"slide", "prefill"});
   });
   b.section("dist", [&] {
     auto& d = c.dist;

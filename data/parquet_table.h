@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ class TableBuilder {
   arrow::TimestampBuilder& add_timestamp(const std::string& name, bool nullable);
   template <typename Builder, typename T>
   void append(Builder& b, T value) { check_arrow(b.Append(value), file_); }
+  template <typename Builder, typename T>
+  void append_or_null(Builder& b, const std::optional<T>& value) {
+    check_arrow(value ? b.Append(*value) : b.AppendNull(), file_);
+  }
   void write();  // finishes every column and writes the file
 
  private:

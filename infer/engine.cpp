@@ -124,8 +124,8 @@ class EngineRun {
       const int64_t token = draw_token(row, V, u);
       if (advance(slot, token) == Next::kEnded) {
         finish(size_t(rows[i]));
-      } else if (slot.length == opt_.context) {
-        new_window(size_t(rows[i]));
+      } else if (slot.length == opt_.context && !new_window(size_t(rows[i]))) {
+        // prefilled with its new token: its logits are ready
       } else {
         decode_rows.push_back(rows[i]);
       }
@@ -165,15 +165,23 @@ class EngineRun {
     if (++finished_[slot.prompt] == opt_.samples && done_) done_(slot.prompt);
   }
 
-  // A full slot goes on in a new window prompted with its last prompt_tokens tokens.
-  void new_window(size_t s) {
+  // A full slot goes on in a new window of its last prompt_tokens tokens (the one just sampled
+  // among them): its cache slides to keep the others and the new token is decoded as usual
+  // (returns true), or the window is prefilled, new token included (returns false).
+  bool new_window(size_t s) {
     Slot& slot = slots_[s];
+    ++stats_.windows;
+    if (opt_.slide && opt_.prompt_tokens > 1) {
+      model_->slide_cache_row(pool_, int64_t(s), slot.length, opt_.prompt_tokens - 1);
+      slot.length = opt_.prompt_tokens - 1;
+      return true;
+    }
     const auto from = slot.tokens.size() - std::min(slot.tokens.size(), size_t(opt_.prompt_tokens));
     place(s, prefill(model_, {slot.tokens.begin() + long(from), slot.tokens.end()},
                      {slot.ages.begin() + long(from), slot.ages.end()}, dev_));
     ++stats_.prefills;
-    ++stats_.windows;
     stats_.prefill_tokens += int64_t(slot.tokens.size() - from);
+    return false;
   }
 
   // Every row of the pool goes through the model (a row not listed gets a padding token at its

@@ -5,8 +5,9 @@
 //   - Continuous batching: a trajectory that stops (outcome, stop code, horizon, token budget)
 //     frees its slot at once; the next waiting sample, or the next prompt's, is prefilled into
 //     it between decode steps while the other slots keep decoding.
-//   - A trajectory that fills the context goes on in a new window: its last prompt_tokens tokens
-//     are prefilled into its slot again.
+//   - A trajectory that fills the context goes on in a new window of its last prompt_tokens
+//     tokens: its cache row slides (ClinicalTransformer::slide_cache_row, no model run), or with
+//     slide off those tokens are prefilled into its slot again.
 //   - Every trajectory draws from its own random stream (infer/sampling.h), so its tokens do not
 //     depend on the pool's size or on which trajectories share a step.
 #pragma once
@@ -31,6 +32,7 @@ struct EngineOptions {
   int64_t top_k = 0;
   uint64_t seed = 0;
   bool keep_tokens = false;    // keep each trajectory's sampled tokens in its result
+  bool slide = true;           // a full slot slides its cache (generate.window=slide) or re-prefills
 };
 
 // A prompt: its history up to prediction_time (the last prompt_tokens tokens are used).
@@ -53,7 +55,7 @@ struct EngineStats {
   int64_t generated = 0;       // tokens sampled
   int64_t prefills = 0;        // prompts and new windows prefilled
   int64_t prefill_tokens = 0;
-  int64_t windows = 0;         // of those, new context windows of running trajectories
+  int64_t windows = 0;         // new context windows of running trajectories (slid or prefilled)
   int64_t decode_steps = 0;
   int64_t slot_steps = 0;      // rows decoded, summed over steps (busy or not)
 };

@@ -156,6 +156,25 @@ KVCache ClinicalTransformerImpl::new_cache(int64_t rows, int64_t capacity) const
   return c;
 }
 
+void ClinicalTransformerImpl::slide_cache_row(KVCache& cache, int64_t row, int64_t length, int64_t keep) const {
+  TORCH_CHECK(keep > 0 && keep <= length && length <= cache.capacity, "slide_cache_row: keep ", keep, " of ", length,
+              " positions in a cache of ", cache.capacity);
+  const int64_t drop = length - keep;
+  if (drop == 0) return;
+  auto [cos, sin] = rotary_tables(drop + 1, config.d_model / config.n_heads, config.rope_theta, cache.ages.device());
+  cos = cos[drop];   // rotating by -drop positions: cos(-a) = cos(a), sin(-a) = -sin(a)
+  sin = -sin[drop];
+  for (size_t l = 0; l < cache.k.size(); ++l) {
+    auto k = cache.k[l][row], v = cache.v[l][row];  // [kv, capacity, hd]
+    k.narrow(1, 0, keep).copy_(apply_rotary(k.narrow(1, drop, keep), cos, sin));  // a new tensor: no overlap
+    v.narrow(1, 0, keep).copy_(v.narrow(1, drop, keep).clone());
+  }
+  auto ages = cache.ages[row], valid = cache.valid[row];
+  ages.narrow(0, 0, keep).copy_(ages.narrow(0, drop, keep).clone());
+  valid.narrow(0, 0, keep).copy_(valid.narrow(0, drop, keep).clone());
+  valid.narrow(0, keep, cache.capacity - keep).fill_(false);
+}
+
 int64_t ClinicalTransformerImpl::parameter_count() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();

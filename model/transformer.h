@@ -48,6 +48,11 @@ struct ClinicalTransformerImpl : torch::nn::Module {
   torch::Tensor decode_rows(const torch::Tensor& tokens, const torch::Tensor& ages,
                             const std::vector<int64_t>& positions, KVCache& cache);
   KVCache new_cache(int64_t rows, int64_t capacity) const;  // zeroed, on the model's device
+  // A full row goes on without a new prefill: of its `length` positions the last `keep` move to
+  // [0, keep), their keys rotated back by the positions dropped (rotary angles are relative, so
+  // the scores among them are unchanged), and the rest of the row is freed. Their values, and
+  // the keys of layers past the first, still carry what the dropped positions told them.
+  void slide_cache_row(KVCache& cache, int64_t row, int64_t length, int64_t keep) const;
   // Training FLOPs per token (forward + backward): 6 N + 12 n_layers d_model L (attention scores
   // and values over an L-token context, each a multiply-add, times 3 for the backward), where N
   // counts the matrix weights that multiply each token (embeddings are looked up, not multiplied).

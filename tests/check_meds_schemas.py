@@ -3,6 +3,7 @@
   labels DIR...          every *.parquet under each DIR passes meds.LabelSchema (no extra column)
   predictions FILE...    each file passes meds_evaluation's PredictionSchema, and
                          meds_evaluation.evaluate_binary_classification scores it
+  data FILE...           each file passes meds.DataSchema (the sampled futures chart generate writes)
   float64 IN OUT         writes IN with predicted_boolean_probability as float64 (another tool's file)
 
 Exits 77 (a skip for the test) when the meds or meds-evaluation package is not installed.
@@ -49,6 +50,15 @@ def check_predictions(files):
               f"meds-evaluation roc_auc_score {metrics.get('roc_auc_score')}")
 
 
+def check_data(files):
+    from meds import DataSchema
+
+    for f in files:
+        table = pq.read_table(f)
+        DataSchema.validate(table)
+        print(f"data: {f} passes meds.DataSchema ({table.num_rows} rows, columns {table.column_names})")
+
+
 def to_float64(src, dst):
     t = pq.read_table(src)
     i = t.schema.get_field_index("predicted_boolean_probability")
@@ -62,4 +72,4 @@ if __name__ == "__main__":
         to_float64(*args)
     else:
         need_packages()
-        {"labels": check_labels, "predictions": check_predictions}[cmd](args)
+        {"labels": check_labels, "predictions": check_predictions, "data": check_data}[cmd](args)

@@ -87,7 +87,7 @@ TokenRoles engine_roles() {
 }
 
 std::vector<infer::TrajectoryResult> run_pool(ClinicalTransformer& model, int64_t slots, uint64_t seed,
-                                              infer::EngineStats& stats) {
+                                              infer::EngineStats& stats, bool slide = true) {
   torch::manual_seed(1);  // the same prompts every time
   std::vector<infer::Prompt> prompts;
   for (int64_t p = 0; p < 5; ++p) {
@@ -107,6 +107,7 @@ std::vector<infer::TrajectoryResult> run_pool(ClinicalTransformer& model, int64_
   opt.horizon_us = 6 * 86'400'000'000LL;
   opt.seed = seed;
   opt.keep_tokens = true;
+  opt.slide = slide;
   return infer::generate(model, engine_roles(), opt, DeviceChoice{}, prompts, stats);
 }
 
@@ -133,8 +134,15 @@ TEST(ContinuousBatching, SameTrajectoriesAsOneAtATime) {
   }
   EXPECT_GT(ended_early, 0) << "some trajectories must stop early, or slots are never refilled mid-run";
   EXPECT_GT(one_stats.windows, 0) << "some trajectories must outgrow their context window";
-  // Shared prefill: one prefill per prompt (5), plus the new windows.
-  EXPECT_EQ(many_stats.prefills, 5 + many_stats.windows);
+  // Shared prefill: one prefill per prompt (5); new windows slide their cache.
+  EXPECT_EQ(many_stats.prefills, 5);
+  EXPECT_EQ(many_stats.windows, one_stats.windows);
+  // Without sliding, each new window is prefilled again, and the pool size still does not matter.
+  infer::EngineStats prefill_one, prefill_many;
+  const auto a = run_pool(model, 1, 7, prefill_one, false), b = run_pool(model, 64, 7, prefill_many, false);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].sampled, b[i].sampled) << "trajectory " << i;
+  EXPECT_EQ(prefill_many.prefills, 5 + prefill_many.windows);
+  EXPECT_GT(prefill_many.windows, 0);
   EXPECT_EQ(one_stats.generated, many_stats.generated);
   EXPECT_LT(many_stats.decode_steps, one_stats.decode_steps);
   // The seed matters.
@@ -202,6 +210,49 @@ TEST(RiskEstimators, AgreeInMeanAndTheExpectedOneVariesLess) {
   const infer::RiskEstimate one = infer::estimate_risk(t.data(), 1);
   EXPECT_EQ(one.expected_low, 0.0);
   EXPECT_EQ(one.expected_high, 1.0);
+}
+
+// A full slot slides its cache instead of prefilling its new window again. With one layer the
+// slid row is exactly a fresh prefill of the kept tokens (rotary is relative: keys rotated back
+// by the positions dropped score the same); with more, the first layer's keys and values still
+// are, and later layers carry what the dropped tokens told them, which moves the logits a little.
+TEST(SlidingCache, EqualsAFreshPrefillOfTheKeptWindow) {
+  for (int64_t layers : {1, 2}) {
+    torch::manual_seed(0);
+    ModelConfig m = engine_model(true);
+    m.n_layers = layers;
+    ClinicalTransformer model(m, 40);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const DeviceChoice cpu;
+    const auto tokens = random_tokens(16);
+    const auto ages = ages_from(50, 17);
+    KVCache pool = model->new_cache(2, 16);
+    infer::copy_into_slot(infer::prefill(model, {tokens.begin(), tokens.begin() + 5}, {ages.begin(), ages.begin() + 5}, cpu),
+                          pool, 0);  // another row, untouched by the slide
+    infer::copy_into_slot(infer::prefill(model, tokens, {ages.begin(), ages.begin() + 16}, cpu), pool, 1);
+    const auto k0 = pool.k[0][0].clone();
+    model->slide_cache_row(pool, 1, 16, 7);  // keep tokens 9..15 at positions 0..6
+    EXPECT_TRUE(pool.k[0][0].equal(k0));
+    EXPECT_FALSE(pool.valid[1].narrow(0, 7, 9).any().item<bool>());
+    const std::vector<int64_t> kept(tokens.begin() + 9, tokens.end());
+    const std::vector<float> kept_ages(ages.begin() + 9, ages.begin() + 16);
+    const auto fresh = infer::prefill(model, kept, kept_ages, cpu);
+    EXPECT_LT((pool.k[0][1].narrow(1, 0, 7) - fresh.cache.k[0][0]).abs().max().item<double>(), 1e-5) << layers;
+    EXPECT_LT((pool.v[0][1].narrow(1, 0, 7) - fresh.cache.v[0][0]).abs().max().item<double>(), 1e-6) << layers;
+    EXPECT_TRUE(pool.ages[1].narrow(0, 0, 7).equal(fresh.cache.ages[0]));
+    // The next token decoded at position 7 of the slid row, and in a fresh prefill of the window.
+    auto logits = model->decode_rows(torch::tensor(std::vector<int64_t>{3, 21}), torch::tensor(std::vector<float>{ages[5], ages[16]}),
+                                     {5, 7}, pool);
+    auto window = kept;
+    window.push_back(21);
+    auto window_ages = kept_ages;
+    window_ages.push_back(ages[16]);
+    const double diff = (logits[1] - infer::prefill(model, window, window_ages, cpu).logits[0]).abs().max().item<double>();
+    std::printf("%lld layer(s): slid cache vs fresh prefill of the window, logits within %.3g\n", (long long)layers, diff);
+    if (layers == 1) EXPECT_LT(diff, 1e-4);
+    else EXPECT_GT(diff, 1e-4);  // the deeper layers remember: this is a different (longer) context
+  }
 }
 
 }  // namespace

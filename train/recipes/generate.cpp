@@ -98,8 +98,13 @@ void run_engine(GenerateRun& r) {
   opt.temperature = g.temperature;
   opt.top_k = g.top_k;
   opt.seed = static_cast<uint64_t>(r.cfg.train.seed);
+  opt.slide = g.window == "slide";
+  opt.keep_tokens = g.trajectories;  // written as MEDS events
   std::vector<infer::Prompt> prompts;
-  for (size_t x = 0; x < r.examples.size(); ++x) prompts.push_back(example_prompt(r, x));
+  for (size_t x = 0; x < r.examples.size(); ++x) {
+    prompts.push_back(example_prompt(r, x));
+    r.clock_start_us.push_back(r.examples[x].row.prediction_time_us + int64_t(prompts.back().elapsed_us));
+  }
   Progress progress("generate: example", static_cast<int64_t>(r.examples.size()));
   int64_t done = 0;
   auto results = infer::generate(r.model, r.roles, opt, r.dev, prompts, r.engine, [&](size_t) {
@@ -133,7 +138,10 @@ void write_generate_outputs(const GenerateRun& r, double secs) {
   write_file_atomic(out / "config.yaml", config_to_yaml(r.cfg));
   data::write_predictions(out / "predictions.parquet", r.preds, r.cfg.eval.threshold);
   if (!r.risks.empty()) write_risk_table(out / "risk.parquet", r);
-  if (g.trajectories && !r.results.empty()) write_trajectory_table(out / "trajectories.parquet", r);
+  if (g.trajectories && !r.results.empty()) {
+    write_trajectory_table(out / "trajectories.parquet", r);
+    write_trajectory_events(out / "trajectory_events.parquet", r);
+  }
   Json j;
   j["checkpoint"] = r.pre.dir.string();
   j["labels"] = r.cfg.task.labels;

@@ -30,6 +30,7 @@ struct GenerateRun {
   std::vector<data::Prediction> preds;
   std::vector<infer::RiskEstimate> risks;           // per label row (engine only)
   std::vector<infer::TrajectoryResult> results;     // per trajectory, row-major (engine only)
+  std::vector<int64_t> clock_start_us;              // per label row: its last event's time
   int64_t generated = 0, truncated = 0, trajectories = 0, hits = 0, windows = 0;
   infer::EngineStats engine;  // the engine's counters (generate.engine=continuous)
 
