@@ -26,20 +26,26 @@ def main():
     ap.add_argument("oracle")
     ap.add_argument("--ks", default="1,2,5,10,20,50")
     a = ap.parse_args()
-    t = pq.read_table(a.trajectories).to_pandas()
-    oracle = pq.read_table(sorted(glob.glob(f"{a.oracle}/*.parquet"))).to_pandas()
     key = ["subject_id", "prediction_time"]
-    t = t.sort_values(key + ["sample"])
-    rows = t.groupby(key, sort=True)
-    labels = rows["boolean_value"].first()
-    truth = oracle.set_index(key)["true_probability"].reindex(labels.index)
-    if truth.isna().any():
-        sys.exit(f"{a.oracle}: no true probability for {int(truth.isna().sum())} of the rows")
-    samples = int(rows.size().min())
-    hit = np.stack(rows["hit"].apply(lambda s: s.to_numpy()[:samples].astype(float)).to_numpy())
-    exp = np.stack(rows["expected"].apply(lambda s: s.to_numpy()[:samples]).to_numpy())
-    y = labels.to_numpy().astype(int)
-    p = truth.to_numpy()
+    t = pq.read_table(a.trajectories).sort_by([(k, "ascending") for k in key + ["sample"]])
+    oracle = pq.read_table(sorted(glob.glob(f"{a.oracle}/*.parquet")))
+    truth = {(s, p): q for s, p, q in zip(oracle["subject_id"].to_pylist(), oracle["prediction_time"].cast("int64").to_pylist(),
+                                          oracle["true_probability"].to_pylist())}
+    sid = t["subject_id"].to_numpy()
+    ptime = t["prediction_time"].cast("int64").to_numpy()
+    # Rows of the same (subject, prediction_time) are consecutive after the sort.
+    starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (ptime[1:] != ptime[:-1])])
+    counts = np.diff(np.r_[starts, len(sid)])
+    samples = int(counts.min())
+    if samples != int(counts.max()):
+        sys.exit(f"{a.trajectories}: rows have {counts.min()} to {counts.max()} samples")
+    hit = t["hit"].to_numpy(zero_copy_only=False).astype(float).reshape(-1, samples)
+    exp = t["expected"].to_numpy().reshape(-1, samples)
+    y = t["boolean_value"].to_numpy(zero_copy_only=False)[starts].astype(int)
+    missing = [(int(sid[i]), int(ptime[i])) for i in starts if (int(sid[i]), int(ptime[i])) not in truth]
+    if missing:
+        sys.exit(f"{a.oracle}: no true probability for {len(missing)} of the rows")
+    p = np.array([truth[(int(sid[i]), int(ptime[i]))] for i in starts])
     print(f"{len(y)} rows ({y.sum()} positive), {samples} samples each; oracle AUROC "
           f"{roc_auc_score(y, p):.3f}\n")
     print("| samples | AUROC, hit fraction | AUROC, expected | MSE vs true P, hit fraction | MSE, expected | groups |")
