@@ -42,16 +42,16 @@ void commit_checkpoint(StagingDir& stage, const std::vector<std::string>& files,
 
 // Rank r > 0's files, each streamed beside the checkpoint and hashed as written, then its report
 // (the files and their hashes) that rank 0 waits for.
-void write_rank_parts(const fs::path& ckpt_dir, const std::string& name, int rank,
-                      const std::vector<std::pair<std::string, const NamedTensors*>>& parts,
-                      const std::map<std::string, std::string>& weights_metadata) {
+struct RankPart {
+  std::string file;
+  const NamedTensors* tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+void write_rank_parts(const fs::path& ckpt_dir, const std::string& name, int rank, const std::vector<RankPart>& parts) {
   auto part = [&](const std::string& file) { return ckpt_dir / fmt::format(".{}.rank{}.{}", name, rank, file); };
   std::string report;
-  for (const auto& [file, tensors] : parts) {
-    const bool weights = file.rfind("model-", 0) == 0;
-    report += save_safetensors_hashed(part(file), *tensors, weights ? weights_metadata : std::map<std::string, std::string>{}) +
-              "  " + file + "\n";
-  }
+  for (const auto& p : parts) report += save_safetensors_hashed(part(p.file), *p.tensors, p.metadata) + "  " + p.file + "\n";
   write_file_atomic(part("SHA256SUMS"), report);
 }
 
@@ -130,10 +130,10 @@ fs::path save_checkpoint(const fs::path& run_dir, const std::string& config_yaml
 
   // Ranks > 0 stream their parts beside the checkpoint and report them; rank 0 moves them in.
   if (rank > 0) {
-    std::vector<std::pair<std::string, const NamedTensors*>> parts = {{fmt::format("rng.rank{}.safetensors", rank), &rng}};
-    if (dist->zero1()) parts.emplace_back(fmt::format("optimizer.rank{}.safetensors", rank), &moments);
-    if (split && rank < n_parts) parts.emplace_back(weight_part_name(rank, n_parts), &weight_parts[rank]);
-    write_rank_parts(ckpt_dir, name, rank, parts, step_metadata);
+    std::vector<RankPart> parts = {{fmt::format("rng.rank{}.safetensors", rank), &rng, {}}};
+    if (dist->zero1()) parts.push_back({fmt::format("optimizer.rank{}.safetensors", rank), &moments, {}});
+    if (split && rank < n_parts) parts.push_back({weight_part_name(rank, n_parts), &weight_parts[size_t(rank)], step_metadata});
+    write_rank_parts(ckpt_dir, name, rank, parts);
     dist->barrier();  // parts written and reported
     dist->barrier();  // checkpoint committed by rank 0
     return ckpt_dir / name;
