@@ -2,6 +2,8 @@
 // writes the MEDS dataset and its label sets through Arrow's parquet writer.
 #include "data/synth.h"
 
+#include "data/parquet_table.h"
+
 #include <arrow/api.h>
 #include <arrow/io/file.h>
 #include <parquet/arrow/writer.h>
@@ -31,9 +33,7 @@ const char* const kSplits[3] = {"train", "tuning", "held_out"};
 constexpr int64_t kRowGroup = 100'000;
 constexpr const char* kGeneratorVersion = "1";  // bump when a seed's output changes
 
-void check(const arrow::Status& st, const fs::path& path) {
-  if (!st.ok()) fail("cannot write {}: {}", path.string(), st.ToString());
-}
+void check(const arrow::Status& st, const fs::path& path) { check_arrow(st, path); }
 template <typename T>
 T check(arrow::Result<T> r, const fs::path& path) {
   check(r.status(), path);
