@@ -317,14 +317,16 @@ void validate(const Config& c) {
     fail("config: model.n_heads ({}) must be a multiple of model.n_kv_heads ({})", m.n_heads, kv);
   if (c.train.min_lr > c.train.lr)
     fail("config: train.min_lr ({}) must not exceed train.lr ({})", c.train.min_lr, c.train.lr);
-  if (c.prepare.tuning_fraction + c.prepare.held_out_fraction >= 1.0)
-    fail("config: prepare.tuning_fraction + prepare.held_out_fraction must be below 1 (got {})",
-         c.prepare.tuning_fraction + c.prepare.held_out_fraction);
+  // A fixed vocabulary needs no train split: an external site may be all held_out.
+  const double split_off = c.prepare.tuning_fraction + c.prepare.held_out_fraction;
+  if (c.prepare.vocab.empty() ? split_off >= 1.0 : split_off > 1.0)
+    fail("config: prepare.tuning_fraction + prepare.held_out_fraction must be {} 1 (got {}){}",
+         c.prepare.vocab.empty() ? "below" : "at most", split_off,
+         c.prepare.vocab.empty() ? "; the vocabulary is built from the train split" : "");
   if (c.prepare.time_bins.empty()) fail("config: prepare.time_bins must not be empty");
   for (const auto& t : c.finetune.lora_targets)
     if (t != "wq" && t != "wk" && t != "wv" && t != "wo" && t != "w_gate" && t != "w_up" && t != "w_down")
       fail("config: finetune.lora_targets: unknown projection '{}' (wq, wk, wv, wo, w_gate, w_up, w_down)", t);
-  if (c.generate.outcome_codes.empty()) fail("config: generate.outcome_codes must name at least one code");
   for (const auto& g : c.train.decay)
     if (g != "matrices" && g != "embeddings" && g != "norms" && g != "other")
       fail("config: train.decay: unknown parameter group '{}' (matrices, embeddings, norms, other)", g);

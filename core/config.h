@@ -37,6 +37,12 @@ struct PrepareConfig {
   double tuning_fraction = 0.1;
   double held_out_fraction = 0.1;
   int64_t split_seed = 0;
+  // A fixed vocabulary instead of one built from this dataset's train split (a new cohort or an
+  // external site on a pretrained model): a token dataset, a checkpoint or an export. Its time
+  // bins and numeric bins come with it; the train split may then be empty.
+  std::string vocab;
+  // A split whose share of events with codes outside the vocabulary exceeds this gets a warning.
+  double unknown_warning = 0.05;
 };
 
 struct ModelConfig {
@@ -124,6 +130,8 @@ struct EvalConfig {
   int64_t ece_bins = 10;
   double threshold = 0.5;       // predicted_boolean_value = probability >= threshold
   int64_t batch_size = 64;
+  // Score labels of another task than the one the checkpoint was fine-tuned on (refused otherwise).
+  bool other_task = false;
 };
 
 // `chart generate`: zero-shot risk by sampling future timelines from a pretrained model.
@@ -131,7 +139,9 @@ struct GenerateConfig {
   std::string split = "held_out";
   int64_t samples = 20;          // trajectories per (subject, prediction_time)
   std::string horizon = "365d";  // stop a trajectory once its clock passes prediction_time + horizon
-  std::vector<std::string> outcome_codes = {"MEDS_DEATH"};  // reaching one counts; "X*" matches a prefix
+  // What is predicted: reaching one of these codes counts ("X*" matches a prefix). No default: a
+  // zero-shot run says what it scores (e.g. [MEDS_DEATH] for mortality).
+  std::vector<std::string> outcome_codes;
   std::vector<std::string> stop_codes = {"MEDS_DEATH"};     // the timeline ends here
   int64_t max_new_tokens = 0;    // sampled per trajectory in all; 0: 8 x model.context
   int64_t prompt_tokens = 0;     // history that prompts each context window; 0: half of model.context
@@ -147,6 +157,15 @@ struct GenerateConfig {
   // A trajectory that fills the context: slide its cache to its last prompt_tokens tokens, or
   // prefill them again (prefill: the window sees only those tokens, at the cost of a model run).
   std::string window = "slide";
+};
+
+// `chart predict`: predictions for prediction times without labels, from a fine-tuned head or,
+// for a pretrained checkpoint, zero-shot by generate.*.
+struct PredictConfig {
+  std::string times = "labels";  // labels (task.labels: subject_id, prediction_time; values ignored) | last (each subject at its last event)
+  std::string split = "all";     // all | train | tuning | held_out
+  std::string meds;              // a raw MEDS dataset, prepared into run.dir/tokens on the checkpoint's vocabulary; "": data.dir
+  int64_t batch_size = 64;
 };
 
 // Data parallelism over several processes (torchrun, srun); inert in a single process.
@@ -169,6 +188,7 @@ struct Config {
   FinetuneConfig finetune;
   EvalConfig eval;
   GenerateConfig generate;
+  PredictConfig predict;
   DistConfig dist;
 };
 

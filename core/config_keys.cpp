@@ -26,6 +26,8 @@ void bind(Binder& b, Config& c) {
     b.field("tuning_fraction", p.tuning_fraction, 0.0, 1.0);
     b.field("held_out_fraction", p.held_out_fraction, 0.0, 1.0);
     b.field("split_seed", p.split_seed, 0, kMaxInt);
+    b.field("vocab", p.vocab);
+    b.field("unknown_warning", p.unknown_warning, 0.0, 1.0);
   });
   b.section("model", [&] {
     auto& m = c.model;
@@ -98,6 +100,7 @@ void bind(Binder& b, Config& c) {
     b.field("ece_bins", e.ece_bins, 1, 1000);
     b.field("threshold", e.threshold, 0.0, 1.0);
     b.field("batch_size", e.batch_size, 1, 1 << 20);
+    b.field("other_task", e.other_task);
   });
   b.section("generate", [&] {
     auto& g = c.generate;
@@ -116,6 +119,13 @@ void bind(Binder& b, Config& c) {
     b.choice("estimator", g.estimator, {"expected", "hits"});
     b.field("trajectories", g.trajectories);
     b.choice("window", g.window, {"slide", "prefill"});
+  });
+  b.section("predict", [&] {
+    auto& p = c.predict;
+    b.choice("times", p.times, {"labels", "last"});
+    b.choice("split", p.split, {"all", "train", "tuning", "held_out"});
+    b.field("meds", p.meds);
+    b.field("batch_size", p.batch_size, 1, 1 << 20);
   });
   b.section("dist", [&] {
     auto& d = c.dist;

@@ -37,6 +37,7 @@ ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>&
       ++out.empty_prefix;
       continue;
     }
+    if (n == e.n_tokens && row.prediction_time_us > times[n - 1]) ++out.after_record;
     out.by_split[it->second.split].push_back({row, it->second.split, it->second.ref, n});
   }
   if (out.unknown_subjects > kMaxUnknownSubjectFraction * static_cast<double>(labels.size()))
@@ -45,6 +46,16 @@ ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>&
                             ds.dir().string()),
                 "these labels look made for another dataset: pass the token dataset prepared from their MEDS data "
                 "(data.dir), or labels of this dataset's subjects");
+  const int64_t outside = out.empty_prefix + out.after_record;
+  if (outside > kMaxUnknownSubjectFraction * static_cast<double>(labels.size() - out.unknown_subjects))
+    throw Error(fmt::format("{}: {} of {} label rows predict outside their subject's record in {} ({} before its first "
+                            "event, {} after its last)", labels_path, outside, labels.size() - out.unknown_subjects,
+                            ds.dir().string(), out.empty_prefix, out.after_record),
+                "these labels look made for another dataset whose subject ids happen to match: pass the token dataset "
+                "prepared from their MEDS data (data.dir)");
+  if (out.after_record > 0)
+    warn("{}: {} label rows predict after their subject's last event in {} (the whole record is seen)", labels_path,
+         out.after_record, ds.dir().string());
   if (out.unknown_subjects > 0)
     warn("{}: {} of {} label rows name subjects that are not in {} (dropped)", labels_path, out.unknown_subjects,
          labels.size(), ds.dir().string());

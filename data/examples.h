@@ -29,11 +29,14 @@ struct ExampleSplits {
   std::map<std::string, std::vector<Example>> by_split;  // train, tuning, held_out
   int64_t unknown_subjects = 0;  // label rows whose subject is not in the dataset
   int64_t empty_prefix = 0;      // label rows before the subject's first token (dropped)
+  int64_t after_record = 0;      // label rows after the subject's last event (kept: the whole record is seen)
 };
 
 // Label rows whose subject the dataset lacks are dropped with a warning; when they are more than
 // kMaxUnknownSubjectFraction of the rows, the labels are of another dataset and are refused
-// (chart::Error naming `labels_path` and the dataset).
+// (chart::Error naming `labels_path` and the dataset). Likewise rows whose prediction_time falls
+// outside their subject's record (before its first event: dropped; after its last: kept), whose
+// subject ids only happen to match.
 constexpr double kMaxUnknownSubjectFraction = 0.5;
 ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>& labels, const std::string& labels_path);
 

@@ -55,10 +55,22 @@ int64_t to_micros(const arrow::TimestampArray& a, int64_t i) {
   return a.Value(i);
 }
 
-// Rows shared by labels and predictions: subject_id, prediction_time, boolean_value.
-std::vector<LabelRow> read_label_columns(const arrow::Table& t, const fs::path& file) {
+// Rows shared by labels and predictions: subject_id, prediction_time, and, unless `times_only`,
+// boolean_value.
+std::vector<LabelRow> read_label_columns(const arrow::Table& t, const fs::path& file, bool times_only = false) {
   auto sid = column(t, "subject_id", arrow::Type::INT64, file);
   auto ptime = column(t, "prediction_time", arrow::Type::TIMESTAMP, file);
+  if (times_only && !(t.GetColumnByName("boolean_value") && t.GetColumnByName("boolean_value")->null_count() == 0)) {
+    no_nulls(sid, "subject_id", file);
+    no_nulls(ptime, "prediction_time", file);
+    std::vector<LabelRow> rows(static_cast<size_t>(t.num_rows()));
+    for (int64_t i = 0; i < t.num_rows(); ++i) {
+      rows[static_cast<size_t>(i)].subject_id = static_cast<const arrow::Int64Array&>(*sid).Value(i);
+      rows[static_cast<size_t>(i)].prediction_time_us = to_micros(static_cast<const arrow::TimestampArray&>(*ptime), i);
+      rows[static_cast<size_t>(i)].has_label = false;
+    }
+    return rows;
+  }
   if (!t.GetColumnByName("boolean_value")) {
     for (const char* other : {"integer_value", "float_value", "categorical_value"})
       if (t.GetColumnByName(other))
@@ -112,6 +124,22 @@ std::vector<LabelRow> read_labels(const fs::path& path) {
   return all;
 }
 
+std::string task_name_of(const fs::path& labels) {
+  fs::path p = labels.lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.has_extension() ? p.stem().string() : p.filename().string();
+}
+
+std::vector<LabelRow> read_prediction_times(const fs::path& path) {
+  std::vector<LabelRow> all;
+  for (const auto& file : parquet_files(path)) {
+    auto rows = read_label_columns(*read_parquet_table(file), file, true);
+    all.insert(all.end(), rows.begin(), rows.end());
+  }
+  if (all.empty()) fail("prediction times {} hold no rows", path.string());
+  return all;
+}
+
 fs::path oracle_path(const fs::path& labels) {
   // The last "labels" component of the path becomes "oracle": labels/<task>/... -> oracle/<task>/...
   const fs::path p = fs::absolute(labels).lexically_normal();
@@ -158,14 +186,18 @@ void write_predictions(const fs::path& path, const std::vector<Prediction>& pred
   TableBuilder t(path);
   auto& sid = t.add<arrow::Int64Builder>(arrow::field("subject_id", arrow::int64(), false));
   auto& ptime = t.add_timestamp("prediction_time", false);
-  auto& value = t.add<arrow::BooleanBuilder>(arrow::field("boolean_value", arrow::boolean(), false));
+  const bool labelled = preds.empty() || preds.front().row.has_label;
+  for (const auto& p : preds)
+    if (p.row.has_label != labelled) fail("{}: labelled and unlabelled rows in one predictions file", path.string());
+  arrow::BooleanBuilder* value =
+      labelled ? &t.add<arrow::BooleanBuilder>(arrow::field("boolean_value", arrow::boolean(), false)) : nullptr;
   auto& predicted = t.add<arrow::BooleanBuilder>(arrow::field("predicted_boolean_value", arrow::boolean()));
   // float32: meds-evaluation's PredictionSchema
   auto& prob = t.add<arrow::FloatBuilder>(arrow::field("predicted_boolean_probability", arrow::float32()));
   for (const auto& p : preds) {
     t.append(sid, p.row.subject_id);
     t.append(ptime, p.row.prediction_time_us);
-    t.append(value, p.row.label);
+    if (value) t.append(*value, p.row.label);
     const float q = static_cast<float>(p.probability);  // the value written decides the predicted value
     t.append(predicted, q >= threshold);
     t.append(prob, q);

@@ -21,11 +21,21 @@ struct LabelRow {
   int64_t subject_id = 0;
   int64_t prediction_time_us = 0;  // microseconds since 1970 (UTC)
   bool label = false;
+  bool has_label = true;  // false: a prediction time without an outcome (chart predict)
   double true_probability = std::numeric_limits<double>::quiet_NaN();  // NaN when not known
 };
 
 // Throws chart::Error naming the file (and row) on a missing column, a wrong type or a null.
 std::vector<LabelRow> read_labels(const std::filesystem::path& path);
+
+// The task a label path names: a file's stem or a directory's name (labels/mortality_365d/ ->
+// mortality_365d); "" for an empty path.
+std::string task_name_of(const std::filesystem::path& labels);
+
+// Prediction times (chart predict): subject_id and prediction_time of a label-shaped file or
+// directory. A boolean_value column without nulls is carried along (predictions then hold it, as
+// MEDS-DEV's evaluation wants); any other value column is ignored and the rows carry no label.
+std::vector<LabelRow> read_prediction_times(const std::filesystem::path& path);
 
 // The oracle path of a label path (see above); empty when the labels have none.
 std::filesystem::path oracle_path(const std::filesystem::path& labels);
@@ -41,6 +51,8 @@ struct Prediction {
 };
 
 // Written through a temporary file and a rename. `threshold` gives predicted_boolean_value.
+// Rows without a label (LabelRow::has_label) are written without the boolean_value column, which
+// PredictionSchema allows; labelled and unlabelled rows are not mixed in one file.
 void write_predictions(const std::filesystem::path& path, const std::vector<Prediction>& predictions,
                        double threshold);
 // Reads a predictions file (as written above, or by another tool in that shape: the probability

@@ -4,6 +4,10 @@
 //   2. every split: tokens + times into one shard per (input file, split).
 // The output directory is built under a temporary name and appears only when complete:
 //   vocab.tsv, {train,tuning,held_out}/shard_NNNNN.bin, manifest.json, prepare.yaml
+// With a fixed vocabulary (FixedVocab: a new cohort or external site on a pretrained model)
+// pass 1 is skipped, vocab.tsv is written byte for byte (same hash, so the model accepts the
+// shards), time and numeric bins are the vocabulary's own, and the train split may be empty.
+// coverage.json counts the events whose code has no token, per split and per code.
 // A subject's split is metadata/subject_splits.parquet's when the dataset has one (other split
 // names are kept as their own folders), else its data/<split>/ folder's, else a hash of its id.
 #pragma once
@@ -20,15 +24,22 @@ struct SplitCounts {
   int64_t subjects = 0, events = 0, tokens = 0, unknown = 0, shards = 0;
 };
 
+// vocab.tsv's bytes and where they came from (a token dataset, a checkpoint, an export).
+struct FixedVocab {
+  std::string tsv;
+  std::string from;
+};
+
 struct PrepareResult {
   std::map<std::string, SplitCounts> splits;
+  std::string vocab_from;  // "" when the vocabulary was built from the train split
   int64_t vocab_size = 0, codes_seen = 0, codes_kept = 0;
   std::string vocab_hash;
   double seconds = 0;
 };
 
 PrepareResult prepare_dataset(const std::filesystem::path& meds, const std::filesystem::path& out,
-                              const Config& config, bool overwrite);
+                              const Config& config, bool overwrite, const FixedVocab* fixed = nullptr);
 
 // The split a subject of unsplit input is hashed into (prepare.*_fraction, prepare.split_seed).
 std::string hash_split(int64_t subject_id, const PrepareConfig& cfg);

@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 
 namespace chart::data {
@@ -16,6 +18,24 @@ int64_t parse_duration(const std::string& text, const std::string& what) {
   for (const auto& [name, seconds] : units)
     if (unit == name) return std::stoll(text.substr(0, i)) * seconds * kMicrosPerSecond;
   fail("{}: '{}' has an unknown unit (s, m, h, d, w, y)", what, text);
+}
+
+std::vector<std::string> time_bin_edges(const std::vector<std::string>& names, const std::string& what) {
+  std::vector<std::string> edges;
+  const std::string kPrefix = "TIME//";
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& n = names[i];
+    const bool last = i + 1 == names.size();
+    const std::string body = n.rfind(kPrefix, 0) == 0 ? n.substr(kPrefix.size()) : "";
+    const size_t dash = body.find('-');
+    if (last ? body.rfind(">=", 0) != 0 : dash == std::string::npos)
+      fail("{}: time token '{}' is not one chart writes (TIME//<from>-<to>, last TIME//>=<edge>)", what, n);
+    edges.push_back(last ? body.substr(2) : body.substr(0, dash));
+  }
+  if (edges.empty()) fail("{}: the vocabulary has no time tokens", what);
+  if (TimeBins(edges).names() != names)
+    fail("{}: its time tokens do not form one ascending series of edges ({})", what, fmt::join(names, ", "));
+  return edges;
 }
 
 TimeBins::TimeBins(const std::vector<std::string>& edges) {

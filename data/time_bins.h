@@ -12,6 +12,10 @@ namespace chart::data {
 // "90s", "5m", "2h", "3d", "1w", "1y" -> microseconds. Throws chart::Error naming `what`.
 int64_t parse_duration(const std::string& text, const std::string& what);
 
+// The edges that give these token names (a vocabulary's time tokens); throws chart::Error
+// naming `what` when they are not names TimeBins writes.
+std::vector<std::string> time_bin_edges(const std::vector<std::string>& names, const std::string& what);
+
 class TimeBins {
  public:
   // edges: ascending upper edges as text, e.g. {"5m", "1h", "1d"} (prepare.time_bins).

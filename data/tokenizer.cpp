@@ -3,7 +3,8 @@
 namespace chart::data {
 
 void Tokenizer::tokenize(const Timeline& t, std::vector<uint32_t>& tokens,
-                         std::vector<int64_t>& times, TokenizeCounts& counts) const {
+                         std::vector<int64_t>& times, TokenizeCounts& counts,
+                         std::vector<uint32_t>* unknown_items) const {
   tokens.clear();
   times.clear();
   auto push = [&](uint32_t tok, int64_t time) {
@@ -14,7 +15,9 @@ void Tokenizer::tokenize(const Timeline& t, std::vector<uint32_t>& tokens,
   std::vector<int> gap_tokens;
   bool have_prev = false;
   int64_t prev = 0;
-  for (const Item& it : t.items) {
+  if (unknown_items) unknown_items->clear();
+  for (uint32_t i = 0; i < t.items.size(); ++i) {
+    const Item& it = t.items[i];
     int64_t time = it.is_static ? t.birth_us : it.time_us;
     if (!it.is_static) {
       if (have_prev && it.time_us > prev) {
@@ -29,6 +32,7 @@ void Tokenizer::tokenize(const Timeline& t, std::vector<uint32_t>& tokens,
     auto id = vocab_.find(it.key);
     if (!id) {
       ++counts.unknown;
+      if (unknown_items) unknown_items->push_back(i);
       push(Vocab::kUnk, time);
       continue;
     }

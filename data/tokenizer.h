@@ -20,8 +20,9 @@ struct TokenizeCounts {
 class Tokenizer {
  public:
   Tokenizer(const Vocab& vocab, const TimeBins& bins) : vocab_(vocab), bins_(bins) {}
+  // `unknown_items`, when given, receives the index in t.items of each item that became [UNK].
   void tokenize(const Timeline& t, std::vector<uint32_t>& tokens, std::vector<int64_t>& times,
-                TokenizeCounts& counts) const;
+                TokenizeCounts& counts, std::vector<uint32_t>* unknown_items = nullptr) const;
 
  private:
   const Vocab& vocab_;

@@ -57,6 +57,13 @@ std::optional<uint32_t> Vocab::quantile_token(uint32_t code_id, float value) con
   return quantile_base_ + std::min<uint32_t>(bin, numeric_bins_ - 1);
 }
 
+std::vector<std::string> Vocab::time_names() const {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < tokens_.size(); ++i)
+    if (kinds_[i] == TokenKind::kTime) out.push_back(tokens_[i]);
+  return out;
+}
+
 std::string Vocab::to_tsv() const {
   std::string out = kHeader;
   for (size_t i = 0; i < tokens_.size(); ++i) {

@@ -46,6 +46,7 @@ class Vocab {
   std::optional<uint32_t> quantile_token(uint32_t code_id, float value) const;
   const std::vector<float>& cuts(uint32_t id) const { return cuts_.at(id); }
   int numeric_bins() const { return numeric_bins_; }
+  std::vector<std::string> time_names() const;  // the time-interval tokens, in order
 
  private:
   Vocab() = default;

@@ -21,7 +21,8 @@ if [ -n "${BENCH_DIR:-}" ]; then w=$BENCH_DIR; mkdir -p "$w"; else w=$(mktemp -d
 [ -d "$w/hf" ] || build/chart export --checkpoint "$w/pre" --out "$w/hf" >/dev/null 2>&1
 sets=(--set init.checkpoint="$w/pre" --set task.labels="$w/labels" --set generate.samples="$samples"
       --set generate.max_new_tokens="$new_tokens" --set generate.batch_size="$slots"
-      --set generate.max_examples="$examples" --set train.threads="$threads" --set run.dir="$w/gen")
+      --set generate.max_examples="$examples" --set train.threads="$threads" --set run.dir="$w/gen"
+      --set generate.outcome_codes=[MEDS_DEATH])
 echo "# $(date -u +%F) $(nproc) cores, $threads threads; small.yaml (time_encoding=none), $examples prompts x $samples samples, $new_tokens new tokens, $slots slots"
 build/bench_generate configs/small.yaml "$w/prompts.txt" "${sets[@]}" 2>/dev/null
 "$py" scripts/bench_hf_generate.py "$w/hf" "$w/prompts.txt" --samples "$samples" --new-tokens "$new_tokens" \

@@ -4,7 +4,11 @@
   predictions FILE...    each file passes meds_evaluation's PredictionSchema, and
                          meds_evaluation.evaluate_binary_classification scores it
   data FILE...           each file passes meds.DataSchema (the sampled futures chart generate writes)
+  unlabelled FILE...     each file passes PredictionSchema and has no boolean_value (chart predict)
   float64 IN OUT         writes IN with predicted_boolean_probability as float64 (another tool's file)
+  shift SRC DST          copies the MEDS dataset SRC to DST as "another site": every third event
+                         (but births, deaths and sex) gets a local code the first site never had
+                         ("SITE_B//<code>")
 
 Exits 77 (a skip for the test) when the meds or meds-evaluation package is not installed.
 """
@@ -59,6 +63,36 @@ def check_data(files):
         print(f"data: {f} passes meds.DataSchema ({table.num_rows} rows, columns {table.column_names})")
 
 
+def check_unlabelled(files):
+    from meds_evaluation.schema import PredictionSchema
+
+    for f in files:
+        table = pq.read_table(f)
+        PredictionSchema.validate(table)
+        if "boolean_value" in table.column_names:
+            sys.exit(f"{f}: predictions without labels carry a boolean_value column")
+        print(f"unlabelled: {f} passes PredictionSchema ({table.num_rows} rows, columns {table.column_names})")
+
+
+def shift_site(src, dst):
+    import shutil
+
+    src, dst = pathlib.Path(src), pathlib.Path(dst)
+    shutil.copytree(src / "metadata", dst / "metadata")
+    if (src / "labels").exists():
+        shutil.copytree(src / "labels", dst / "labels")
+    for f in sorted((src / "data").rglob("*.parquet")):
+        t = pq.read_table(f)
+        codes = t.column("code").to_pylist()
+        shifted = [("SITE_B//" + c) if i % 3 == 0 and not c.startswith("MEDS_") and not c.startswith("GENDER")
+                   else c for i, c in enumerate(codes)]
+        t = t.set_column(t.schema.get_field_index("code"), t.schema.field("code"), pa.array(shifted, t.schema.field("code").type))
+        out = dst / f.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(t, out)
+    print(f"shift: {dst} written")
+
+
 def to_float64(src, dst):
     t = pq.read_table(src)
     i = t.schema.get_field_index("predicted_boolean_probability")
@@ -70,6 +104,9 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "float64":
         to_float64(*args)
+    elif cmd == "shift":
+        shift_site(*args)
     else:
         need_packages()
-        {"labels": check_labels, "predictions": check_predictions, "data": check_data}[cmd](args)
+        {"labels": check_labels, "predictions": check_predictions, "data": check_data,
+         "unlabelled": check_unlabelled}[cmd](args)

@@ -37,7 +37,7 @@ using testing::run_chart;
 using testing::TempDir;
 namespace fs = std::filesystem;
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using testing::contains;
 
 // A checkpoint written in-process: random weights (norms perturbed too, so a mix-up shows), a
 // 40-token vocabulary in dir/data/vocab.tsv.

@@ -232,7 +232,8 @@ TEST(Finetune, LearnsClearlyBetterThanChanceAndEvalWritesTheContract) {
 TEST(Eval, NamesItsTaskAndRefusesAnExistingRunAndLabelsOfAnotherDataset) {
   Pipeline p(300, 3);
   std::string out;
-  ASSERT_EQ(testing::run_chart(p.finetune("full", p.dir / "ft", "--set train.steps=3 --set train.eval_every=0"), &out), 0) << out;
+  ASSERT_EQ(testing::run_chart(p.finetune("full", p.dir / "ft", "--set train.steps=3 --set train.eval_every=0 "
+                                                                "--set task.name=death_in_record"), &out), 0) << out;
   const fs::path ev = p.dir / "eval";
   const std::string eval = p.eval(p.dir / "ft", p.tok, ev) + " --set task.name=death_in_record --set train.threads=2";
   ASSERT_EQ(testing::run_chart(eval, &out), 0) << out;
@@ -246,7 +247,8 @@ TEST(Eval, NamesItsTaskAndRefusesAnExistingRunAndLabelsOfAnotherDataset) {
   // Labels of a larger synthetic dataset: its ids 1000000.. overlap ours for the first 300 only.
   ASSERT_EQ(testing::run_chart(fmt::format("synth --out {} --subjects 1500 --seed 9", (p.dir / "other").string()), &out), 0) << out;
   const std::string other = (p.dir / "other/labels/mortality_365d").string();
-  EXPECT_EQ(testing::run_chart(fmt::format("eval {} --set init.checkpoint={} --set task.labels={} --set run.dir={}",
+  EXPECT_EQ(testing::run_chart(fmt::format("eval {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
+                                           "--set task.name=death_in_record",
                                            config("finetune/full.yaml"), (p.dir / "ft").string(), other,
                                            (p.dir / "eval-other").string()), &out), 1) << out;
   EXPECT_NE(out.find(other + ": "), std::string::npos) << out;
@@ -260,6 +262,7 @@ TEST(Generate, ZeroShotPredictionsAreScoredByEval) {
   const fs::path gen = p.dir / "gen";
   ASSERT_EQ(testing::run_chart(fmt::format("generate {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
                                            "--set generate.samples=4 --set generate.horizon=10y --set train.threads=2 "
+                                           "--set generate.outcome_codes=[MEDS_DEATH] "
                                            "--set generate.trajectories=true",
                                            config("tiny.yaml"), p.pretrain.string(), p.labels.string(), gen.string()), &out), 0)
       << out;
@@ -320,7 +323,7 @@ TEST(Generate, ZeroShotPredictionsAreScoredByEval) {
   // The previous lockstep loop, kept for comparison, still writes the same shape.
   ASSERT_EQ(testing::run_chart(fmt::format("generate {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
                                            "--set generate.samples=4 --set generate.horizon=10y --set train.threads=2 "
-                                           "--set generate.engine=batched --set generate.estimator=hits",
+                                           "--set generate.engine=batched --set generate.estimator=hits --set generate.outcome_codes=[MEDS_DEATH]",
                                            config("tiny.yaml"), p.pretrain.string(), p.labels.string(),
                                            (p.dir / "gen-batched").string()), &out), 0)
       << out;

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/json.h"
+#include "data/coverage.h"
 #include "data/meds_reader.h"
 #include "data/prepare.h"
 #include "data/token_dataset.h"
@@ -147,6 +148,104 @@ TEST(Prepare, QuantileCutPointsComeFromTrainValues) {
   EXPECT_EQ(ds.vocab().cuts(id), (std::vector<float>{v[15], v[30], v[45]}));
   EXPECT_EQ(ds.vocab().token(*ds.vocab().quantile_token(id, -1e9f)), "Q1");
   EXPECT_EQ(ds.vocab().token(*ds.vocab().quantile_token(id, 1e9f)), "Q4");
+}
+
+// Every split's [UNK] events are counted per code in coverage.json: a code below the privacy
+// threshold in train, a code that only tuning has.
+TEST(Prepare, CoverageCountsEveryUnknownCodePerSplit) {
+  TempDir dir;
+  make_meds(dir / "meds");
+  prepare(dir / "meds", dir / "tok");
+  const Json cov = read_json_file(dir / "tok" / "coverage.json");
+  const Json& train = cov["splits"]["train"];
+  EXPECT_EQ(train["unknown_events"], 9);  // RARE//9 in 9 subjects
+  EXPECT_EQ(train["subjects_with_unknown"], 9);
+  ASSERT_EQ(train["codes"].size(), 1u);
+  EXPECT_EQ(train["codes"][0]["code"], "RARE//9");
+  EXPECT_EQ(train["codes"][0]["subjects"], 9);
+  const Json& tuning = cov["splits"]["tuning"];
+  EXPECT_EQ(tuning["codes"][0]["code"], "ONLY//TUNING");
+  EXPECT_EQ(tuning["unknown_events"], 30);
+  EXPECT_EQ(cov["splits"]["held_out"]["unknown_events"], 0);
+  EXPECT_TRUE(cov["vocab_from"].is_null());
+  // The summary eval and model cards show: totals, and only codes of at least min_subjects subjects.
+  const Json sum = data::coverage_summary(dir / "tok", "train", 5);
+  EXPECT_EQ(sum["unknown_events"], 9);
+  EXPECT_TRUE(sum["top_unknown_codes"].empty());
+  EXPECT_EQ(data::coverage_summary(dir / "tok", "tuning", 5)["top_unknown_codes"].size(), 1u);
+}
+
+// An external site tokenized on site A's vocabulary: same bytes and hash, A's time and numeric
+// bins whatever this config says, its codes that A lacks counted; no train split needed.
+TEST(Prepare, FixedVocabularyTokenizesAnotherSiteWithItsBinsAndCountsWhatItLacks) {
+  TempDir dir;
+  make_meds(dir / "a");
+  prepare(dir / "a", dir / "tok_a", {"prepare.time_bins=[1h, 1d, 30d]", "prepare.numeric_bins=4"});
+  const std::string vocab_a = read_file(dir / "tok_a" / "vocab.tsv");
+  std::vector<Row> rows;  // site B: 20 subjects, lab values shifted up, a diagnosis A never had
+  for (int i = 0; i < 20; ++i) {
+    const int64_t id = 90000 + i, birth = days(7305 + i), visit = birth + days(11000);
+    auto r = testing::born(id, "GENDER//F", birth);
+    r.insert(r.end(), {{id, visit, "VISIT"},
+                       {id, visit, "LAB//glucose", 500.0f + i},
+                       {id, visit + days(3), "DX//B"},
+                       {id, visit + days(3), "DX//B"}});
+    rows.insert(rows.end(), r.begin(), r.end());
+  }
+  testing::write_meds(dir / "b" / "data" / "site_b.parquet", rows);
+  const data::FixedVocab fixed{vocab_a, (dir / "tok_a" / "vocab.tsv").string()};
+  const auto cfg = load_config("", {"prepare.vocab=" + fixed.from, "prepare.held_out_fraction=1",
+                                    "prepare.tuning_fraction=0"});
+  const auto r = data::prepare_dataset(dir / "b", dir / "tok_b", cfg, false, &fixed);
+  EXPECT_EQ(r.splits.at("held_out").subjects, 20);
+  EXPECT_EQ(r.splits.at("train").subjects, 0);
+  EXPECT_EQ(r.vocab_from, fixed.from);
+  EXPECT_EQ(read_file(dir / "tok_b" / "vocab.tsv"), vocab_a);
+  auto ds = data::TokenDataset::open(dir / "tok_b");
+  EXPECT_EQ(ds.vocab_hash(), data::TokenDataset::open(dir / "tok_a").vocab_hash());
+  const Config used = load_config((dir / "tok_b" / "prepare.yaml").string(), {});
+  EXPECT_EQ(used.prepare.time_bins, (std::vector<std::string>{"1h", "1d", "30d"}));
+  EXPECT_EQ(used.prepare.numeric_bins, 4);
+  // Tokens: A's time token for the 3-day gap, A's top quantile for the shifted values, [UNK] for DX//B.
+  const auto& sh = ds.shards("held_out").at(0);
+  const auto& v = ds.vocab();
+  std::vector<std::string> got;
+  for (uint32_t k = 0; k < sh.subject(0).n_tokens; ++k) got.push_back(v.token(sh.tokens()[sh.subject(0).token_start + k]));
+  EXPECT_EQ(got, (std::vector<std::string>{"[BOS]", "GENDER//F", "BIRTH_YEAR//1990", "VISIT", "LAB//glucose", "Q4",
+                                           "TIME//1d-30d", "[UNK]", "[UNK]"}));
+  const Json cov = read_json_file(dir / "tok_b" / "coverage.json");
+  const Json& held = cov["splits"]["held_out"];
+  EXPECT_EQ(held["events"], 20 * 6);  // sex, birth year, visit, lab, two diagnoses
+  EXPECT_EQ(held["unknown_events"], 40);
+  EXPECT_DOUBLE_EQ(held["unknown_share"].get<double>(), 40.0 / 120.0);
+  EXPECT_EQ(held["codes"][0], (Json{{"code", "DX//B"}, {"events", 40}, {"subjects", 20}}));
+  EXPECT_EQ(cov["vocab_from"], fixed.from);
+  EXPECT_EQ(read_json_file(dir / "tok_b" / "manifest.json")["vocab_from"], fixed.from);
+  // Without a fixed vocabulary the same input has no train split to build one from.
+  EXPECT_THROW(data::prepare_dataset(dir / "b", dir / "tok_c", load_config("", {"prepare.held_out_fraction=0.5",
+                                                                                 "prepare.tuning_fraction=0.5"}),
+                                     false),
+               Error);
+}
+
+// A vocabulary whose time tokens chart did not write is refused, naming the file.
+TEST(Prepare, FixedVocabularyWithForeignTimeTokensIsRefused) {
+  TempDir dir;
+  make_meds(dir / "a");
+  prepare(dir / "a", dir / "tok_a");
+  std::string tsv = read_file(dir / "tok_a" / "vocab.tsv");
+  const auto at = tsv.find("TIME//5m-15m");
+  ASSERT_NE(at, std::string::npos);
+  tsv.replace(at, 12, "TIME//later!");
+  const data::FixedVocab fixed{tsv, "edited/vocab.tsv"};
+  try {
+    data::prepare_dataset(dir / "a", dir / "tok_b", load_config("", {}), false, &fixed);
+    FAIL() << "a vocabulary with a foreign time token was accepted";
+  } catch (const Error& e) {
+    EXPECT_TRUE(testing::contains(e.what(), "edited/vocab.tsv")) << e.what();
+    EXPECT_TRUE(testing::contains(e.what(), "TIME//later!")) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "tok_b"));
 }
 
 TEST(Prepare, IsDeterministic) {

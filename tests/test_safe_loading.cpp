@@ -28,7 +28,7 @@ namespace {
 using testing::TempDir;
 namespace fs = std::filesystem;
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using testing::contains;
 
 // [u64 length][header][data], the header given as text.
 std::string craft(const std::string& header, const std::string& data) {

@@ -27,6 +27,8 @@ class TempDir {
   fs::path path_;
 };
 
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
 inline fs::path source_dir() { return CHART_SOURCE_DIR; }
 
 // Runs a shell command line; returns its exit status (128 + signal if killed), stdout+stderr in *output.

@@ -31,10 +31,13 @@ const std::vector<Command>& commands() {
         "--overwrite\treplace DIR if it holds an earlier dataset",
         {}, "chart synth --out out/meds --subjects 2000 --seed 1"},
        cmd_synth},
-      {{"prepare", "--meds DIR --out DIR [--config F] [--set k=v]... [--overwrite]",
+      {{"prepare", "--meds DIR --out DIR [--vocab FROM] [--config F] [--set k=v]... [--overwrite]",
         "tokenize a MEDS dataset into a token dataset",
         "--meds DIR\ta MEDS root (data/, metadata/) or MEDS-like files with a column mapping\n"
-        "--out DIR\tthe token dataset to write\n--config F\ta YAML file with prepare.* keys\n"
+        "--out DIR\tthe token dataset to write\n"
+        "--vocab FROM\ttokenize with a pretrained model's vocabulary (a token dataset, a checkpoint or an\n"
+        "\texport): a new cohort or an external site; coverage.json counts the codes it lacks\n"
+        "--config F\ta YAML file with prepare.* keys\n"
         "--set KEY=VALUE\toverride one config key (repeatable)\n--overwrite\treplace DIR if it holds a dataset",
         {"prepare"}, "chart prepare --meds out/meds --out out/tokens --set prepare.min_subjects=20"},
        cmd_prepare},
@@ -66,6 +69,15 @@ const std::vector<Command>& commands() {
         "chart generate configs/tiny.yaml --set init.checkpoint=runs/tiny "
         "--set task.labels=out/meds/labels/mortality_365d --set run.dir=runs/gen"},
        cmd_generate},
+      {{"predict", "CONFIG [--set k=v]...", "predictions for prediction times without labels",
+        "CONFIG\tthe recipe's config\n--set KEY=VALUE\toverride one config key (repeatable)\n"
+        "\tinit.checkpoint: fine-tuned (its head) or pretrained (zero-shot, generate.* keys)\n"
+        "\ttask.labels: prediction times (subject_id, prediction_time), or predict.times=last\n"
+        "\tpredict.meds: a raw MEDS dataset to tokenize on the checkpoint's vocabulary first",
+        {"data", "run", "init", "task", "predict"},
+        "chart predict configs/finetune/full.yaml --set init.checkpoint=runs/ft --set predict.meds=site_b/meds "
+        "--set predict.times=last --set run.dir=runs/predict-site-b"},
+       cmd_predict},
       {{"export", "--checkpoint PATH --out DIR [--format hf] [--drop-time-features] [--vocab F] [--overwrite]",
         "export a checkpoint for Hugging Face transformers",
         "--checkpoint PATH\ta checkpoint or run directory\n--out DIR\tthe export to write\n"

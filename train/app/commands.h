@@ -10,6 +10,7 @@ int cmd_train(Args& args);
 int cmd_finetune(Args& args);
 int cmd_eval(Args& args);
 int cmd_generate(Args& args);
+int cmd_predict(Args& args);
 int cmd_export(Args& args);
 
 }  // namespace chart

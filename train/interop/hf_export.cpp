@@ -14,6 +14,7 @@
 #include "train/interop/hf_names.h"
 #include "train/interop/hf_tokenizer.h"
 #include "train/interop/load_pretrained.h"
+#include "train/interop/vocab_source.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -26,35 +27,6 @@ std::vector<std::string> time_features(const ModelConfig& m) {
   if (m.time_bias) out.push_back("model.time_bias=true (the time-decay attention bias, attn.time_slopes)");
   if (m.time_head) out.push_back("model.time_head=true (the time-to-next-event head, time_head)");
   return out;
-}
-
-// The vocab.tsv whose SHA-256 is the checkpoint's vocabulary hash.
-fs::path find_vocab(const Pretrained& p, const HfExportOptions& o) {
-  std::vector<fs::path> candidates;
-  if (!o.vocab.empty()) candidates.push_back(o.vocab);
-  candidates.push_back(p.dir / "vocab.tsv");
-  if (!p.config.data.dir.empty()) candidates.push_back(fs::path(p.config.data.dir) / "vocab.tsv");
-  try {  // the model card records the dataset's absolute path
-    const Json card = parse_json(read_model_card_json(p.dir), (p.dir / "model_card.json").string());
-    const Json& dir = card.at("training_data").at("dataset_dir");
-    if (dir.is_string()) candidates.push_back(fs::path(dir.get<std::string>()) / "vocab.tsv");
-  } catch (const std::exception&) {
-  }
-  for (const auto& c : candidates) {
-    if (!fs::is_regular_file(c)) {
-      if (!o.vocab.empty() && c == fs::path(o.vocab)) fail("--vocab {} does not exist", o.vocab);
-      continue;
-    }
-    if (p.vocab_hash.empty() || sha256_file(c) == p.vocab_hash) return c;
-    if (!o.vocab.empty() && c == fs::path(o.vocab))
-      throw Error(fmt::format("--vocab {} is not the vocabulary checkpoint {} was trained with (hash {} != {})", o.vocab,
-                              p.dir.string(), sha256_file(c).substr(0, 12), p.vocab_hash.substr(0, 12)),
-                  "pass the vocab.tsv of the dataset the model was trained on");
-    warn("export: {} is another vocabulary than the checkpoint's; not used", c.string());
-  }
-  throw Error(fmt::format("found no vocab.tsv for checkpoint {} (looked beside it and in its dataset {})",
-                          p.dir.string(), p.config.data.dir),
-              "pass --vocab DATASET/vocab.tsv (the token dataset the model was trained on)");
 }
 
 }  // namespace
@@ -85,7 +57,7 @@ HfExportResult export_hf(const std::string& checkpoint, const fs::path& out, con
   }
   if (m.tie_embeddings && p.tensors.count("lm_head.weight"))
     fail("checkpoint {}: tied embeddings but a separate lm_head.weight", p.dir.string());
-  const fs::path vocab = find_vocab(p, o);
+  const fs::path vocab = checkpoint_vocab(p, o.vocab, "--vocab");
   const data::Vocab v = data::Vocab::load(vocab);
   // A checkpoint from before vocabulary hashes were recorded gets the hash of the file shipped.
   if (p.vocab_hash.empty()) p.vocab_hash = sha256_file(vocab);

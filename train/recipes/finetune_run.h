@@ -48,6 +48,8 @@ struct FinetuneRun {
   std::optional<Progress> progress;
   // The loop's position and the best tuning result so far.
   int64_t step = 0, epoch = 0, cursor = 0;
+  int64_t tokens_seen = 0;     // example tokens the backbone read (probe: once, for the features)
+  int64_t best_tokens = 0;     // tokens_seen at best_step (the weights saved)
   std::vector<int64_t> order;  // this epoch's shuffled example order
   std::vector<torch::Tensor> best_weights;
   int64_t best_step = 0, since_best = 0;

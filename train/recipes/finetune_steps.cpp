@@ -7,6 +7,7 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "core/mix.h"
+#include "data/coverage.h"
 #include "data/labels.h"
 #include "model/autocast.h"
 #include "train/checkpoint/checkpoint.h"
@@ -15,7 +16,7 @@
 #include "train/pretrain/optimizer.h"
 #include "train/recipes/eval.h"
 #include "train/recipes/finetune_run.h"
-#include "train/recipes/predict.h"
+#include "train/recipes/classify.h"
 #include "train/validation/binary_metrics.h"
 
 namespace chart {
@@ -30,10 +31,7 @@ ClassCounts count(const std::vector<data::Example>& ex) {
 }
 
 std::string task_name(const Config& cfg) {
-  if (!cfg.task.name.empty()) return cfg.task.name;
-  fs::path p = fs::path(cfg.task.labels).lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();
-  return p.has_extension() ? p.stem().string() : p.filename().string();
+  return cfg.task.name.empty() ? data::task_name_of(cfg.task.labels) : cfg.task.name;
 }
 
 // The epoch-shuffled order of n examples, the same on every platform.
@@ -119,7 +117,8 @@ ModelCard finetune_card(const FinetuneRun& r) {
     card.set_section("base_model", read_model_card_json(r.pre.dir));
   } catch (const Error&) {  // a checkpoint from before model cards
   }
-  fill_model_card(card, *r.model, r.config_yaml, r.best_step, 0, r.ds.vocab_hash());
+  fill_model_card(card, *r.model, r.config_yaml, r.best_step, r.best_tokens, r.ds.vocab_hash());
+  card.set_section("data_coverage", dump_json(data::coverage_summary(r.cfg.data.dir, "train", 10)));
   return card;
 }
 
@@ -223,6 +222,7 @@ void compute_probe_features(FinetuneRun& r) {
   r.model->eval();
   const auto& ex = r.train_examples();
   std::vector<torch::Tensor> f, y;
+  for (const auto& e : ex) r.tokens_seen += std::min<int64_t>(e.n_tokens, r.context);
   for (size_t i = 0; i < ex.size(); i += 256) {
     auto b = data::collate(r.ds, ex, i, std::min(ex.size(), i + 256), r.context);
     AutocastGuard autocast(r.dev);
@@ -263,7 +263,10 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
       y = r.probe_labels.index_select(0, ix);
     } else {
       std::vector<data::Example> batch;
-      for (int64_t i : idx) batch.push_back(r.train_examples()[static_cast<size_t>(i)]);
+      for (int64_t i : idx) {
+        batch.push_back(r.train_examples()[static_cast<size_t>(i)]);
+        r.tokens_seen += std::min<int64_t>(batch.back().n_tokens, r.context);
+      }
       auto b = data::collate(r.ds, batch, 0, batch.size(), r.context);
       logits = r.model->classify(b.tokens.to(d), b.ages.to(d), b.segments.to(d), b.last_index.to(d)).select(1, 0);
       y = b.labels.to(d);
@@ -337,7 +340,7 @@ bool tune_and_check_patience(FinetuneRun& r) {
   const bool better = auroc > r.best_auroc || (auroc == r.best_auroc && loss < r.best_loss);
   info("finetune: step {} tuning AUROC {:.4f} loss {:.4f}{}", r.step, auroc, loss, better ? " (best)" : "");
   if (better) {
-    r.best_auroc = auroc, r.best_loss = loss, r.best_step = r.step, r.since_best = 0;
+    r.best_auroc = auroc, r.best_loss = loss, r.best_step = r.step, r.best_tokens = r.tokens_seen, r.since_best = 0;
     r.best_weights = snapshot(r.trainable);
     return false;
   }
@@ -350,7 +353,7 @@ bool tune_and_check_patience(FinetuneRun& r) {
 
 void save_finetuned(FinetuneRun& r) {
   if (r.can_tune) restore(r.trainable, r.best_weights);
-  if (!r.can_tune) r.best_step = r.step;
+  if (!r.can_tune) r.best_step = r.step, r.best_tokens = r.tokens_seen;
   if (r.cfg.finetune.recipe == "lora") r.model->merge_lora();
   r.model->to(torch::kCPU);
   TrainerState st;

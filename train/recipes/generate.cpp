@@ -23,21 +23,24 @@
 namespace chart {
 namespace fs = std::filesystem;
 
-std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg_in) {
+void require_outcome(const GenerateConfig& g) {
+  if (g.outcome_codes.empty())
+    throw Error("generate.outcome_codes is not set: a zero-shot run must say which codes are the outcome it scores",
+                "e.g. --set generate.outcome_codes=[MEDS_DEATH] --set generate.horizon=365d for death within a year");
+}
+
+std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg_in, Pretrained pre, data::TokenDataset ds,
+                                               std::vector<data::Example> examples) {
   Config cfg = cfg_in;
   const auto& g = cfg.generate;
-  if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
-  if (cfg.task.labels.empty()) throw Error("task.labels is not set", "pass --set task.labels=LABELS_DIR_OR_FILE");
+  require_outcome(g);
   set_cpu_threads(cfg.train.threads);
-  Pretrained pre = load_pretrained(cfg.init.checkpoint);
   if (pre.tensors.count("cls_head.weight"))
     warn("generate: {} is a fine-tuned checkpoint; its next-token head was not trained with the fine-tuned "
          "backbone, so sampled futures may be poor (use the pretraining checkpoint)", pre.dir.string());
-  if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
   cfg.model = pre.config.model;
-  auto ds = data::TokenDataset::open(cfg.data.dir);
+  check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
   auto r = std::make_unique<GenerateRun>(cfg, std::move(pre), std::move(ds));
-  check_vocab(r->pre, r->ds.vocab_hash(), r->cfg.data.dir);
   r->L = r->cfg.model.context;
   r->P = g.prompt_tokens > 0 ? g.prompt_tokens : r->L / 2;
   if (r->P >= r->L) fail("generate.prompt_tokens ({}) must be below the model's context {}", r->P, r->L);
@@ -45,16 +48,9 @@ std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg_in) {
   r->horizon_us = data::parse_duration(g.horizon, "generate.horizon");
   r->K = g.samples;
   r->roles = token_roles(r->ds.vocab(), g);
-  auto examples = data::make_examples(r->ds, data::read_labels(r->cfg.task.labels), r->cfg.task.labels);
-  r->examples = examples.by_split[g.split];
+  r->examples = std::move(examples);
   if (g.max_examples > 0 && static_cast<int64_t>(r->examples.size()) > g.max_examples)
     r->examples.resize(static_cast<size_t>(g.max_examples));
-  if (r->examples.empty())
-    fail("{}: no label rows of subjects in the {} split of {}", r->cfg.task.labels, g.split, r->cfg.data.dir);
-  // What is scored, said up front: the labels' own definition of the outcome is not known here.
-  info("generate: scoring P(an outcome code of [{}] within {} of prediction_time) for {} label rows of the {} "
-       "split ({}), {} samples each", fmt::join(g.outcome_codes, ", "), g.horizon, r->examples.size(), g.split,
-       r->cfg.task.labels, r->K);
   r->dev = choose_device(r->cfg.train.device, r->cfg.train.precision);
   torch::manual_seed(static_cast<uint64_t>(r->cfg.train.seed));
   r->model = ClinicalTransformer(r->cfg.model, r->pre.vocab_size);
@@ -62,6 +58,26 @@ std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg_in) {
   r->model->to(r->dev.device);
   r->model->eval();
   r->banned = r->roles.banned.to(r->dev.device);
+  return r;
+}
+
+std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg_in) {
+  Config cfg = cfg_in;
+  const auto& g = cfg.generate;
+  if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
+  if (cfg.task.labels.empty()) throw Error("task.labels is not set", "pass --set task.labels=LABELS_DIR_OR_FILE");
+  require_outcome(g);
+  Pretrained pre = load_pretrained(cfg.init.checkpoint);
+  if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
+  auto ds = data::TokenDataset::open(cfg.data.dir);
+  auto examples = data::make_examples(ds, data::read_labels(cfg.task.labels), cfg.task.labels);
+  std::vector<data::Example> rows = std::move(examples.by_split[g.split]);
+  if (rows.empty()) fail("{}: no label rows of subjects in the {} split of {}", cfg.task.labels, g.split, cfg.data.dir);
+  auto r = open_generate_run(cfg, std::move(pre), std::move(ds), std::move(rows));
+  // What is scored, said up front: the labels' own definition of the outcome is not known here.
+  info("generate: scoring P(an outcome code of [{}] within {} of prediction_time) for {} label rows of the {} "
+       "split ({}), {} samples each", fmt::join(g.outcome_codes, ", "), g.horizon, r->examples.size(), g.split,
+       cfg.task.labels, r->K);
   return r;
 }
 
@@ -83,9 +99,7 @@ infer::Prompt example_prompt(const GenerateRun& r, size_t x) {
   return p;
 }
 
-namespace {
-
-// Every label row's samples through the engine; P(outcome) of a row is its fraction of hits.
+// Every label row's samples through the engine: each row's risk estimates and prediction.
 void run_engine(GenerateRun& r) {
   const auto& g = r.cfg.generate;
   infer::EngineOptions opt;
@@ -127,8 +141,6 @@ void run_engine(GenerateRun& r) {
   r.windows = r.engine.windows;
   progress.finish(fmt::format("{} tokens, {} prefills", r.generated, r.engine.prefills));
 }
-
-}  // namespace
 
 void write_generate_outputs(const GenerateRun& r, double secs) {
   const auto& g = r.cfg.generate;

@@ -37,11 +37,19 @@ struct GenerateRun {
   GenerateRun(Config c, Pretrained p, data::TokenDataset d) : cfg(std::move(c)), pre(std::move(p)), ds(std::move(d)) {}
 };
 
+// A zero-shot run scores what it is told to: no outcome is assumed (chart::Error otherwise).
+void require_outcome(const GenerateConfig& g);
+// The model, data and token roles for sampling `examples` (their prompts end at prediction_time).
+std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg, Pretrained pre, data::TokenDataset ds,
+                                               std::vector<data::Example> examples);
+// The rows are task.labels' rows of generate.split.
 std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg);
 // Label row x's prompt: its last P tokens up to prediction_time, and its clock.
 infer::Prompt example_prompt(const GenerateRun& r, size_t x);
 // The previous path: batch_size / samples examples at a time, in lockstep (generate_batched.cpp).
 void run_batched(GenerateRun& r);
+// The engine (infer/engine.h) over every row: r.risks, r.preds (generate.estimator), r.results.
+void run_engine(GenerateRun& r);
 void write_generate_outputs(const GenerateRun& r, double secs);
 
 }  // namespace chart

@@ -1,41 +1,163 @@
 #include "train/recipes/predict.h"
 
+#include <chrono>
+
+#include <fmt/ranges.h>
+
 #include "core/error.h"
-#include "model/autocast.h"
+#include "core/files.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "data/coverage.h"
+#include "data/examples.h"
+#include "data/labels.h"
+#include "data/prepare.h"
+#include "model/device.h"
+#include "train/interop/load_pretrained.h"
+#include "train/interop/vocab_source.h"
+#include "train/recipes/classify.h"
+#include "train/recipes/generate_run.h"
+#include "train/recipes/risk_tables.h"
 
 namespace chart {
+namespace fs = std::filesystem;
+namespace {
 
-std::vector<double> predict_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
-                                          const std::vector<data::Example>& examples, int64_t context,
-                                          int64_t batch_size, const DeviceChoice& dev) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
-  std::vector<double> out;
-  out.reserve(examples.size());
-  for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
-    auto b = data::collate(ds, examples, i, end, context);
-    torch::Tensor logits;
-    {
-      AutocastGuard autocast(dev);
-      logits = model->classify(b.tokens.to(dev.device), b.ages.to(dev.device), b.segments.to(dev.device),
-                               b.last_index.to(dev.device));
-    }
-    auto p = torch::sigmoid(logits.select(1, 0).to(torch::kFloat64)).cpu();
-    const double* d = p.data_ptr<double>();
-    out.insert(out.end(), d, d + p.numel());
+std::vector<std::string> splits_of(const std::string& split) {
+  if (split == "all") return {"train", "tuning", "held_out"};
+  return {split};
+}
+
+// The token dataset predicted on: predict.meds tokenized on the checkpoint's vocabulary, or data.dir.
+data::TokenDataset open_data(Config& cfg, const Pretrained& pre) {
+  if (!cfg.predict.meds.empty()) {
+    const fs::path tsv = checkpoint_vocab(pre, "", "chart prepare --vocab");
+    const data::FixedVocab fixed{read_file(tsv), tsv.string()};
+    Config prep = cfg;
+    prep.prepare.vocab = tsv.string();
+    cfg.data.dir = (fs::path(cfg.run.dir) / "tokens").string();
+    info("predict: tokenizing {} into {} on the vocabulary of {}", cfg.predict.meds, cfg.data.dir, pre.dir.string());
+    data::prepare_dataset(cfg.predict.meds, cfg.data.dir, prep, false, &fixed);
+  } else if (cfg.data.dir.empty()) {
+    cfg.data.dir = pre.config.data.dir;
   }
-  if (was_training) model->train();
+  auto ds = data::TokenDataset::open(cfg.data.dir);
+  check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
+  return ds;
+}
+
+// Each subject of the splits at the time of its last token.
+std::vector<data::LabelRow> last_event_times(const data::TokenDataset& ds, const std::vector<std::string>& splits) {
+  std::vector<data::LabelRow> rows;
+  for (const auto& split : splits) {
+    const auto& shards = ds.shards(split);
+    for (const data::SubjectRef& ref : ds.subjects(split)) {
+      const data::TokenShard& sh = shards[ref.shard];
+      const data::SubjectEntry& e = sh.subject(ref.entry);
+      if (e.n_tokens == 0) continue;
+      data::LabelRow r;
+      r.subject_id = e.subject_id;
+      r.prediction_time_us = sh.times()[e.token_start + e.n_tokens - 1];
+      r.has_label = false;
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+// The rows predicted: the prediction times joined to their subjects, in the chosen splits.
+std::vector<data::Example> prediction_examples(const Config& cfg, const data::TokenDataset& ds, std::string& source) {
+  const auto& p = cfg.predict;
+  const auto splits = splits_of(p.split);
+  std::vector<data::LabelRow> rows;
+  if (p.times == "last") {
+    rows = last_event_times(ds, splits);
+    source = "the last event of each subject";
+  } else {
+    if (cfg.task.labels.empty())
+      throw Error("task.labels is not set (predict.times=labels)",
+                  "pass --set task.labels=FILE_OR_DIR (subject_id, prediction_time), or --set predict.times=last");
+    rows = data::read_prediction_times(cfg.task.labels);
+    source = cfg.task.labels;
+  }
+  auto by_split = data::make_examples(ds, rows, source);
+  std::vector<data::Example> out;
+  for (const auto& s : splits) {
+    auto& ex = by_split.by_split[s];
+    out.insert(out.end(), ex.begin(), ex.end());
+  }
+  if (out.empty()) fail("predict: no prediction times of subjects in the {} split(s) of {}", p.split, cfg.data.dir);
   return out;
 }
 
-int64_t finetune_context(const Config& cfg) {
-  const int64_t L = cfg.finetune.context > 0 ? cfg.finetune.context : cfg.model.context;
-  if (L > cfg.model.context)
-    fail("finetune.context {} exceeds the model's context {} (positions it never saw in pretraining)", L,
-         cfg.model.context);
-  return L;
+std::vector<data::Prediction> predict_with_head(const Config& cfg, const Pretrained& pre, const data::TokenDataset& ds,
+                                                const std::vector<data::Example>& ex) {
+  const DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
+  ClinicalTransformer model = load_classifier(pre, dev);
+  Config head = pre.config;  // the context it was fine-tuned with
+  const auto p = predict_probabilities(model, ds, ex, finetune_context(head), cfg.predict.batch_size, dev);
+  std::vector<data::Prediction> out;
+  for (size_t i = 0; i < ex.size(); ++i) out.push_back({ex[i].row, static_cast<float>(p[i])});
+  return out;
+}
+
+}  // namespace
+
+int run_predict(const Config& cfg_in) {
+  Config cfg = cfg_in;
+  if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR (predict writes there)");
+  const fs::path out = cfg.run.dir;
+  if (fs::exists(out / "predictions.parquet"))
+    throw Error(fmt::format("{} already holds predictions", out.string()), "choose another run.dir, or remove the old run");
+  set_cpu_threads(cfg.train.threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  Pretrained pre = load_pretrained(cfg.init.checkpoint);
+  const bool head = pre.tensors.count("cls_head.weight") > 0;
+  if (!head) require_outcome(cfg.generate);
+  fs::create_directories(out);
+  data::TokenDataset ds = open_data(cfg, pre);
+  std::string times_source;
+  std::vector<data::Example> ex = prediction_examples(cfg, ds, times_source);
+  const std::string task = head ? pre.config.task.name : "zero-shot";
+  Json j;
+  j["checkpoint"] = pre.dir.string();
+  j["data"] = cfg.data.dir;
+  j["prediction_times"] = times_source;
+  j["split"] = cfg.predict.split;
+  j["rows"] = ex.size();
+  std::vector<data::Prediction> preds;
+  std::unique_ptr<GenerateRun> run;
+  if (head) {
+    info("predict: task {} (the checkpoint's head) for {} prediction times ({}) of {}", task.empty() ? "?" : task,
+         ex.size(), times_source, cfg.data.dir);
+    preds = predict_with_head(cfg, pre, ds, ex);
+    j["method"] = "fine-tuned head";
+    j["task"] = task;
+  } else {
+    const auto& g = cfg.generate;
+    info("predict: zero-shot P(an outcome code of [{}] within {} of prediction_time) for {} prediction times ({}), "
+         "{} samples each", fmt::join(g.outcome_codes, ", "), g.horizon, ex.size(), times_source, g.samples);
+    run = open_generate_run(cfg, std::move(pre), std::move(ds), std::move(ex));
+    torch::NoGradGuard no_grad;
+    run_engine(*run);
+    preds = run->preds;
+    j["method"] = "zero-shot (sampled futures)";
+    j["outcome_codes"] = g.outcome_codes;
+    j["horizon"] = g.horizon;
+    j["samples"] = g.samples;
+    j["estimator"] = g.estimator;
+  }
+  j["coverage"] = Json::object();
+  for (const auto& s : splits_of(cfg.predict.split))
+    j["coverage"][s] = data::coverage_summary(cfg.data.dir, s, 10);
+  j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  write_file_atomic(out / "config.yaml", config_to_yaml(cfg));
+  if (run) write_risk_table(out / "risk.parquet", *run);
+  write_file_atomic(out / "predict.json", dump_json(j));
+  data::write_predictions(out / "predictions.parquet", preds, cfg.eval.threshold);  // last: it marks the run done
+  info("predict: wrote {} ({} rows) and {}", (out / "predictions.parquet").string(), preds.size(),
+       (out / "predict.json").string());
+  return 0;
 }
 
 }  // namespace chart

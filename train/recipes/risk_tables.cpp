@@ -7,24 +7,25 @@
 namespace chart {
 namespace {
 
-struct KeyColumns {  // subject_id, prediction_time, boolean_value
+struct KeyColumns {  // subject_id, prediction_time, boolean_value (when the rows have labels)
   arrow::Int64Builder* subject;
   arrow::TimestampBuilder* time;
   arrow::BooleanBuilder* label;
 };
 
-KeyColumns add_keys(data::TableBuilder& t) {
+KeyColumns add_keys(data::TableBuilder& t, const GenerateRun& r) {
   KeyColumns k;
   k.subject = &t.add<arrow::Int64Builder>(arrow::field("subject_id", arrow::int64(), false));
   k.time = &t.add_timestamp("prediction_time", false);
-  k.label = &t.add<arrow::BooleanBuilder>(arrow::field("boolean_value", arrow::boolean(), false));
+  const bool labelled = r.examples.empty() || r.examples.front().row.has_label;
+  k.label = labelled ? &t.add<arrow::BooleanBuilder>(arrow::field("boolean_value", arrow::boolean(), false)) : nullptr;
   return k;
 }
 
 void append_keys(data::TableBuilder& t, const KeyColumns& k, const data::LabelRow& row) {
   t.append(*k.subject, row.subject_id);
   t.append(*k.time, row.prediction_time_us);
-  t.append(*k.label, row.label);
+  if (k.label) t.append(*k.label, row.label);
 }
 
 arrow::DoubleBuilder& add_double(data::TableBuilder& t, const char* name) {
@@ -35,7 +36,7 @@ arrow::DoubleBuilder& add_double(data::TableBuilder& t, const char* name) {
 
 void write_risk_table(const std::filesystem::path& file, const GenerateRun& r) {
   data::TableBuilder t(file);
-  const KeyColumns keys = add_keys(t);
+  const KeyColumns keys = add_keys(t, r);
   auto& samples = t.add<arrow::Int64Builder>(arrow::field("samples", arrow::int64(), false));
   auto& hits = add_double(t, "hit_fraction");
   auto& hits_low = add_double(t, "hit_fraction_low");
@@ -59,7 +60,7 @@ void write_risk_table(const std::filesystem::path& file, const GenerateRun& r) {
 
 void write_trajectory_table(const std::filesystem::path& file, const GenerateRun& r) {
   data::TableBuilder t(file);
-  const KeyColumns keys = add_keys(t);
+  const KeyColumns keys = add_keys(t, r);
   auto& sample = t.add<arrow::Int64Builder>(arrow::field("sample", arrow::int64(), false));
   auto& hit = t.add<arrow::BooleanBuilder>(arrow::field("hit", arrow::boolean(), false));
   auto& expected = add_double(t, "expected");
