@@ -69,6 +69,8 @@ const std::vector<SynthTask>& synth_tasks() {
   static const std::vector<SynthTask> tasks = {
       {"mortality_365d", kDeath, 365 * kDayUs},
       {"ckd_onset_180d", kCkd, 180 * kDayUs},
+      // A denser task (about 8% positive) for small demos: intervals that rest on tens of positives.
+      {"mortality_5y", kDeath, 5 * kYearUs},
   };
   return tasks;
 }

@@ -190,7 +190,7 @@ struct SynthTask {
   int outcome;
   Time horizon;
 };
-const std::vector<SynthTask>& synth_tasks();  // mortality_365d, ckd_onset_180d
+const std::vector<SynthTask>& synth_tasks();  // mortality_365d, ckd_onset_180d, mortality_5y
 
 struct SynthLabel {
   bool present = false;

@@ -44,7 +44,7 @@ TEST(Docs, TheReadmeQuickstartIsTheScript) {
   std::vector<std::string> documented = commands(readme.substr(from, to - from), "chart ");
 
   std::string script = read_file(testing::source_dir() / "scripts/quickstart.sh");
-  script = std::regex_replace(script, std::regex("\\$labels"), "$out/meds/labels/mortality_365d");
+  script = std::regex_replace(script, std::regex("\\$labels"), "$out/meds/labels/mortality_5y");
   script = std::regex_replace(script, std::regex("\\$out"), "out/quickstart");
   std::vector<std::string> run;
   for (auto c : commands(script, "$chart ")) {

@@ -152,7 +152,7 @@ TEST(SynthModel, SubjectsAreFixedBySeedAndIndex) {
       h.update(&l.probability, sizeof l.probability);
     }
   }
-  EXPECT_EQ(h.hex(), "e3c00c46738d4ed18c719955de58ae0b5cba28ca1a6d1e9169a1447f8a860898");
+  EXPECT_EQ(h.hex(), "7323b80112930bd1d17b41ebb43a96215ddc14633180803baf036b3b1da33fae");
   EXPECT_NE(simulate_subject(m, 1, 0).events.size(), 0u);
 }
 
