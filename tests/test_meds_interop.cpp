@@ -87,5 +87,19 @@ TEST(MedsInterop, LabelsAndPredictionsPassTheEcosystemSchemas) {
   EXPECT_NEAR(std::stod(out.substr(at + 14)), j["auroc"].get<double>(), 1e-12) << out;
 }
 
+// chart's MEDS-DEV entry (meds_dev/chart/model.yaml), run as MEDS-DEV runs it: its three commands
+// formatted with MEDS-DEV's placeholders, on synthetic MEDS with labels made by ACES; the
+// predictions pass meds-evaluation's schema and hold exactly the held_out label rows.
+TEST(MedsDev, TheModelEntryRunsEndToEndOnAcesLabels) {
+  if (std::string(CHART_PYTHON_EXE).empty()) GTEST_SKIP() << "no CHART_PYTHON configured";
+  TempDir dir;
+  std::string out;
+  const int rc = testing::run_python((testing::source_dir() / "tests" / "check_meds_dev.py").string() + " " +
+                                         CHART_BINARY + " " + dir.path().string(), &out);
+  if (rc == 77) GTEST_SKIP() << out;
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("held_out predictions pass PredictionSchema"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace chart

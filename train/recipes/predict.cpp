@@ -118,7 +118,9 @@ int run_predict(const Config& cfg_in) {
   data::TokenDataset ds = open_data(cfg, pre);
   std::string times_source;
   std::vector<data::Example> ex = prediction_examples(cfg, ds, times_source);
-  const std::string task = head ? pre.config.task.name : "zero-shot";
+  const std::string task = !head ? "zero-shot"
+                           : !pre.config.task.name.empty() ? pre.config.task.name
+                                                           : data::task_name_of(pre.config.task.labels);
   Json j;
   j["checkpoint"] = pre.dir.string();
   j["data"] = cfg.data.dir;
@@ -128,7 +130,7 @@ int run_predict(const Config& cfg_in) {
   std::vector<data::Prediction> preds;
   std::unique_ptr<GenerateRun> run;
   if (head) {
-    info("predict: task {} (the checkpoint's head) for {} prediction times ({}) of {}", task.empty() ? "?" : task,
+    info("predict: task {} (the checkpoint's head) for {} prediction times ({}) of {}", task,
          ex.size(), times_source, cfg.data.dir);
     preds = predict_with_head(cfg, pre, ds, ex);
     j["method"] = "fine-tuned head";
