@@ -183,6 +183,28 @@ TEST(Export, TimeFeaturesAreRefusedOrDroppedOnRequestAndChartStillImportsLossles
         << out;
   }
 
+  // A save_pretrained copy (transformers keeps config.json's chart key, not chart_extra) comes
+  // back into chart as the Llama transformers computes: the time features off, the same logits
+  // as the checkpoint without them.
+  if (!std::string(CHART_PYTHON_EXE).empty()) {
+    const std::string resave =
+        "import sys, torch; from transformers import AutoModelForCausalLM as M; "
+        "M.from_pretrained(sys.argv[1], dtype=torch.float32).save_pretrained(sys.argv[2]); print('saved')";
+    out.clear();
+    ASSERT_EQ(run_python("-c \"" + resave + "\" " + (dir / "hf").string() + " " + (dir / "resaved").string(), &out), 0)
+        << out;
+    ASSERT_FALSE(fs::exists(dir / "resaved" / "chart_extra.safetensors"));
+    Pretrained c = load_pretrained((dir / "resaved").string());
+    EXPECT_EQ(c.config.model.time_encoding, "none");
+    EXPECT_FALSE(c.config.model.time_bias || c.config.model.time_head);
+    Pretrained llama = load_pretrained(ckpt.string());
+    llama.config.model = c.config.model;
+    for (auto it = llama.tensors.begin(); it != llama.tensors.end();)
+      it = is_time_tensor(it->first) ? llama.tensors.erase(it) : std::next(it);
+    expect_same_weights(llama, c);
+    EXPECT_TRUE(torch::allclose(logits_of(llama, in), logits_of(c, in)));
+  }
+
   EXPECT_EQ(run_chart(base + " --drop-time-features", &out), 1);
   EXPECT_TRUE(contains(out, "already exists")) << out;
   EXPECT_EQ(run_chart(base + " --drop-time-features --overwrite", &out), 0) << out;

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 #include "core/files.h"
 #include "core/json.h"
@@ -18,6 +20,27 @@ namespace fs = std::filesystem;
 bool is_hf_export(const fs::path& dir) {
   return fs::is_directory(dir) && fs::exists(dir / "config.json") && !fs::exists(dir / "trainer_state.yaml");
 }
+
+namespace {
+
+// A lossy export saved again from Python (save_pretrained) keeps config.json's chart key but not
+// chart_extra.safetensors: the dropped time features are gone. The model is then the Llama that
+// transformers computes, so chart imports it without them, and says so.
+void drop_absent_time_features(Pretrained& p) {
+  for (const auto& [name, t] : p.tensors)
+    if (is_time_tensor(name)) return;  // chart_extra.safetensors came along: nothing was lost
+  ModelConfig& m = p.config.model;
+  std::vector<std::string> off;
+  if (m.time_encoding != "none") off.push_back("model.time_encoding=" + m.time_encoding), m.time_encoding = "none";
+  if (m.time_bias) off.push_back("model.time_bias"), m.time_bias = false;
+  if (m.time_head) off.push_back("model.time_head"), m.time_head = false;
+  if (!off.empty())
+    warn("{}: the time features dropped at export ({}) are not here (no chart_extra.safetensors, as after "
+         "save_pretrained): imported as the Llama transformers computes, without them", p.dir.string(),
+         fmt::join(off, ", "));
+}
+
+}  // namespace
 
 Pretrained load_hf_export(const fs::path& dir) {
   const fs::path config_json = dir / "config.json";
@@ -86,6 +109,7 @@ Pretrained load_hf_export(const fs::path& dir) {
       p.tensors[name] = t;
     }
   }
+  drop_absent_time_features(p);
   require_finite(p.tensors, dir.string());
   auto emb = p.tensors.find("tok_emb.weight");
   if (emb == p.tensors.end() || emb->second.dim() != 2)
