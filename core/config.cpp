@@ -324,6 +324,13 @@ void validate(const Config& c) {
          c.prepare.vocab.empty() ? "below" : "at most", split_off,
          c.prepare.vocab.empty() ? "; the vocabulary is built from the train split" : "");
   if (c.prepare.time_bins.empty()) fail("config: prepare.time_bins must not be empty");
+  for (const auto& m : c.prepare.split_map) {
+    const auto eq = m.find('=');
+    const std::string to = eq == std::string::npos ? "" : m.substr(eq + 1);
+    if (eq == 0 || (to != "train" && to != "tuning" && to != "held_out"))
+      fail("config: prepare.split_map: '{}' is not NAME=SPLIT with SPLIT one of train, tuning, held_out "
+           "(e.g. [dev=train, val=tuning, test=held_out])", m);
+  }
   for (const auto& t : c.finetune.lora_targets)
     if (t != "wq" && t != "wk" && t != "wv" && t != "wo" && t != "w_gate" && t != "w_up" && t != "w_down")
       fail("config: finetune.lora_targets: unknown projection '{}' (wq, wk, wv, wo, w_gate, w_up, w_down)", t);

@@ -37,6 +37,9 @@ struct PrepareConfig {
   double tuning_fraction = 0.1;
   double held_out_fraction = 0.1;
   int64_t split_seed = 0;
+  // The dataset's own split names as chart's ("dev=train", "val=tuning", "test=held_out"): applied
+  // to metadata/subject_splits.parquet and to data/<split>/ folder names.
+  std::vector<std::string> split_map;
   // A fixed vocabulary instead of one built from this dataset's train split (a new cohort or an
   // external site on a pretrained model): a token dataset, a checkpoint or an export. Its time
   // bins and numeric bins come with it; the train split may then be empty.

@@ -26,6 +26,7 @@ void bind(Binder& b, Config& c) {
     b.field("tuning_fraction", p.tuning_fraction, 0.0, 1.0);
     b.field("held_out_fraction", p.held_out_fraction, 0.0, 1.0);
     b.field("split_seed", p.split_seed, 0, kMaxInt);
+    b.field("split_map", p.split_map);
     b.field("vocab", p.vocab);
     b.field("unknown_warning", p.unknown_warning, 0.0, 1.0);
   });

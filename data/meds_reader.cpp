@@ -13,7 +13,17 @@
 
 namespace chart::data {
 
-std::vector<MedsFile> find_meds_files(const fs::path& meds, bool any_folders) {
+std::map<std::string, std::string> split_renames(const std::vector<std::string>& entries) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : entries) {
+    const auto eq = e.find('=');
+    if (eq != std::string::npos) out[e.substr(0, eq)] = e.substr(eq + 1);
+  }
+  return out;
+}
+
+std::vector<MedsFile> find_meds_files(const fs::path& meds, bool any_folders,
+                                      const std::map<std::string, std::string>& split_map) {
   std::vector<MedsFile> files;
   if (fs::is_regular_file(meds)) {
     files.push_back({meds, ""});
@@ -29,12 +39,14 @@ std::vector<MedsFile> find_meds_files(const fs::path& meds, bool any_folders) {
     if (!e.is_regular_file() || e.path().extension() != ".parquet") continue;
     fs::path rel = fs::relative(e.path(), data);
     std::string first = rel.begin()->string();
+    if (auto m = split_map.find(first); m != split_map.end()) first = m->second;
     if (rel.has_parent_path()) {
       if (!any_folders && std::find(split_names().begin(), split_names().end(), first) == split_names().end())
         throw Error(fmt::format("{}: unknown split name '{}' (MEDS splits: train, tuning, held_out)",
                                 e.path().string(), first),
-                    "rename the folder, move its files into one of the split folders, or list each "
-                    "subject's split in metadata/subject_splits.parquet");
+                    fmt::format("map it to one with --set prepare.split_map=[{}=train] (or tuning, held_out), "
+                                "rename the folder, or list each subject's split in "
+                                "metadata/subject_splits.parquet", first));
       files.push_back({e.path(), first});
       split = true;
     } else {

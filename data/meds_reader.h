@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,8 +35,13 @@ struct MedsFile {
 // `meds` is a MEDS root (with data/<split>/**.parquet), or a single parquet file (unsplit).
 // Files come back sorted by path. Empty datasets are errors, and so are, unless `any_folders`
 // (a subject_splits.parquet decides the splits, so folders are only nesting), folder names other
-// than the splits and flat files beside split folders.
-std::vector<MedsFile> find_meds_files(const fs::path& meds, bool any_folders = false);
+// than the splits and flat files beside split folders. `split_map` renames folders first (the
+// dataset's "dev" as chart's "train": prepare.split_map, see split_renames()).
+std::vector<MedsFile> find_meds_files(const fs::path& meds, bool any_folders = false,
+                                      const std::map<std::string, std::string>& split_map = {});
+
+// prepare.split_map's "NAME=SPLIT" entries as a map (the config has checked their shape).
+std::map<std::string, std::string> split_renames(const std::vector<std::string>& entries);
 
 struct Event {
   std::string_view code;

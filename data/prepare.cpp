@@ -227,8 +227,9 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
     throw Error(fmt::format("output {} already exists{}", out.string(),
                             fs::exists(out / "manifest.json") ? " and holds a complete token dataset" : ""),
                 "pass --overwrite to replace it, or choose another --out");
-  const std::optional<SubjectSplits> splits = SubjectSplits::read(meds);
-  std::vector<MedsFile> files = find_meds_files(meds, splits.has_value());
+  const auto split_map = split_renames(cfg.split_map);
+  const std::optional<SubjectSplits> splits = SubjectSplits::read(meds, split_map);
+  std::vector<MedsFile> files = find_meds_files(meds, splits.has_value(), split_map);
   for (auto& f : files)  // with a splits file, a folder is a split only when it names one
     if (splits && !splits->has(f.split)) f.split.clear();
   const bool unsplit = std::all_of(files.begin(), files.end(), [](const MedsFile& f) { return f.split.empty(); });

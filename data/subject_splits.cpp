@@ -24,7 +24,7 @@ std::string string_at(const arrow::Array& a, int64_t i) {
 
 }  // namespace
 
-std::optional<SubjectSplits> SubjectSplits::read(const fs::path& meds) {
+std::optional<SubjectSplits> SubjectSplits::read(const fs::path& meds, const std::map<std::string, std::string>& rename) {
   const fs::path path = meds / "metadata" / "subject_splits.parquet";
   if (!fs::is_directory(meds) || !fs::exists(path)) return std::nullopt;
   const std::string name = path.string();
@@ -52,7 +52,8 @@ std::optional<SubjectSplits> SubjectSplits::read(const fs::path& meds) {
     const arrow::Array& names = *split->chunk(c);
     for (int64_t i = 0; i < ids.length(); ++i, ++row) {
       if (ids.IsNull(i) || names.IsNull(i)) fail("{} row {}: null subject_id or split", name, row);
-      const std::string split_name = string_at(names, i);
+      std::string split_name = string_at(names, i);
+      if (auto m = rename.find(split_name); m != rename.end()) split_name = m->second;
       auto it = std::find(s.names_.begin(), s.names_.end(), split_name);
       if (it == s.names_.end()) {
         // A split becomes a folder of the token dataset: a plain name, never a path.

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,7 +15,9 @@ class SubjectSplits {
  public:
   // The splits file of the MEDS root `meds`; nothing when it has none (or `meds` is one file).
   // Throws chart::Error naming the file on a wrong schema, a null or a subject listed twice.
-  static std::optional<SubjectSplits> read(const std::filesystem::path& meds);
+  // `rename` maps the file's split names to chart's (prepare.split_map).
+  static std::optional<SubjectSplits> read(const std::filesystem::path& meds,
+                                           const std::map<std::string, std::string>& rename = {});
 
   // The subject's split; nullptr when the file does not list it.
   const std::string* find(int64_t subject_id) const;

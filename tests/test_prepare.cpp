@@ -324,6 +324,42 @@ TEST(Prepare, SubjectSplitsFileDecidesTheSplits) {
   EXPECT_EQ(ds.subjects("train").size(), 80u);
 }
 
+// A dataset with its own split names (dev/val/test): prepare.split_map makes them chart's, in the
+// splits file and in folder names; without it an unknown folder is an error that names the key.
+TEST(Prepare, SplitMapRenamesTheDatasetsOwnSplitNames) {
+  TempDir dir;
+  const std::vector<std::string> theirs = {"dev", "val", "test"}, ours = {"train", "tuning", "held_out"};
+  std::vector<Row> rows[3];
+  std::vector<std::pair<int64_t, std::string>> splits;
+  for (int i = 0; i < 60; ++i) {
+    const int s = i % 6 == 4 ? 1 : i % 6 == 5 ? 2 : 0;
+    auto r = subject_rows(0, i);
+    rows[s].insert(rows[s].end(), r.begin(), r.end());
+    splits.emplace_back(r[0].subject, theirs[s]);
+  }
+  for (int s = 0; s < 3; ++s) {
+    testing::write_meds(dir / "flat/data" / (theirs[s] + ".parquet"), rows[s]);
+    testing::write_meds(dir / "folders/data" / theirs[s] / "0.parquet", rows[s]);
+  }
+  testing::write_subject_splits(dir / "flat", splits);
+  const std::vector<std::string> map = {"prepare.split_map=[dev=train, val=tuning, test=held_out]"};
+  for (const char* layout : {"flat", "folders"}) {
+    const auto r = prepare(dir / layout, dir / (std::string(layout) + "_tok"), map);
+    EXPECT_EQ(r.splits.at("train").subjects, 40) << layout;
+    EXPECT_EQ(r.splits.at("tuning").subjects, 10) << layout;
+    EXPECT_EQ(r.splits.at("held_out").subjects, 10) << layout;
+    EXPECT_EQ(r.splits.count("dev"), 0u) << layout;
+  }
+  try {
+    prepare(dir / "folders", dir / "unmapped");
+    FAIL() << "an unknown split folder was accepted";
+  } catch (const Error& e) {
+    EXPECT_TRUE(testing::contains(e.what(), "unknown split name 'dev'")) << e.what();
+    EXPECT_TRUE(testing::contains(e.hint(), "prepare.split_map=[dev=train]")) << e.hint();
+  }
+  EXPECT_THROW(load_config("", {"prepare.split_map=[dev=training]"}), Error);
+}
+
 // The MIMIC-IV demo (100 subjects, one file) as a MEDS root with an 80/10/10 splits file: the
 // dataset's split, not chart's hash (which gives 82/8/10).
 TEST(Prepare, RealMimicDemoWithASplitsFile) {
