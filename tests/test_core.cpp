@@ -137,12 +137,14 @@ TEST(Cli, SetWithoutEqualsIsAUsageError) {
   const std::string tiny = (testing::source_dir() / "configs/tiny.yaml").string();
   std::string out;
   for (const std::string& cmd : std::vector<std::string>{"train " + tiny, "finetune " + tiny, "eval " + tiny,
-                                                         "generate " + tiny, "prepare --meds m --out o"}) {
+                                                         "generate " + tiny, "predict " + tiny, "prepare --meds m --out o"}) {
     EXPECT_EQ(testing::run_chart(cmd + " --set model.d_model", &out), 2) << cmd << "\n" << out;
     EXPECT_NE(out.find("--set 'model.d_model': expected key=value"), std::string::npos) << out;
     EXPECT_NE(out.find("usage: chart"), std::string::npos) << out;
   }
   EXPECT_EQ(testing::run_chart("train " + tiny + " --set model.no_such_key=1", &out), 1) << out;
+  EXPECT_EQ(testing::run_chart("prepare --meds m --out o --vocabb x", &out), 2) << out;  // misspelt
+  EXPECT_NE(out.find("unknown option --vocabb"), std::string::npos) << out;
 }
 
 // Each command's --help lists its options, the config keys it reads with their defaults (from
@@ -152,7 +154,7 @@ TEST(Cli, EveryCommandsHelpListsOptionsDefaultsAndAnExample) {
   ASSERT_EQ(testing::run_chart("--help", &out), 0);
   std::istringstream lines(out);
   for (std::string line; std::getline(lines, line);) EXPECT_LE(line.size(), 100u) << line;
-  for (const char* cmd : {"synth", "prepare", "train", "finetune", "eval", "generate", "export"}) {
+  for (const char* cmd : {"synth", "prepare", "train", "finetune", "eval", "generate", "predict", "export"}) {
     ASSERT_EQ(testing::run_chart(std::string(cmd) + " --help", &out), 0) << cmd;
     EXPECT_NE(out.find("options:"), std::string::npos) << cmd << "\n" << out;
     EXPECT_NE(out.find("example:\n  chart " + std::string(cmd)), std::string::npos) << cmd << "\n" << out;
@@ -164,6 +166,10 @@ TEST(Cli, EveryCommandsHelpListsOptionsDefaultsAndAnExample) {
   EXPECT_EQ(out.find("generate.samples"), std::string::npos) << "train does not read generate.*";
   ASSERT_EQ(testing::run_chart("generate --help", &out), 0);
   EXPECT_NE(out.find("generate.samples               20\n"), std::string::npos) << out;
+  ASSERT_EQ(testing::run_chart("predict --help", &out), 0);
+  EXPECT_NE(out.find("predict.times                  labels\n"), std::string::npos) << out;
+  ASSERT_EQ(testing::run_chart("prepare --help", &out), 0);
+  EXPECT_NE(out.find("--vocab FROM"), std::string::npos) << out;
 }
 
 TEST(Format, DurationsAndCounts) {
