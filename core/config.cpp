@@ -1,5 +1,7 @@
 #include "core/config.h"
 
+#include <cstdlib>
+
 #include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
@@ -324,6 +326,14 @@ void validate(const Config& c) {
          c.prepare.vocab.empty() ? "below" : "at most", split_off,
          c.prepare.vocab.empty() ? "; the vocabulary is built from the train split" : "");
   if (c.prepare.time_bins.empty()) fail("config: prepare.time_bins must not be empty");
+  double previous = -1;
+  for (const auto& a : c.eval.age_bands) {
+    char* end = nullptr;
+    const double v = std::strtod(a.c_str(), &end);
+    if (a.empty() || *end != '\0' || !(v > previous) || v > 150)
+      fail("config: eval.age_bands: '{}' is not an age in years above the one before it (e.g. [18, 40, 65, 80])", a);
+    previous = v;
+  }
   for (const auto& m : c.prepare.split_map) {
     const auto eq = m.find('=');
     const std::string to = eq == std::string::npos ? "" : m.substr(eq + 1);

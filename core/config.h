@@ -135,6 +135,10 @@ struct EvalConfig {
   int64_t batch_size = 64;
   // Score labels of another task than the one the checkpoint was fine-tuned on (refused otherwise).
   bool other_task = false;
+  // Every metric again per subgroup: sex, age (bands at prediction time, by age_bands' lower
+  // edges in years) and any static code family named by its prefix (e.g. "RACE//", "INSURANCE//").
+  std::vector<std::string> subgroups = {"sex", "age"};
+  std::vector<std::string> age_bands = {"18", "40", "65", "80"};
 };
 
 // `chart generate`: zero-shot risk by sampling future timelines from a pretrained model.

@@ -102,6 +102,8 @@ void bind(Binder& b, Config& c) {
     b.field("threshold", e.threshold, 0.0, 1.0);
     b.field("batch_size", e.batch_size, 1, 1 << 20);
     b.field("other_task", e.other_task);
+    b.field("subgroups", e.subgroups);
+    b.field("age_bands", e.age_bands);
   });
   b.section("generate", [&] {
     auto& g = c.generate;

@@ -14,6 +14,8 @@
 #include "train/report/eval_report.h"
 #include "train/recipes/eval.h"
 #include "train/report/loss_curves.h"
+#include "train/recipes/eval_subgroups.h"
+#include "train/validation/subgroups.h"
 
 namespace chart {
 namespace {
@@ -308,6 +310,65 @@ TEST(Report, FewPositivesOrNegativesGetAWarningInTheReport) {
   in.warnings.push_back(two);
   const std::string html = render_report_html(in);
   EXPECT_NE(html.find("<p class=\"warning\"><b>Warning:</b> only 2 of the 185 rows are positive"), std::string::npos);
+}
+
+// Each group is scored as its own rows would be; rows in no group are counted; a small group is
+// kept with a warning; the gap is between the lowest and highest AUROC of a dimension.
+TEST(Subgroups, EachGroupIsItsOwnEvaluationAndSmallGroupsAreFlaggedNotHidden) {
+  std::vector<double> p;
+  std::vector<int> y;
+  SubgroupDimension sex{"sex", {}};
+  uint64_t s = 7;
+  for (int i = 0; i < 400; ++i) {
+    s = mix(s);
+    const int label = (s >> 20) % 5 == 0;
+    const bool female = i % 2 == 0;
+    // Women's predictions separate the classes well, men's barely; a few rows have no sex.
+    const double noise = static_cast<double>((s >> 33) % 1000) / 1000.0;
+    p.push_back(female ? 0.3 * noise + 0.7 * label : 0.9 * noise + 0.1 * label);
+    y.push_back(label);
+    sex.group_of_row.push_back(i % 50 == 49 ? "" : female ? "F" : "M");
+  }
+  SubgroupDimension tiny{"site", std::vector<std::string>(400, "A")};
+  for (int i = 0; i < 12; ++i) tiny.group_of_row[size_t(i)] = "B";  // 12 rows: few positives
+  const SubgroupReport r = evaluate_subgroups(p, y, {sex, tiny}, 50, 3, 10);
+  ASSERT_EQ(r.groups.size(), 4u);
+  EXPECT_EQ(r.unassigned[0], (std::pair<std::string, int64_t>{"sex", 8}));
+  std::vector<double> fp;
+  std::vector<int> fy;
+  for (size_t i = 0; i < p.size(); ++i)
+    if (sex.group_of_row[i] == "F") fp.push_back(p[i]), fy.push_back(y[i]);
+  const BinaryEvaluation f = evaluate_binary(fp, fy, 50, 3, 10);
+  EXPECT_EQ(r.groups[0].group, "F");
+  EXPECT_EQ(r.groups[0].eval.point.auroc, f.point.auroc);
+  EXPECT_EQ(r.groups[0].eval.auroc.lo, f.auroc.lo);
+  EXPECT_GT(r.groups[0].eval.point.auroc, r.groups[1].eval.point.auroc + 0.2);
+  ASSERT_FALSE(r.gaps.empty());
+  EXPECT_EQ(r.gaps[0].lowest, "M");
+  EXPECT_EQ(r.gaps[0].highest, "F");
+  EXPECT_NEAR(r.gaps[0].auroc_gap, r.groups[0].eval.point.auroc - r.groups[1].eval.point.auroc, 1e-15);
+  EXPECT_TRUE(r.groups[0].warning.empty());
+  EXPECT_EQ(r.groups[3].group, "B");
+  EXPECT_FALSE(r.groups[3].warning.empty());
+  EXPECT_EQ(r.groups[3].eval.point.n, 12);
+  // In the report: a row per group, the small one marked, and the forest plot.
+  ReportInputs in;
+  in.model = evaluate_binary(p, y, 0);
+  in.subgroups = r;
+  const std::string html = render_report_html(in);
+  EXPECT_NE(html.find("site: B</td>"), std::string::npos);
+  EXPECT_NE(html.find("few cases"), std::string::npos);
+  EXPECT_NE(html.find("class=\"forest\""), std::string::npos);
+  EXPECT_NE(html.find("Largest AUROC gap by sex"), std::string::npos);
+}
+
+TEST(Subgroups, AgeBandsByLowerEdges) {
+  const std::vector<std::string> edges = {"18", "40", "65", "80"};
+  EXPECT_EQ(age_band(17.9, edges), "<18");
+  EXPECT_EQ(age_band(18, edges), "18-40");
+  EXPECT_EQ(age_band(64.99, edges), "40-65");
+  EXPECT_EQ(age_band(80, edges), ">=80");
+  EXPECT_THROW(load_config("", {"eval.age_bands=[40, 18]"}), Error);
 }
 
 }  // namespace

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include "core/config.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "data/labels.h"
 #include "data/parquet_table.h"
 #include "model/transformer.h"
@@ -220,6 +223,18 @@ TEST(Finetune, LearnsClearlyBetterThanChanceAndEvalWritesTheContract) {
     const std::string html = read_file(ev / "report.html");
     EXPECT_NE(html.find("<svg"), std::string::npos);
     EXPECT_NE(html.find("fine-tuning"), std::string::npos);
+    // Every metric again by sex and age band: each dimension's groups hold every row.
+    EXPECT_NE(html.find("class=\"forest\""), std::string::npos);
+    const Json ej = parse_json(json, (ev / "eval.json").string());
+    std::map<std::string, int64_t> rows;
+    std::set<std::string> sexes;
+    for (const Json& g : ej["subgroups"]["groups"]) {
+      rows[g["dimension"].get<std::string>()] += g["n"].get<int64_t>();
+      if (g["dimension"] == "sex") sexes.insert(g["group"].get<std::string>());
+    }
+    EXPECT_EQ(rows["sex"], ej["n"].get<int64_t>()) << ej["subgroups"].dump();
+    EXPECT_EQ(rows["age"], ej["n"].get<int64_t>()) << ej["subgroups"].dump();
+    EXPECT_EQ(sexes, (std::set<std::string>{"GENDER//F", "GENDER//M"}));
   }
   // LoRA adapters are merged on save: the checkpoint holds plain weights.
   auto latest = read_file(p.dir / "lora/checkpoints/latest");

@@ -7,6 +7,7 @@
 
 #include "core/files.h"
 #include "train/report/loss_curves.h"
+#include "train/report/subgroup_report.h"
 #include "train/report/svg_plot.h"
 
 namespace chart {
@@ -165,6 +166,7 @@ std::string render_report_html(const ReportInputs& in) {
                                                     caption("Brier", &BinaryMetrics::brier, &BinaryEvaluation::brier) +
                                                     " Marker area and the bars below: predictions per bin.");
   h += "</div>\n";
+  if (in.subgroups && !in.subgroups->groups.empty()) h += subgroup_section_html(*in.subgroups, in.model);
 
   if (!in.loss_runs.empty()) {
     h += "<h2>Training loss</h2>\n<div class=\"plots\">\n";

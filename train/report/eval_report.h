@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "train/validation/binary_metrics.h"
+#include "train/validation/subgroups.h"
 
 namespace chart {
 
@@ -33,6 +34,7 @@ struct ReportInputs {
   std::vector<CalibrationBin> calibration;  // the model's reliability diagram
   std::vector<LossRun> loss_runs;
   std::vector<std::string> warnings;        // shown above the metrics, e.g. too few positives
+  std::optional<SubgroupReport> subgroups;  // metrics by sex, age band, ... (when the data is known)
 };
 
 // The whole report as one HTML document; pure apart from reading the loss runs' files.
