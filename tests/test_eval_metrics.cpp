@@ -348,6 +348,7 @@ TEST(Subgroups, EachGroupIsItsOwnEvaluationAndSmallGroupsAreFlaggedNotHidden) {
   EXPECT_EQ(r.gaps[0].highest, "F");
   EXPECT_NEAR(r.gaps[0].auroc_gap, r.groups[0].eval.point.auroc - r.groups[1].eval.point.auroc, 1e-15);
   EXPECT_TRUE(r.groups[0].warning.empty());
+  EXPECT_EQ(r.gaps.size(), 1u);  // site: only A is large enough, so no gap for site
   EXPECT_EQ(r.groups[3].group, "B");
   EXPECT_FALSE(r.groups[3].warning.empty());
   EXPECT_EQ(r.groups[3].eval.point.n, 12);

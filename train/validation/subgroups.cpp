@@ -39,7 +39,7 @@ SubgroupReport evaluate_subgroups(const std::vector<double>& p, const std::vecto
     }
     for (size_t i = first; i < out.groups.size(); ++i) {
       const SubgroupResult& r = out.groups[i];
-      if (std::isnan(r.eval.point.auroc)) continue;
+      if (std::isnan(r.eval.point.auroc) || !r.warning.empty()) continue;  // a gap of 3 rows says nothing
       if (!lowest || r.eval.point.auroc < lowest->eval.point.auroc) lowest = &r;
       if (!highest || r.eval.point.auroc > highest->eval.point.auroc) highest = &r;
     }

@@ -1,6 +1,6 @@
 // Metrics by subgroup: every metric of `chart eval`, with its bootstrap interval, for each group
 // of each dimension (sex, an age band at prediction time, a static code family), and the largest
-// AUROC gap between the groups of a dimension. A group too small to say much is reported with a
+// AUROC gap between the groups of a dimension that are not small. A group too small to say much is reported with a
 // warning, never hidden: fewer than kFewCases positives (or negatives).
 #pragma once
 #include <string>
@@ -25,14 +25,14 @@ struct SubgroupResult {
   std::string warning;  // "" unless the group is small
 };
 
-struct SubgroupGap {  // the largest AUROC difference between two groups with both classes
+struct SubgroupGap {  // the largest AUROC difference between two groups that are not small
   std::string dimension, lowest, highest;
   double lowest_auroc = 0, highest_auroc = 0, auroc_gap = 0;
 };
 
 struct SubgroupReport {
   std::vector<SubgroupResult> groups;  // by dimension, then group name
-  std::vector<SubgroupGap> gaps;       // one per dimension with two groups or more that have an AUROC
+  std::vector<SubgroupGap> gaps;       // one per dimension with two groups or more that are not small
   std::vector<std::pair<std::string, int64_t>> unassigned;  // per dimension: rows in no group
 };
 
