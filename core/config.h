@@ -131,7 +131,11 @@ struct EvalConfig {
   std::string predictions;      // score this predictions.parquet instead of running a model
   int64_t bootstrap = 1000;     // resamples for the 95% intervals; 0: none
   int64_t ece_bins = 10;
-  double threshold = 0.5;       // predicted_boolean_value = probability >= threshold
+  double threshold = 0.5;       // predicted_boolean_value = probability >= threshold (generate, predict; eval: rule "fixed")
+  // How eval picks its operating threshold on the tuning split (train/validation/operating_point.h):
+  // youden | sensitivity:S | alert_rate:A | fixed (eval.threshold).
+  std::string threshold_rule = "youden";
+  std::string tuning_predictions;  // with eval.predictions: the tuning split's predictions, to choose it on
   int64_t batch_size = 64;
   // Score labels of another task than the one the checkpoint was fine-tuned on (refused otherwise).
   bool other_task = false;

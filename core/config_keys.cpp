@@ -100,6 +100,8 @@ void bind(Binder& b, Config& c) {
     b.field("bootstrap", e.bootstrap, 0, 1000000);
     b.field("ece_bins", e.ece_bins, 1, 1000);
     b.field("threshold", e.threshold, 0.0, 1.0);
+    b.field("threshold_rule", e.threshold_rule);
+    b.field("tuning_predictions", e.tuning_predictions);
     b.field("batch_size", e.batch_size, 1, 1 << 20);
     b.field("other_task", e.other_task);
     b.field("subgroups", e.subgroups);

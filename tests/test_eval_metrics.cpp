@@ -16,6 +16,9 @@
 #include "train/report/loss_curves.h"
 #include "train/recipes/eval_subgroups.h"
 #include "train/validation/subgroups.h"
+#include "train/validation/calibration.h"
+#include "train/validation/decision_curve.h"
+#include "train/validation/operating_point.h"
 
 namespace chart {
 namespace {
@@ -176,6 +179,93 @@ TEST(BinaryEvaluation, OneClassResamplesAreRedrawn) {
   EXPECT_GT(e.bootstrap_redrawn, 30);
   EXPECT_TRUE(std::isfinite(e.auroc.lo) && std::isfinite(e.auprc.lo));
   EXPECT_DOUBLE_EQ(e.point.auroc, 1.0);
+}
+
+// Outcomes drawn from logit P(y) = a + b logit(p): the fit recovers a planted slope, and at the
+// maximum the score equations hold (the residuals sum to zero, alone and times logit p).
+TEST(Calibration, RecoversAPlantedInterceptAndSlope) {
+  std::vector<double> p, l;
+  std::vector<int> y;
+  std::vector<uint8_t> y8;
+  for (uint64_t i = 0; i < 200000; ++i) {
+    const double u = (static_cast<double>(mix(2 * i) >> 11) + 0.5) / 9007199254740992.0;
+    const double v = static_cast<double>(mix(2 * i + 1) >> 11) / 9007199254740992.0;
+    const double pi = 0.02 + 0.9 * u, eta = -0.4 + 0.6 * clipped_logit(pi);
+    p.push_back(pi), l.push_back(clipped_logit(pi));
+    y.push_back(v < 1 / (1 + std::exp(-eta))), y8.push_back(static_cast<uint8_t>(y.back()));
+  }
+  const LogisticCalibration c = fit_logistic_calibration(l, y8);
+  EXPECT_NEAR(c.slope, 0.6, 0.02);
+  const BinaryMetrics m = binary_metrics(p, y);
+  EXPECT_DOUBLE_EQ(m.calibration_slope, c.slope);
+  // The intercept with the slope held at 1: sum(y - sigmoid(a + logit p)) = 0.
+  double r = 0;
+  for (size_t i = 0; i < p.size(); ++i) r += y[i] - 1 / (1 + std::exp(-(c.intercept + l[i])));
+  EXPECT_NEAR(r / static_cast<double>(p.size()), 0, 1e-9);
+  EXPECT_LT(c.intercept, -0.1);  // outcomes rarer than predicted: risk overestimated
+  // Perfectly calibrated predictions: intercept ~0, slope ~1.
+  std::vector<int> yc;
+  for (size_t i = 0; i < p.size(); ++i)
+    yc.push_back(static_cast<double>(mix(7 * i + 3) >> 11) / 9007199254740992.0 < p[i]);
+  const BinaryMetrics good = binary_metrics(p, yc);
+  EXPECT_NEAR(good.calibration_slope, 1, 0.03);
+  EXPECT_NEAR(good.calibration_intercept, 0, 0.02);
+  // One class only, or perfect separation: undefined, not a number that looks like a fit.
+  EXPECT_TRUE(std::isnan(binary_metrics({0.2, 0.4}, {1, 1}).calibration_slope));
+  EXPECT_TRUE(std::isnan(binary_metrics({0.1, 0.2, 0.8, 0.9}, {0, 0, 1, 1}).calibration_slope));
+  const BinaryEvaluation e = evaluate_binary(p, yc, 50, 1);
+  EXPECT_LE(e.calibration_slope.lo, good.calibration_slope);
+  EXPECT_GE(e.calibration_slope.hi, good.calibration_slope);
+}
+
+TEST(OperatingPoint, RulesPickTheirThresholdAndMetricsCountByHand) {
+  // Sorted by p: 0.9+ 0.8+ 0.7- 0.6+ 0.4- 0.3- 0.2+ 0.1-  (4 positive, 4 negative)
+  const std::vector<double> p = {0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1};
+  const std::vector<int> y = {1, 1, 0, 1, 0, 0, 1, 0};
+  // Youden J: t=0.8: 2/4-0 = .5; t=0.6: 3/4-1/4 = .5; t=0.2: 1-3/4; the first maximum (0.8) wins.
+  EXPECT_DOUBLE_EQ(choose_threshold(p, y, parse_threshold_rule("youden", 0.5)), 0.8);
+  EXPECT_DOUBLE_EQ(choose_threshold(p, y, parse_threshold_rule("sensitivity:0.75", 0.5)), 0.6);
+  EXPECT_DOUBLE_EQ(choose_threshold(p, y, parse_threshold_rule("sensitivity:1", 0.5)), 0.2);
+  EXPECT_DOUBLE_EQ(choose_threshold(p, y, parse_threshold_rule("alert_rate:0.5", 0.5)), 0.6);
+  EXPECT_DOUBLE_EQ(choose_threshold(p, y, parse_threshold_rule("fixed", 0.33)), 0.33);
+  const ThresholdMetrics m = metrics_at_threshold(p, y, 0.6);  // flags 0.9 0.8 0.7 0.6: TP 3, FP 1
+  EXPECT_EQ(m.tp, 3);
+  EXPECT_EQ(m.fp, 1);
+  EXPECT_EQ(m.tn, 3);
+  EXPECT_EQ(m.fn, 1);
+  EXPECT_DOUBLE_EQ(m.sensitivity, 0.75);
+  EXPECT_DOUBLE_EQ(m.specificity, 0.75);
+  EXPECT_DOUBLE_EQ(m.ppv, 0.75);
+  EXPECT_DOUBLE_EQ(m.npv, 0.75);
+  EXPECT_DOUBLE_EQ(m.f1, 0.75);
+  EXPECT_DOUBLE_EQ(m.alert_rate, 0.5);
+  EXPECT_TRUE(std::isnan(metrics_at_threshold(p, y, 0.95).ppv));  // nobody flagged: no PPV
+  const OperatingPoint op = evaluate_at_threshold(p, y, 0.6, 200, 3);
+  EXPECT_LE(op.alert_rate.lo, 0.5);
+  EXPECT_GE(op.alert_rate.hi, 0.5);
+  for (const char* bad : {"youdn", "sensitivity:", "sensitivity:1.5", "alert_rate:x", "alert_rate:0"}) {
+    try {
+      parse_threshold_rule(bad, 0.5);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("eval.threshold_rule"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(choose_threshold({0.2, 0.3}, {0, 0}, parse_threshold_rule("youden", 0.5)), Error);
+}
+
+TEST(DecisionCurve, NetBenefitByHandAgainstTreatAll) {
+  const std::vector<double> p = {0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1};
+  const std::vector<int> y = {1, 1, 0, 1, 0, 0, 1, 0};
+  const DecisionCurve c = decision_curve(p, y, {0.25, 0.5, 0.75});
+  // t = 0.5: flags 0.9..0.6: TP 3, FP 1 -> 3/8 - 1/8; treat all: 4/8 - 4/8.
+  EXPECT_DOUBLE_EQ(c.net_benefit[1], 3.0 / 8 - 1.0 / 8);
+  EXPECT_DOUBLE_EQ(c.treat_all[1], 0.0);
+  // t = 0.25: flags 0.9..0.3: TP 3, FP 3 -> 3/8 - 3/8 / 3; treat all 1/2 - 1/2 / 3.
+  EXPECT_NEAR(c.net_benefit[0], 3.0 / 8 - 3.0 / 8 / 3, 1e-15);
+  EXPECT_NEAR(c.treat_all[0], 0.5 - 0.5 / 3, 1e-15);
+  EXPECT_EQ(decision_curve(p, y).thresholds.size(), 99u);
+  EXPECT_THROW(decision_curve(p, y, {1.0}), Error);
 }
 
 TEST(Curves, RocAndPrecisionRecallPoints) {

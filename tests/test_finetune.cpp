@@ -235,6 +235,17 @@ TEST(Finetune, LearnsClearlyBetterThanChanceAndEvalWritesTheContract) {
     EXPECT_EQ(rows["sex"], ej["n"].get<int64_t>()) << ej["subgroups"].dump();
     EXPECT_EQ(rows["age"], ej["n"].get<int64_t>()) << ej["subgroups"].dump();
     EXPECT_EQ(sexes, (std::set<std::string>{"GENDER//F", "GENDER//M"}));
+    // The operating threshold is chosen on the tuning split and applied to held_out; the report
+    // shows it, the calibration fit and the decision curve.
+    const Json& op = ej["operating_point"];
+    EXPECT_EQ(op["rule"], "youden") << op.dump();
+    EXPECT_EQ(op["chosen_on"].get<std::string>().rfind("tuning split (", 0), 0u) << op.dump();
+    EXPECT_EQ(op["tp"].get<int64_t>() + op["fp"].get<int64_t>() + op["tn"].get<int64_t>() + op["fn"].get<int64_t>(),
+              ej["n"].get<int64_t>());
+    EXPECT_TRUE(ej["model"]["calibration_slope"].is_number()) << ej["model"].dump();
+    EXPECT_EQ(ej["decision_curve"]["model"].size(), 99u);
+    EXPECT_NE(html.find("class=\"decision\""), std::string::npos);
+    EXPECT_NE(html.find("At a threshold"), std::string::npos);
   }
   // LoRA adapters are merged on save: the checkpoint holds plain weights.
   auto latest = read_file(p.dir / "lora/checkpoints/latest");

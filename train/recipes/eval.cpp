@@ -18,6 +18,8 @@
 #include "data/labels.h"
 #include "model/device.h"
 #include "train/validation/binary_metrics.h"
+#include "train/validation/decision_curve.h"
+#include "train/validation/operating_point.h"
 #include "train/checkpoint/model_card.h"
 #include "train/recipes/classify.h"
 #include "train/recipes/eval_subgroups.h"
@@ -40,6 +42,10 @@ Json evaluation_json(const BinaryEvaluation& e) {
   j["brier_ci"] = interval(e.brier);
   j["ece"] = m.ece;
   j["ece_ci"] = interval(e.ece);
+  j["calibration_intercept"] = m.calibration_intercept;
+  j["calibration_intercept_ci"] = interval(e.calibration_intercept);
+  j["calibration_slope"] = m.calibration_slope;
+  j["calibration_slope_ci"] = interval(e.calibration_slope);
   j["n"] = m.n;
   j["n_positive"] = m.n_pos;
   j["prevalence"] = m.n ? double(m.n_pos) / m.n : NAN;  // NaN is written as null
@@ -76,6 +82,9 @@ struct Scored {
   fs::path evaluated;  // the checkpoint evaluated, whose model card eval carries on
   fs::path data_dir;   // the token dataset of the rows' subjects (for subgroups); empty when unknown
   Json coverage;       // of the split's data by the model's vocabulary (data/coverage.h); null when unknown
+  // The tuning split's predictions and labels, to choose the operating threshold on (empty when none).
+  std::vector<double> tuning_p;
+  std::vector<int> tuning_y;
 };
 
 // "1.2% of events (3 codes) have no token", for the report.
@@ -108,7 +117,7 @@ void add_producer(const fs::path& predictions, Scored& s, ReportInputs& report) 
 // A predictions file (zero-shot, or another tool's): the labels, when given, add the oracle.
 Scored score_predictions_file(const Config& cfg, ReportInputs& report) {
   const auto& ec = cfg.eval;
-  Scored s{data::read_predictions(ec.predictions), ec.predictions, task_of(cfg, ""), "given", {}, cfg.data.dir};
+  Scored s{data::read_predictions(ec.predictions), ec.predictions, task_of(cfg, ""), "given", {}, cfg.data.dir, {}, {}, {}};
   add_producer(ec.predictions, s, report);
   info("eval: task {}: {} predictions from {} ({} split)", s.task, s.preds.size(), ec.predictions, s.split);
   if (!cfg.task.labels.empty()) {
@@ -119,6 +128,15 @@ Scored score_predictions_file(const Config& cfg, ReportInputs& report) {
     }
   }
   report.facts.emplace_back("predictions", ec.predictions);
+  if (!ec.tuning_predictions.empty()) {
+    for (const auto& p : data::read_predictions(ec.tuning_predictions)) {
+      if (!p.row.has_label)
+        fail("eval.tuning_predictions {}: no boolean_value: the threshold is chosen on labelled rows",
+             ec.tuning_predictions);
+      s.tuning_p.push_back(p.probability), s.tuning_y.push_back(p.row.label);
+    }
+    report.facts.emplace_back("tuning predictions", ec.tuning_predictions);
+  }
   return s;
 }
 
@@ -147,7 +165,7 @@ Scored score_checkpoint(Config& cfg, ReportInputs& report) {
   if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
   cfg.model = pre.config.model;
   cfg.finetune.context = pre.config.finetune.context;
-  Scored s{{}, pre.dir.string(), task_of(cfg, trained_task(pre)), ec.split, pre.dir, cfg.data.dir};
+  Scored s{{}, pre.dir.string(), task_of(cfg, trained_task(pre)), ec.split, pre.dir, cfg.data.dir, {}, {}, {}};
   // The head predicts the task it was fine-tuned on; labels of another task are scored only when asked.
   const std::string trained = trained_task(pre);
   const std::string given = cfg.task.name.empty() ? data::task_name_of(cfg.task.labels) : cfg.task.name;
@@ -171,6 +189,13 @@ Scored score_checkpoint(Config& cfg, ReportInputs& report) {
   // Scored as written: predictions.parquet holds float32 (PredictionSchema), so a file re-scored
   // with eval.predictions gives these numbers exactly.
   for (size_t i = 0; i < ex.size(); ++i) s.preds.push_back({ex[i].row, static_cast<float>(p[i])});
+  // The tuning split too, to choose the operating threshold on rows other than those evaluated.
+  const auto& tuning = examples.by_split["tuning"];
+  if (ec.split != "tuning" && !tuning.empty() && ec.threshold_rule != "fixed") {
+    const auto tp = predict_probabilities(model, ds, tuning, finetune_context(cfg), ec.batch_size, dev);
+    for (size_t i = 0; i < tuning.size(); ++i)
+      s.tuning_p.push_back(static_cast<float>(tp[i])), s.tuning_y.push_back(tuning[i].row.label);
+  }
   report.facts.emplace_back("checkpoint", pre.dir.string());
   report.facts.emplace_back("labels", cfg.task.labels);
   s.coverage = data::coverage_summary(cfg.data.dir, ec.split, 10);
@@ -209,6 +234,80 @@ void add_metrics(const std::vector<data::Prediction>& preds, const Config& cfg, 
     report.roc.push_back({"oracle (true probability)", roc_curve(truth, y)});
     report.pr.push_back({"oracle (true probability)", precision_recall_curve(truth, y)});
   }
+}
+
+bool both_classes(const std::vector<int>& y) {
+  return std::count(y.begin(), y.end(), 1) > 0 && std::count(y.begin(), y.end(), 0) > 0;
+}
+
+// The operating threshold, chosen on the tuning split by eval.threshold_rule, the metrics at it on
+// the evaluated rows, and the decision curves (the oracle's too, on synthetic data).
+void add_operating_point(const Scored& s, const Config& cfg, ReportInputs& report) {
+  const ThresholdRule rule = parse_threshold_rule(cfg.eval.threshold_rule, cfg.eval.threshold);
+  std::vector<double> p, truth;
+  std::vector<int> y;
+  for (const auto& x : s.preds) p.push_back(x.probability), y.push_back(x.row.label), truth.push_back(x.row.true_probability);
+  double threshold = cfg.eval.threshold;
+  std::string chosen_on;
+  if (rule.kind == ThresholdRule::kFixed) {
+    chosen_on = "given (eval.threshold)";
+  } else if (!s.tuning_p.empty() && both_classes(s.tuning_y)) {
+    threshold = choose_threshold(s.tuning_p, s.tuning_y, rule);
+    chosen_on = fmt::format("tuning split ({} rows)", s.tuning_p.size());
+  } else if (!s.tuning_p.empty()) {
+    chosen_on = "eval.threshold (the tuning split's rows hold one class only)";
+    report.warnings.push_back(fmt::format("threshold rule {}: the tuning split's {} rows hold one class only; the "
+                                          "fixed eval.threshold {} is used instead",
+                                          rule.text, s.tuning_p.size(), cfg.eval.threshold));
+  } else if (s.split == "tuning" && both_classes(y)) {
+    threshold = choose_threshold(p, y, rule);
+    chosen_on = "the evaluated rows themselves (tuning split)";
+    report.warnings.push_back("the operating threshold was chosen on the rows it is evaluated on (the tuning split): "
+                              "its sensitivity, specificity and PPV are optimistic");
+  } else {
+    chosen_on = "eval.threshold (no tuning predictions to choose it on)";
+    report.warnings.push_back(fmt::format(
+        "threshold rule {} needs the tuning split's predictions (eval.tuning_predictions=FILE with eval.predictions); "
+        "the fixed eval.threshold {} is used instead",
+        rule.text, cfg.eval.threshold));
+  }
+  if (chosen_on.rfind("tuning split", 0) != 0) warn("eval: operating threshold {}: {}", threshold, chosen_on);
+  OperatingPoint op = evaluate_at_threshold(p, y, threshold, cfg.eval.bootstrap, static_cast<uint64_t>(cfg.train.seed));
+  op.rule = rule.text;
+  op.chosen_on = chosen_on;
+  report.operating_point = op;
+  report.decision = decision_curve(p, y);
+  if (report.oracle) report.oracle_decision = decision_curve(truth, y);
+}
+
+Json operating_point_json(const OperatingPoint& op) {
+  auto interval = [](const Interval& i) { return Json::array({i.lo, i.hi}); };
+  const auto& m = op.point;
+  return {{"rule", op.rule},
+          {"chosen_on", op.chosen_on},
+          {"threshold", op.threshold},
+          {"sensitivity", m.sensitivity},
+          {"sensitivity_ci", interval(op.sensitivity)},
+          {"specificity", m.specificity},
+          {"specificity_ci", interval(op.specificity)},
+          {"ppv", m.ppv},
+          {"ppv_ci", interval(op.ppv)},
+          {"npv", m.npv},
+          {"npv_ci", interval(op.npv)},
+          {"f1", m.f1},
+          {"f1_ci", interval(op.f1)},
+          {"alert_rate", m.alert_rate},
+          {"alert_rate_ci", interval(op.alert_rate)},
+          {"tp", m.tp},
+          {"fp", m.fp},
+          {"tn", m.tn},
+          {"fn", m.fn}};
+}
+
+Json decision_curve_json(const ReportInputs& r) {
+  Json j{{"threshold", r.decision.thresholds}, {"model", r.decision.net_benefit}, {"treat_all", r.decision.treat_all}};
+  if (r.oracle_decision) j["oracle"] = r.oracle_decision->net_benefit;
+  return j;
 }
 
 // Every metric per subgroup (eval.subgroups) when the rows' dataset is known.
@@ -271,6 +370,7 @@ int run_eval(const Config& cfg_in) {
   if (fs::exists(fs::path(cfg.run.dir) / "eval.json"))
     throw Error(fmt::format("{} already holds an evaluation", cfg.run.dir), "choose another run.dir, or remove the old run");
   set_cpu_threads(cfg.train.threads);
+  parse_threshold_rule(ec.threshold_rule, ec.threshold);  // a bad rule fails before any scoring
   ReportInputs report;
   Scored scored = ec.predictions.empty() ? score_checkpoint(cfg, report) : score_predictions_file(cfg, report);
   const auto& preds = scored.preds;
@@ -280,6 +380,7 @@ int run_eval(const Config& cfg_in) {
   if (preds.empty()) fail("nothing to evaluate: no predictions");
 
   add_metrics(preds, cfg, report);
+  add_operating_point(scored, cfg, report);
   add_subgroups(scored, cfg, report);
   if (const std::string w = few_cases_warning(report.model.point.n, report.model.point.n_pos); !w.empty()) {
     warn("eval: {}", w);
@@ -291,7 +392,7 @@ int run_eval(const Config& cfg_in) {
 
   const fs::path out = cfg.run.dir;
   fs::create_directories(out);
-  data::write_predictions(out / "predictions.parquet", preds, ec.threshold);
+  data::write_predictions(out / "predictions.parquet", preds, report.operating_point->threshold);
   // The model's headline numbers again at the top level, after the sections.
   Json ev;
   ev["task"] = task;
@@ -300,12 +401,16 @@ int run_eval(const Config& cfg_in) {
   ev["coverage"] = scored.coverage;
   ev["model"] = evaluation_json(report.model);
   if (report.oracle) ev["oracle"] = evaluation_json(*report.oracle);
+  ev["operating_point"] = operating_point_json(*report.operating_point);
+  ev["decision_curve"] = decision_curve_json(report);
   if (report.subgroups) ev["subgroups"] = subgroups_json(*report.subgroups);
   const auto& m = report.model.point;
   ev["auroc"] = m.auroc;
   ev["auprc"] = m.auprc;
   ev["brier"] = m.brier;
   ev["ece"] = m.ece;
+  ev["calibration_intercept"] = m.calibration_intercept;
+  ev["calibration_slope"] = m.calibration_slope;
   ev["n"] = m.n;
   ev["n_positive"] = m.n_pos;
   ev["warnings"] = report.warnings;

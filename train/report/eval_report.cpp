@@ -68,6 +68,54 @@ std::string calibration_plot(const std::vector<CalibrationBin>& bins) {
   return s + "</svg>\n";
 }
 
+// Net benefit against threshold probability: the model (and the oracle), treat-all and treat-none.
+// Drawn up to 0.5 unless the outcome is common (thresholds beyond it rarely matter clinically);
+// curves below a quarter of the axis' height under zero are cut at its edge.
+std::string decision_plot(const DecisionCurve& model, const std::optional<DecisionCurve>& oracle, double prevalence) {
+  const double x_hi = prevalence > 0.3 ? 1.0 : 0.5;
+  const double y_hi = std::max(0.01, prevalence * 1.1), y_lo = -0.25 * y_hi;
+  Axis x = unit_axis("threshold probability");
+  x.hi = x_hi;
+  if (x_hi < 1) x.ticks = {0, 0.1, 0.2, 0.3, 0.4, 0.5};
+  Axis y = nice_axis(y_lo, y_hi, "net benefit");
+  std::vector<LegendEntry> entries{{"model", series_style(0)}};
+  if (oracle) entries.push_back({"oracle (true probability)", series_style(1)});
+  const Style all{"#777", "2,3", 1.6};
+  entries.push_back({"treat all", all});
+  entries.push_back({"treat none", kChance});
+  std::string s = svg_open(400, "Decision curve", "decision"), body;
+  Frame f = frame_below(legend(body, entries, kTitleH), 400 - 46, x, y);
+  s += axes(f) + body + polyline(f, {0, x_hi}, {0, 0}, kChance);
+  auto draw = [&](const std::vector<double>& nb, const Style& st) {
+    std::vector<double> xs, ys;
+    for (size_t i = 0; i < model.thresholds.size() && model.thresholds[i] <= x_hi + 1e-9; ++i)
+      xs.push_back(model.thresholds[i]), ys.push_back(std::clamp(nb[i], f.y.lo, f.y.hi));
+    s += polyline(f, xs, ys, st);
+  };
+  draw(model.treat_all, all);
+  if (oracle) draw(oracle->net_benefit, series_style(1));
+  draw(model.net_benefit, series_style(0));
+  return s + "</svg>\n";
+}
+
+// The metrics at the operating threshold, with how it was chosen.
+std::string operating_point_html(const OperatingPoint& op) {
+  const auto& m = op.point;
+  std::string h = "<h2>At a threshold</h2>\n";
+  h += fmt::format("<p>Flag a patient when the predicted probability is at least <b>{:.4f}</b>: rule <code>{}</code>, "
+                   "chosen on {}, applied unchanged here.</p>\n",
+                   op.threshold, html_escape(op.rule), html_escape(op.chosen_on));
+  h += "<table class=\"metrics operating\">\n<tr><th>sensitivity</th><th>specificity</th><th>PPV</th><th>NPV</th>"
+       "<th>F1</th><th>alert rate</th><th>TP</th><th>FP</th><th>TN</th><th>FN</th></tr>\n";
+  h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                   "<td>{}</td><td>{}</td></tr>\n</table>\n",
+                   with_interval(m.sensitivity, op.sensitivity), with_interval(m.specificity, op.specificity),
+                   with_interval(m.ppv, op.ppv), with_interval(m.npv, op.npv), with_interval(m.f1, op.f1),
+                   with_interval(m.alert_rate, op.alert_rate), m.tp, m.fp, m.tn, m.fn);
+  return h + "<p class=\"note\">Alert rate: the share of rows flagged. Intervals: bootstrap with the threshold held "
+             "fixed.</p>\n";
+}
+
 std::string loss_plot(const std::string& title, const LossCurves& lc) {
   std::vector<LegendEntry> entries;
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
@@ -139,6 +187,15 @@ std::string render_report_html(const ReportInputs& in) {
   };
   row("model", in.model);
   if (in.oracle) row("oracle (true probabilities)", *in.oracle);
+  h += "</table>\n<table class=\"metrics calibration-fit\">\n<tr><th></th><th>calibration intercept (ideal 0)</th>"
+       "<th>calibration slope (ideal 1)</th></tr>\n";
+  auto fit_row = [&](const std::string& name, const BinaryEvaluation& e) {
+    h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n", name,
+                     with_interval(e.point.calibration_intercept, e.calibration_intercept),
+                     with_interval(e.point.calibration_slope, e.calibration_slope));
+  };
+  fit_row("model", in.model);
+  if (in.oracle) fit_row("oracle (true probabilities)", *in.oracle);
   h += "</table>\n<p class=\"note\">";
   h += in.model.bootstrap_samples > 0
            ? fmt::format("In parentheses: 95% percentile bootstrap intervals from {} resamples{}. ",
@@ -147,7 +204,9 @@ std::string render_report_html(const ReportInputs& in) {
                              ? fmt::format(" ({} resamples holding one class were redrawn)", in.model.bootstrap_redrawn)
                              : "")
            : std::string("No bootstrap intervals. ");
-  h += "AUPRC is average precision; ECE uses equal-width bins.</p>\n";
+  h += "AUPRC is average precision; ECE uses equal-width bins. Calibration intercept: the log-odds correction with "
+       "the slope held at 1 (below 0: risk overestimated on average); slope: of the outcome's log-odds on the "
+       "prediction's (below 1: predictions too extreme).</p>\n";
 
   auto caption = [&](const char* metric, double BinaryMetrics::*field, Interval BinaryEvaluation::*ci) {
     std::string c = fmt::format("{} (95% CI): model {}", metric, with_interval(in.model.point.*field, in.model.*ci));
@@ -165,7 +224,12 @@ std::string render_report_html(const ReportInputs& in) {
   h += figure(calibration_plot(in.calibration), caption("ECE", &BinaryMetrics::ece, &BinaryEvaluation::ece) + " " +
                                                     caption("Brier", &BinaryMetrics::brier, &BinaryEvaluation::brier) +
                                                     " Marker area and the bars below: predictions per bin.");
+  if (!in.decision.thresholds.empty())
+    h += figure(decision_plot(in.decision, in.oracle_decision, base),
+                "Net benefit = TP/n &minus; FP/n &times; t/(1&minus;t) at threshold probability t. The model helps "
+                "where its curve lies above both treat all and treat none.");
   h += "</div>\n";
+  if (in.operating_point) h += operating_point_html(*in.operating_point);
   if (in.subgroups && !in.subgroups->groups.empty()) h += subgroup_section_html(*in.subgroups, in.model);
 
   if (!in.loss_runs.empty()) {

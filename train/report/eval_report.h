@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "train/validation/binary_metrics.h"
+#include "train/validation/decision_curve.h"
+#include "train/validation/operating_point.h"
 #include "train/validation/subgroups.h"
 
 namespace chart {
@@ -35,6 +37,9 @@ struct ReportInputs {
   std::vector<LossRun> loss_runs;
   std::vector<std::string> warnings;        // shown above the metrics, e.g. too few positives
   std::optional<SubgroupReport> subgroups;  // metrics by sex, age band, ... (when the data is known)
+  std::optional<OperatingPoint> operating_point;  // the metrics at the threshold chosen on tuning
+  DecisionCurve decision;                         // net benefit of the model (empty: not drawn)
+  std::optional<DecisionCurve> oracle_decision;   // and of the true probabilities, on synthetic data
 };
 
 // The whole report as one HTML document; pure apart from reading the loss runs' files.

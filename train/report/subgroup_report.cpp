@@ -16,41 +16,53 @@ std::string ci(double v, const Interval& i) {
   return std::isnan(i.lo) ? num(v) : fmt::format("{} ({}–{})", num(v), num(i.lo), num(i.hi));
 }
 
-// One row per group: a dot at its AUROC, whiskers over its interval, the overall AUROC dashed.
-std::string forest_plot(const SubgroupReport& r, double overall) {
+// What a forest plot shows: one metric of each group, with its interval, on a fixed axis.
+struct ForestMetric {
+  const char* name;
+  double BinaryMetrics::*point;
+  Interval BinaryEvaluation::*interval;
+  double lo, hi, step;
+};
+
+// One row per group: a dot at its value, whiskers over its interval, the overall value dashed.
+std::string forest_plot(const SubgroupReport& r, const ForestMetric& m, double overall) {
   const double row_h = 22, top = kTitleH + 10, height = top + row_h * static_cast<double>(r.groups.size()) + 46;
   const double label_w = 150, left = label_w + 10, width = 640 - left - kRight;
   std::string s = fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="640" height="{:.0f}" class="forest">)"
                               "\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
                               height);
-  s += text(10, 18, "AUROC by subgroup (95% interval)", R"(class="title")");
-  Frame f{left, top, width, row_h * static_cast<double>(r.groups.size()), nice_axis(0.4, 1.0, "AUROC"), unit_axis("")};
-  f.x.lo = 0.4, f.x.hi = 1.0, f.x.ticks = {0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
+  s += text(10, 18, fmt::format("{} by subgroup (95% interval)", m.name), R"(class="title")");
+  Frame f{left, top, width, row_h * static_cast<double>(r.groups.size()), unit_axis(""), unit_axis("")};
+  f.x.lo = m.lo, f.x.hi = m.hi, f.x.ticks = {};
+  for (double t = m.lo; t <= m.hi + 1e-9; t += m.step) f.x.ticks.push_back(t);
   const double bottom = f.top + f.height;
   for (double t : f.x.ticks) {
     s += fmt::format(R"(<line class="grid" x1="{0:.1f}" x2="{0:.1f}" y1="{1:.1f}" y2="{2:.1f}"/>)", f.px(t), f.top,
                      bottom) + "\n";
     s += text(f.px(t), bottom + 14, fmt::format("{:.1f}", t), R"(text-anchor="middle")");
   }
-  s += text(f.left + f.width / 2, bottom + 32, "AUROC", R"(text-anchor="middle")");
+  s += text(f.left + f.width / 2, bottom + 32, m.name, R"(text-anchor="middle")");
+  const auto clampx = [&](double v) { return f.px(std::clamp(v, m.lo, m.hi)); };
   if (!std::isnan(overall))
     s += fmt::format(R"(<line x1="{0:.1f}" x2="{0:.1f}" y1="{1:.1f}" y2="{2:.1f}" stroke="#888" stroke-dasharray="5,4"/>)",
-                     f.px(std::clamp(overall, 0.4, 1.0)), f.top, bottom) + "\n";
-  const auto clampx = [&](double v) { return f.px(std::clamp(v, 0.4, 1.0)); };
+                     clampx(overall), f.top, bottom) + "\n";
   for (size_t i = 0; i < r.groups.size(); ++i) {
     const SubgroupResult& g = r.groups[i];
     const double y = f.top + row_h * (static_cast<double>(i) + 0.5);
     const char* color = g.warning.empty() ? kPalette[0] : "#e8a33d";
     s += text(10, y + 4, g.dimension + ": " + g.group + (g.warning.empty() ? "" : " *"));
-    if (std::isnan(g.eval.point.auroc)) {
-      s += text(f.left + 4, y + 4, "one class only", R"(class="note")");
+    const double v = g.eval.point.*m.point;
+    const Interval ci = g.eval.*m.interval;
+    if (std::isnan(v)) {
+      s += text(f.left + 4, y + 4, g.eval.point.n_pos == 0 || g.eval.point.n_pos == g.eval.point.n ? "one class only"
+                                                                                                     : "undefined",
+                R"(class="note")");
       continue;
     }
-    if (!std::isnan(g.eval.auroc.lo))
+    if (!std::isnan(ci.lo))
       s += fmt::format(R"(<line x1="{:.1f}" x2="{:.1f}" y1="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="2"/>)",
-                       clampx(g.eval.auroc.lo), clampx(g.eval.auroc.hi), y, y, color) + "\n";
-    s += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="4.5" fill="{}"/>)", clampx(g.eval.point.auroc), y, color) +
-         "\n";
+                       clampx(ci.lo), clampx(ci.hi), y, y, color) + "\n";
+    s += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="4.5" fill="{}"/>)", clampx(v), y, color) + "\n";
   }
   return s + "</svg>\n";
 }
@@ -60,14 +72,16 @@ std::string forest_plot(const SubgroupReport& r, double overall) {
 std::string subgroup_section_html(const SubgroupReport& r, const BinaryEvaluation& overall) {
   std::string h = "<h2>Subgroups</h2>\n<table class=\"metrics subgroups\">\n<tr><th>subgroup</th><th>n</th>"
                   "<th>n positive</th><th>prevalence</th><th>AUROC</th><th>AUPRC</th><th>Brier</th><th>ECE</th>"
+                  "<th>cal. slope</th>"
                   "<th></th></tr>\n";
   for (const SubgroupResult& g : r.groups) {
     const auto& m = g.eval.point;
     h += fmt::format("<tr><td>{}: {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-                     "<td>{}</td><td>{}</td></tr>\n",
+                     "<td>{}</td><td>{}</td><td>{}</td></tr>\n",
                      html_escape(g.dimension), html_escape(g.group), m.n, m.n_pos,
                      num(m.n ? double(m.n_pos) / double(m.n) : NAN), ci(m.auroc, g.eval.auroc),
                      ci(m.auprc, g.eval.auprc), ci(m.brier, g.eval.brier), ci(m.ece, g.eval.ece),
+                     ci(m.calibration_slope, g.eval.calibration_slope),
                      g.warning.empty() ? "" : "few cases");
   }
   h += "</table>\n<p class=\"note\">";
@@ -79,8 +93,15 @@ std::string subgroup_section_html(const SubgroupReport& r, const BinaryEvaluatio
   h += fmt::format("Groups with fewer than {} positives or negatives are marked \"few cases\" (orange in the plot): "
                    "their intervals are wide.</p>\n",
                    kFewSubgroupCases);
-  return h + "<div class=\"plots\">\n<figure style=\"width:640px\">\n" + forest_plot(r, overall.point.auroc) +
-         "<figcaption>Dashed: the overall AUROC " + num(overall.point.auroc) + ".</figcaption>\n</figure>\n</div>\n";
+  const ForestMetric auroc{"AUROC", &BinaryMetrics::auroc, &BinaryEvaluation::auroc, 0.4, 1.0, 0.1};
+  const ForestMetric slope{"calibration slope", &BinaryMetrics::calibration_slope,
+                           &BinaryEvaluation::calibration_slope, 0.0, 2.0, 0.5};
+  return h + "<div class=\"plots\">\n<figure style=\"width:640px\">\n" + forest_plot(r, auroc, overall.point.auroc) +
+         "<figcaption>Dashed: the overall AUROC " + num(overall.point.auroc) + ".</figcaption>\n</figure>\n" +
+         "<figure style=\"width:640px\">\n" + forest_plot(r, slope, overall.point.calibration_slope) +
+         "<figcaption>Calibration slope (ideal 1; below 1: predictions too extreme for the group). Dashed: overall " +
+         num(overall.point.calibration_slope) + ". Values beyond the axis sit at its edge.</figcaption>\n</figure>\n"
+         "</div>\n";
 }
 
 }  // namespace chart

@@ -6,7 +6,8 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "core/mix.h"
+#include "train/validation/bootstrap.h"
+#include "train/validation/calibration.h"
 
 namespace chart {
 namespace {
@@ -34,6 +35,7 @@ struct Sorted {
   std::vector<double> p;
   std::vector<uint8_t> y;
   std::vector<int32_t> bin;
+  std::vector<double> logit;      // clipped_logit(p), for the calibration fit
   std::vector<size_t> group_end;  // one past the last position of each run of equal p
 };
 
@@ -46,13 +48,14 @@ Sorted sort_predictions(const std::vector<double>& p, const std::vector<int>& y,
     s.p.push_back(p[i]);
     s.y.push_back(static_cast<uint8_t>(y[i]));
     s.bin.push_back(bin_of(p[i], bins));
+    s.logit.push_back(clipped_logit(p[i]));
   }
   for (size_t i = 1; i <= s.p.size(); ++i)
     if (i == s.p.size() || s.p[i] != s.p[i - 1]) s.group_end.push_back(i);
   return s;
 }
 
-// The four metrics of the sorted predictions, position i counted w[i] times (all once if w is
+// The metrics of the sorted predictions, position i counted w[i] times (all once if w is
 // null). One pass: per tie group, negatives score the positives above plus half the tied ones
 // (AUROC), and each group adds recall gained x precision so far (average precision).
 BinaryMetrics score(const Sorted& s, const uint32_t* w, int bins, std::vector<double>& bin_sums) {
@@ -77,34 +80,13 @@ BinaryMetrics score(const Sorted& s, const uint32_t* w, int bins, std::vector<do
   double n = tp + fp, ece = 0;
   for (int b = 0; b < bins; ++b) ece += std::abs(bin_sums[2 * b] - bin_sums[2 * b + 1]);
   bool both = tp > 0 && fp > 0;
-  return {both ? auc / (tp * fp) : kNaN, both ? ap / tp : kNaN,   n > 0 ? sq / n : kNaN,
-          n > 0 ? ece / n : kNaN,        static_cast<int64_t>(n), static_cast<int64_t>(tp)};
+  BinaryMetrics m{both ? auc / (tp * fp) : kNaN, both ? ap / tp : kNaN,   n > 0 ? sq / n : kNaN,
+                  n > 0 ? ece / n : kNaN,        static_cast<int64_t>(n), static_cast<int64_t>(tp)};
+  const LogisticCalibration c = fit_logistic_calibration(s.logit, s.y, w);
+  m.calibration_intercept = c.intercept;
+  m.calibration_slope = c.slope;
+  return m;
 }
-
-// The 2.5th and 97.5th percentiles of v, interpolated linearly as numpy.percentile does.
-Interval percentile_interval(std::vector<double> v) {
-  if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) return {kNaN, kNaN};
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) {
-    double pos = q * static_cast<double>(v.size() - 1);
-    size_t lo = static_cast<size_t>(pos);
-    size_t hi = std::min(lo + 1, v.size() - 1);
-    return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
-  };
-  return {at(0.025), at(0.975)};
-}
-
-// splitmix64: the stream whose step core/mix.h implements.
-struct SplitMix64 {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t r = mix(state);
-    state += 0x9e3779b97f4a7c15ULL;
-    return r;
-  }
-  // Uniform in [0, n) by multiply-shift (Lemire); the bias is below n / 2^64.
-  size_t below(size_t n) { return static_cast<size_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
-};
 
 }  // namespace
 
@@ -126,19 +108,20 @@ BinaryEvaluation evaluate_binary(const std::vector<double>& p, const std::vector
   const bool both = e.point.n_pos > 0 && e.point.n_pos < e.point.n;
   if (n == 0) bootstrap_samples = 0;
 
-  std::vector<double> auroc, auprc, brier, ece;
+  std::vector<double> auroc, auprc, brier, ece, intercept, slope;
   std::vector<uint32_t> counts(n);
   SplitMix64 rng{seed};
   for (int64_t b = 0; b < bootstrap_samples; ++b) {
     for (int attempt = 0;; ++attempt) {
-      std::fill(counts.begin(), counts.end(), 0u);
-      for (size_t k = 0; k < n; ++k) ++counts[rng.below(n)];
+      draw_resample(rng, counts);
       BinaryMetrics m = score(s, counts.data(), ece_bins, scratch);
       if (!both || (m.n_pos > 0 && m.n_pos < m.n)) {
         auroc.push_back(m.auroc);
         auprc.push_back(m.auprc);
         brier.push_back(m.brier);
         ece.push_back(m.ece);
+        intercept.push_back(m.calibration_intercept);
+        slope.push_back(m.calibration_slope);
         break;
       }
       ++e.bootstrap_redrawn;
@@ -154,6 +137,9 @@ BinaryEvaluation evaluate_binary(const std::vector<double>& p, const std::vector
   e.auprc = percentile_interval(auprc);
   e.brier = percentile_interval(brier);
   e.ece = percentile_interval(ece);
+  // A small resample can separate the classes perfectly (no finite slope): up to 5% such are left out.
+  e.calibration_intercept = percentile_interval(intercept, 0.05);
+  e.calibration_slope = percentile_interval(slope, 0.05);
   return e;
 }
 

@@ -1,5 +1,6 @@
-// Binary classification metrics for `chart eval`: AUROC, AUPRC (average precision), Brier score
-// and expected calibration error, with 95% percentile bootstrap intervals, plus the ROC,
+// Binary classification metrics for `chart eval`: AUROC, AUPRC (average precision), Brier score,
+// expected calibration error and the calibration intercept and slope (calibration.h), with 95%
+// percentile bootstrap intervals, plus the ROC,
 // precision-recall and reliability curves the report draws. Torch-free; p and y are plain vectors.
 //
 // Conventions (checked against scikit-learn, see tests/test_eval_metrics.cpp):
@@ -13,6 +14,7 @@
 //    With no input Brier and ECE are NaN too.
 //  - ECE uses `bins` equal-width bins: bin k holds k/bins <= p < (k+1)/bins, p = 1 in the last.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -21,6 +23,7 @@ namespace chart {
 struct BinaryMetrics {
   double auroc, auprc, brier, ece;
   int64_t n, n_pos;
+  double calibration_intercept = NAN, calibration_slope = NAN;  // calibration.h; NaN with one class
 };
 
 struct Interval {  // a 95% percentile bootstrap interval; NaN bounds when it is undefined
@@ -29,19 +32,19 @@ struct Interval {  // a 95% percentile bootstrap interval; NaN bounds when it is
 
 struct BinaryEvaluation {
   BinaryMetrics point;  // on the data as given
-  Interval auroc, auprc, brier, ece;
+  Interval auroc, auprc, brier, ece, calibration_intercept, calibration_slope;
   int64_t bootstrap_samples;  // resamples the intervals are computed from
   int64_t bootstrap_redrawn;  // resamples drawn again because they held one class only
 };
 
-// Point estimates of the four metrics: what `chart eval` reports for a task.
+// Point estimates of the metrics: what `chart eval` reports for a task.
 BinaryMetrics binary_metrics(const std::vector<double>& p, const std::vector<int>& y, int ece_bins = 10);
 
 // Point estimates plus 95% intervals (2.5th and 97.5th percentiles, linearly interpolated) from
 // `bootstrap_samples` resamples with replacement of the n predictions, deterministic given seed.
 // A resample holding one class only is redrawn (up to 100 times each, then the evaluation
 // fails); if the data itself holds one class, the AUROC/AUPRC intervals are NaN and no redraw
-// is made. Sorts once: each resample is counts per sorted position, O(n) to score. ECE is biased
+// is made. The calibration intervals leave out resamples without a finite fit (up to 5%). Sorts once: each resample is counts per sorted position, O(n) to score. ECE is biased
 // upward, so its interval can sit above its point estimate on small samples.
 BinaryEvaluation evaluate_binary(const std::vector<double>& p, const std::vector<int>& y,
                                  int64_t bootstrap_samples = 1000, uint64_t seed = 0, int ece_bins = 10);
