@@ -30,22 +30,21 @@ namespace chart {
 namespace fs = std::filesystem;
 namespace {
 
+// j[key] = v and j[key + "_ci"] = [lo, hi].
+void put_with_interval(Json& j, const std::string& key, double v, const Interval& ci) {
+  j[key] = v;
+  j[key + "_ci"] = Json::array({ci.lo, ci.hi});
+}
+
 Json evaluation_json(const BinaryEvaluation& e) {
   const auto& m = e.point;
-  auto interval = [](const Interval& i) { return Json::array({i.lo, i.hi}); };
   Json j;
-  j["auroc"] = m.auroc;
-  j["auroc_ci"] = interval(e.auroc);
-  j["auprc"] = m.auprc;
-  j["auprc_ci"] = interval(e.auprc);
-  j["brier"] = m.brier;
-  j["brier_ci"] = interval(e.brier);
-  j["ece"] = m.ece;
-  j["ece_ci"] = interval(e.ece);
-  j["calibration_intercept"] = m.calibration_intercept;
-  j["calibration_intercept_ci"] = interval(e.calibration_intercept);
-  j["calibration_slope"] = m.calibration_slope;
-  j["calibration_slope_ci"] = interval(e.calibration_slope);
+  put_with_interval(j, "auroc", m.auroc, e.auroc);
+  put_with_interval(j, "auprc", m.auprc, e.auprc);
+  put_with_interval(j, "brier", m.brier, e.brier);
+  put_with_interval(j, "ece", m.ece, e.ece);
+  put_with_interval(j, "calibration_intercept", m.calibration_intercept, e.calibration_intercept);
+  put_with_interval(j, "calibration_slope", m.calibration_slope, e.calibration_slope);
   j["n"] = m.n;
   j["n_positive"] = m.n_pos;
   j["prevalence"] = m.n ? double(m.n_pos) / m.n : NAN;  // NaN is written as null
@@ -281,27 +280,16 @@ void add_operating_point(const Scored& s, const Config& cfg, ReportInputs& repor
 }
 
 Json operating_point_json(const OperatingPoint& op) {
-  auto interval = [](const Interval& i) { return Json::array({i.lo, i.hi}); };
   const auto& m = op.point;
-  return {{"rule", op.rule},
-          {"chosen_on", op.chosen_on},
-          {"threshold", op.threshold},
-          {"sensitivity", m.sensitivity},
-          {"sensitivity_ci", interval(op.sensitivity)},
-          {"specificity", m.specificity},
-          {"specificity_ci", interval(op.specificity)},
-          {"ppv", m.ppv},
-          {"ppv_ci", interval(op.ppv)},
-          {"npv", m.npv},
-          {"npv_ci", interval(op.npv)},
-          {"f1", m.f1},
-          {"f1_ci", interval(op.f1)},
-          {"alert_rate", m.alert_rate},
-          {"alert_rate_ci", interval(op.alert_rate)},
-          {"tp", m.tp},
-          {"fp", m.fp},
-          {"tn", m.tn},
-          {"fn", m.fn}};
+  Json j{{"rule", op.rule}, {"chosen_on", op.chosen_on}, {"threshold", op.threshold}};
+  put_with_interval(j, "sensitivity", m.sensitivity, op.sensitivity);
+  put_with_interval(j, "specificity", m.specificity, op.specificity);
+  put_with_interval(j, "ppv", m.ppv, op.ppv);
+  put_with_interval(j, "npv", m.npv, op.npv);
+  put_with_interval(j, "f1", m.f1, op.f1);
+  put_with_interval(j, "alert_rate", m.alert_rate, op.alert_rate);
+  for (auto [key, n] : {std::pair{"tp", m.tp}, {"fp", m.fp}, {"tn", m.tn}, {"fn", m.fn}}) j[key] = n;
+  return j;
 }
 
 Json decision_curve_json(const ReportInputs& r) {
