@@ -5,7 +5,9 @@
 #include <limits>
 
 #include "core/time.h"
+#include "core/error.h"
 #include "kernels/attention_dispatch.h"
+#include "kernels/decode_attention.h"
 
 namespace chart::kernels {
 
@@ -55,6 +57,42 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   if (path.cuda()) return attention_cuda(q, k, v, segments, ages, slopes, path.kind);
 #endif
   return attention_reference(q, k, v, segments, ages, slopes);
+}
+
+torch::Tensor decode_attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const torch::Tensor& positions, int64_t end, const torch::Tensor& valid,
+                                         const torch::Tensor& ages, const torch::Tensor& slopes) {
+  const int64_t N = q.size(0), Hq = q.size(1), D = q.size(2), Hkv = k.size(1);
+  TORCH_CHECK(Hq % Hkv == 0, "decode attention: ", Hq, " query heads are not a multiple of ", Hkv, " KV heads");
+  auto keys = k.slice(2, 0, end), values = v.slice(2, 0, end);
+  // The G query heads of a KV head become its G query rows, so GQA needs no copy of the cache.
+  auto qg = q.reshape({N, Hkv, Hq / Hkv, D});
+  auto kpos = torch::arange(0, end, positions.options()).view({1, end});
+  auto allowed = kpos <= positions.view({N, 1});
+  if (valid.defined()) allowed = allowed & valid.slice(1, 0, end);
+  allowed = allowed.view({N, 1, 1, end});
+  torch::Tensor mask = allowed;
+  if (ages.defined() && slopes.defined()) {
+    auto key_ages = ages.slice(1, 0, end);
+    auto query_ages = ages.gather(1, positions.view({N, 1}));
+    auto bias = time_decay_bias(query_ages, key_ages, slopes).reshape({N, Hkv, Hq / Hkv, end});
+    mask = bias.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).to(q.dtype());
+  }
+  return at::scaled_dot_product_attention(qg, keys, values, mask).reshape({N, Hq, D});
+}
+
+torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& positions, int64_t end, const torch::Tensor& valid,
+                               const torch::Tensor& ages, const torch::Tensor& slopes, AttentionMode mode) {
+  const AttentionPath path = attention_path(q.device(), q.scalar_type(), q.size(2), mode);
+  const bool group_ok = k.size(1) > 0 && q.size(1) % k.size(1) == 0 && decode_group_supported(q.size(1) / k.size(1));
+  if (path.cuda() && !group_ok && mode == AttentionMode::kKernels)
+    throw Error("model.attention=kernels: the decode kernel takes 1, 2, 4 or 8 query heads per KV head, not " +
+                std::to_string(q.size(1)) + " over " + std::to_string(k.size(1)));
+#ifdef CHART_HAVE_CUDA
+  if (path.cuda() && group_ok) return decode_attention_cuda(q, k, v, positions, end, valid, ages, slopes);
+#endif
+  return decode_attention_reference(q, k, v, positions, end, valid, ages, slopes);
 }
 
 }  // namespace chart::kernels

@@ -27,6 +27,22 @@ torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k
                                   const torch::Tensor& v, const torch::Tensor& segments,
                                   const torch::Tensor& ages, const torch::Tensor& slopes);
 
+// Decode attention (the generation engine's step): one new query per row against that row's KV
+// cache. q [N, Hq, D]; k, v the cache [N, Hkv, capacity, D]; positions [N] int64, each row's query
+// position (it sees keys 0..position, its own included); end = max(positions) + 1; valid
+// [N, capacity] bool marks real keys (undefined: all are); ages [N, capacity] float years and
+// slopes [Hq] as above (undefined: no time bias). Returns [N, Hq, D] in q's dtype. On a GPU with
+// the kernels built the decode kernel runs (kernels/decode_attention.h), otherwise the reference;
+// mode kKernels where the kernel cannot run (dtype, head dim, a KV group other than 1, 2, 4, 8)
+// is an error.
+torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& positions, int64_t end, const torch::Tensor& valid,
+                               const torch::Tensor& ages, const torch::Tensor& slopes,
+                               AttentionMode mode = AttentionMode::kAuto);
+torch::Tensor decode_attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const torch::Tensor& positions, int64_t end, const torch::Tensor& valid,
+                                         const torch::Tensor& ages, const torch::Tensor& slopes);
+
 // The time-decay bias -slopes[h] * log(1 + |age_i - age_j| in days), [B, Hq, Lq, Lk] float32, for
 // queries aged query_ages [B, Lq] and keys aged key_ages [B, Lk] (float years): the one formula of
 // the reference and the KV-cache decode (the kernels compute it in place, kernels/flash_common.cuh).

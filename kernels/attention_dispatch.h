@@ -65,6 +65,11 @@ int cuda_compute_capability(torch::Device device);
 torch::Tensor attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                              const torch::Tensor& segments, const torch::Tensor& ages, const torch::Tensor& slopes,
                              AttentionPath::Kind kind);
+// The decode kernel on the current stream (kernels/decode_attention.h; arguments as
+// decode_attention's).
+torch::Tensor decode_attention_cuda(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    const torch::Tensor& positions, int64_t end, const torch::Tensor& valid,
+                                    const torch::Tensor& ages, const torch::Tensor& slopes);
 #endif
 
 }  // namespace chart::kernels

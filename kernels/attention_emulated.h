@@ -11,4 +11,12 @@ torch::Tensor attention_emulated(const torch::Tensor& q, const torch::Tensor& k,
                                  const torch::Tensor& segments, const torch::Tensor& ages, const torch::Tensor& slopes,
                                  bool sm90 = false);
 
+// As decode_attention(), on the emulated decode kernel, with its two knobs exposed for the tests:
+// block_table (k, v are then a pool of blocks; kernels/decode_attention.h) and splits (0: as many
+// as a 132-SM GPU would use).
+torch::Tensor decode_attention_emulated(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                        const torch::Tensor& positions, int64_t end, const torch::Tensor& valid,
+                                        const torch::Tensor& ages, const torch::Tensor& slopes,
+                                        const torch::Tensor& block_table, int64_t splits);
+
 }  // namespace chart::kernels

@@ -187,9 +187,9 @@ __device__ __forceinline__ float fast_log2(float x) {
 }
 
 // Launches kernel(p) on grid x threads with smem bytes of dynamic shared memory; returns the CUDA
-// error string or nullptr.
-template <typename Kernel>
-const char* launch(Kernel kernel, dim3 grid, int threads, size_t smem, void* stream, const AttnParams& p) {
+// error string or nullptr. Params: AttnParams or DecodeParams.
+template <typename Kernel, typename Params>
+const char* launch(Kernel kernel, dim3 grid, int threads, size_t smem, void* stream, const Params& p) {
 #ifdef CHART_SIMT_EMULATION
   (void)stream;
   simt::launch(grid, dim3(threads), smem, [&] { kernel(p); });
@@ -211,8 +211,8 @@ struct Shape {
   using T = T_;
   static constexpr int D = D_;
 };
-template <typename Launch>
-const char* dispatch_shape(const AttnParams& p, Launch launch) {
+template <typename Params, typename Launch>
+const char* dispatch_shape(const Params& p, Launch launch) {
   const bool bf = p.dtype == AttnDtype::kBF16;
   if (p.D == 64) return bf ? launch(Shape<bf16, 64>{}) : launch(Shape<fp16, 64>{});
   if (p.D == 128) return bf ? launch(Shape<bf16, 128>{}) : launch(Shape<fp16, 128>{});

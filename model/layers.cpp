@@ -144,27 +144,15 @@ torch::Tensor AttentionImpl::forward_rows(const torch::Tensor& x, const torch::T
                                           const torch::Tensor& sin, KVCache& cache, int64_t layer,
                                           const torch::Tensor& positions, int64_t end) {
   using torch::indexing::Slice;
-  const int64_t N = x.size(0), G = n_heads / n_kv_heads;
+  const int64_t N = x.size(0);
   auto q = apply_rotary(wq(x).view({N, 1, n_heads, head_dim}).transpose(1, 2), cos, sin);
   auto k = apply_rotary(wk(x).view({N, 1, n_kv_heads, head_dim}).transpose(1, 2), cos, sin);
   auto v = wv(x).view({N, 1, n_kv_heads, head_dim}).transpose(1, 2);
   const auto rows = torch::arange(N, positions.options());
   cache.k[layer].index_put_({rows, Slice(), positions}, k.squeeze(2));
   cache.v[layer].index_put_({rows, Slice(), positions}, v.squeeze(2));
-  auto keys = cache.k[layer].slice(2, 0, end), values = cache.v[layer].slice(2, 0, end);
-  // One query per head: the G query heads of a key/value head become its G query rows, so GQA
-  // needs no copy of the cache.
-  q = q.reshape({N, n_kv_heads, G, head_dim});
-  auto kpos = torch::arange(0, end, positions.options()).view({1, end});
-  auto allowed = ((kpos <= positions.view({N, 1})) & cache.valid.slice(1, 0, end)).view({N, 1, 1, end});
-  torch::Tensor mask = allowed;
-  if (time_slopes.defined()) {
-    auto key_ages = cache.ages.slice(1, 0, end);
-    auto query_ages = cache.ages.gather(1, positions.view({N, 1}));
-    auto bias = kernels::time_decay_bias(query_ages, key_ages, time_slopes).reshape({N, n_kv_heads, G, end});
-    mask = bias.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).to(q.dtype());
-  }
-  auto y = at::scaled_dot_product_attention(q, keys, values, mask);  // [N, kv, G, hd]
+  auto y = kernels::decode_attention(q.reshape({N, n_heads, head_dim}), cache.k[layer], cache.v[layer], positions, end,
+                                     cache.valid, time_slopes.defined() ? cache.ages : torch::Tensor(), time_slopes, mode);
   return wo(y.reshape({N, 1, n_heads * head_dim}));
 }
 
