@@ -84,13 +84,9 @@ torch::Tensor decode_attention_reference(const torch::Tensor& q, const torch::Te
 torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const torch::Tensor& positions, int64_t end, const torch::Tensor& valid,
                                const torch::Tensor& ages, const torch::Tensor& slopes, AttentionMode mode) {
-  const AttentionPath path = attention_path(q.device(), q.scalar_type(), q.size(2), mode);
-  const bool group_ok = k.size(1) > 0 && q.size(1) % k.size(1) == 0 && decode_group_supported(q.size(1) / k.size(1));
-  if (path.cuda() && !group_ok && mode == AttentionMode::kKernels)
-    throw Error("model.attention=kernels: the decode kernel takes 1, 2, 4 or 8 query heads per KV head, not " +
-                std::to_string(q.size(1)) + " over " + std::to_string(k.size(1)));
+  const AttentionPath path = decode_path(q.device(), q.scalar_type(), q.size(2), q.size(1), k.size(1), mode);
 #ifdef CHART_HAVE_CUDA
-  if (path.cuda() && group_ok) return decode_attention_cuda(q, k, v, positions, end, valid, ages, slopes);
+  if (path.cuda()) return decode_attention_cuda(q, k, v, positions, end, valid, ages, slopes);
 #endif
   return decode_attention_reference(q, k, v, positions, end, valid, ages, slopes);
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "kernels/decode_attention.h"
 #include "kernels/flash_attention.h"
 #include "kernels/kernels.h"
 
@@ -87,7 +88,7 @@ AttentionPath choose_attention_path(const AttentionFacts& f) {
   return p;
 }
 
-AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim, AttentionMode mode) {
+AttentionFacts machine_facts(torch::Device device, torch::ScalarType dtype, int64_t head_dim, AttentionMode mode) {
   AttentionFacts f;
   f.mode = mode;
   f.device = device;
@@ -98,7 +99,11 @@ AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int6
 #ifdef CHART_HAVE_CUDA
   if (device.is_cuda()) f.compute_capability = cuda_compute_capability(device);
 #endif
-  return choose_attention_path(f);
+  return f;
+}
+
+AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim, AttentionMode mode) {
+  return choose_attention_path(machine_facts(device, dtype, head_dim, mode));
 }
 
 AttentionPath attention_path(const torch::Tensor& q, AttentionMode mode) {
@@ -110,6 +115,31 @@ std::string describe_attention_path(torch::Device device, torch::ScalarType dtyp
   const AttentionPath p = attention_path(device, dtype, head_dim, mode);
   return fmt::format("attention: {}, for {} head dim {} on {} ({})", path_name(p.kind), dtype_name(dtype), head_dim,
                      device.str(), p.reason);
+}
+
+AttentionPath choose_decode_path(const AttentionFacts& f, int64_t n_heads, int64_t n_kv_heads) {
+  AttentionPath p = choose_attention_path(f);  // throws for kKernels that cannot run
+  const int64_t g = n_kv_heads > 0 && n_heads % n_kv_heads == 0 ? n_heads / n_kv_heads : 0;
+  if (!p.cuda() || decode_group_supported(g)) return p;
+  const std::string why = fmt::format("{} query heads over {} KV heads; the decode kernel takes 1, 2, 4 or 8 per KV head",
+                                      n_heads, n_kv_heads);
+  if (f.mode == AttentionMode::kKernels)
+    throw Error("model.attention=kernels, but the decode kernel cannot run here: " + why,
+                "set model.attention=auto to decode on the LibTorch reference");
+  return {AttentionPath::kReference, why};
+}
+
+AttentionPath decode_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim, int64_t n_heads,
+                          int64_t n_kv_heads, AttentionMode mode) {
+  return choose_decode_path(machine_facts(device, dtype, head_dim, mode), n_heads, n_kv_heads);
+}
+
+std::string describe_decode_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim, int64_t n_heads,
+                                 int64_t n_kv_heads, AttentionMode mode) {
+  const AttentionPath p = decode_path(device, dtype, head_dim, n_heads, n_kv_heads, mode);
+  return fmt::format("decode attention: {}, for {} head dim {}, {} query heads over {} KV heads on {} ({})",
+                     p.cuda() ? "CUDA decode kernel (split-K)" : "LibTorch reference", dtype_name(dtype), head_dim,
+                     n_heads, n_kv_heads, device.str(), p.reason);
 }
 
 }  // namespace chart::kernels

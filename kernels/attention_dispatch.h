@@ -49,6 +49,10 @@ struct AttentionFacts {
 // Throws chart::Error (naming the reason) when mode is kKernels and the kernels cannot run.
 AttentionPath choose_attention_path(const AttentionFacts& facts);
 
+// The facts of this machine now (build, GPU, environment) for queries of this device, dtype and
+// head dim.
+AttentionFacts machine_facts(torch::Device device, torch::ScalarType dtype, int64_t head_dim, AttentionMode mode);
+
 // The path attention() takes for queries of this device, dtype and head dim, on this machine now;
 // the second form reads them from q [B, H, L, D].
 AttentionPath attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim,
@@ -57,6 +61,15 @@ AttentionPath attention_path(const torch::Tensor& q, AttentionMode mode = Attent
 // One line for the log, e.g. "attention: LibTorch reference, for fp32 head dim 64 on cpu (cpu tensor)".
 std::string describe_attention_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim,
                                     AttentionMode mode = AttentionMode::kAuto);
+
+// The path decode_attention() takes for one query token per row: the same facts, and the query
+// heads per KV head the decode kernel is built for (1, 2, 4, 8). kKernels where it cannot run
+// throws, saying why. describe_decode_path is its line for the log.
+AttentionPath choose_decode_path(const AttentionFacts& facts, int64_t n_heads, int64_t n_kv_heads);
+AttentionPath decode_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim, int64_t n_heads,
+                          int64_t n_kv_heads, AttentionMode mode = AttentionMode::kAuto);
+std::string describe_decode_path(torch::Device device, torch::ScalarType dtype, int64_t head_dim, int64_t n_heads,
+                                 int64_t n_kv_heads, AttentionMode mode = AttentionMode::kAuto);
 
 #ifdef CHART_HAVE_CUDA
 // The CUDA build's side (kernels/attention_cuda.cpp).

@@ -5,8 +5,8 @@
 # machine, and .gpu-bundle/ from scripts/make_gpu_bundle.sh (yaml-cpp, fmt, nlohmann-json, libcrypto,
 # GoogleTest .debs).
 #   bash scripts/gpu_check.sh [OUT_DIR]       results also land in OUT_DIR (default out/gpu_check)
-# GPU_CHECK_PHASES picks phases (default: all, in order): build tests bench train nccl. A machine
-# with a per-command time limit can run "build tests bench" and then "train nccl" in a second call
+# GPU_CHECK_PHASES picks phases (default: all, in order): build tests bench train generate nccl. A
+# machine with a per-command time limit can run "build tests bench" and then "train generate nccl"
 # (build-gpu/ stays between calls while the machine is warm).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ out=${1:-${OUT:-out/gpu_check}}
 mkdir -p "$out"
 log() { printf '\n== %s\n' "$*" | tee -a "$out/gpu_check.log"; }
 status=()
-phases=" ${GPU_CHECK_PHASES:-build tests bench train nccl} "
+phases=" ${GPU_CHECK_PHASES:-build tests bench train generate nccl} "
 want() { [[ "$phases" == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 
@@ -61,7 +61,7 @@ status+=("attention benchmark|$([ -s "$out/bench_attention.md" ] && echo ok || e
 fi
 
 data=/tmp/chart-gpu-data
-if want train || want nccl; then
+if want train || want generate || want nccl; then
   if [ ! -f "$data/tokens/manifest.json" ]; then
     rm -rf "$data"
     build-gpu/chart synth --out "$data/meds" --subjects 20000 --seed 1 >/dev/null 2>&1
@@ -114,6 +114,28 @@ print(f"\nmax |loss difference| = {worst:.4f} (bf16 tolerance: 0.05)")
 PY
 worst=$(grep -o 'max |loss difference| = [0-9.]*' "$out/train_compare.md" | grep -o '[0-9.]*$')
 status+=("base.yaml kernels vs reference|$(python3 -c "print('ok' if '$worst' and float('$worst') < 0.05 else 'FAILED')" 2>/dev/null)|max loss diff ${worst:-?}")
+fi
+
+if want generate; then
+log "zero-shot generation: the engine on the GPU (decode kernel, bf16), base.yaml from the train phase"
+# The kernels' model from the train phase, or a short run of its own when that phase was skipped.
+model="$data/run_cuda"
+if [ ! -d "$model/checkpoints" ]; then
+  model="$data/run_generate_model"; rm -rf "$model"
+  build-gpu/chart train configs/base.yaml --set data.dir="$data/tokens" --set run.dir="$model" --set train.steps=50 \
+    --set train.eval_every=0 --set train.batch_size=8 >"$out/train_generate_model.log" 2>&1
+fi
+for slots in 256 1024; do
+  rm -rf "$data/gen_$slots"
+  build-gpu/chart generate configs/base.yaml --set init.checkpoint="$model" \
+    --set task.labels="$data/meds/labels/mortality_5y" --set run.dir="$data/gen_$slots" \
+    --set generate.samples=20 --set generate.max_examples=256 --set generate.batch_size=$slots \
+    --set generate.outcome_codes=[MEDS_DEATH] --set generate.horizon=5y >"$out/generate_$slots.log" 2>&1
+  rc=$?
+  line=$(grep -o '[0-9]* tokens in [0-9.]* s ([0-9]* tokens/s)' "$out/generate_$slots.log" | tail -1)
+  status+=("chart generate, up to 256 prompts x 20 samples, $slots slots|$([ $rc -eq 0 ] && [ -n "$line" ] && echo ok || echo FAILED)|${line:-see generate_$slots.log}")
+  grep -E "attention|generate:" "$out/generate_$slots.log" | tail -3
+done
 fi
 
 if want nccl; then

@@ -132,6 +132,26 @@ TEST(AttentionDispatch, AttentionStopsOnABadSwitch) {
                               kernels::attention_reference(q, q, q, seg, {}, {})));
 }
 
+// The decode kernel takes the training kernels' facts and 1, 2, 4 or 8 query heads per KV head;
+// other groupings decode on the reference under auto and stop under kernels, saying why.
+TEST(AttentionDispatch, DecodePathChecksTheHeadGrouping) {
+  for (int64_t kv : {8, 4, 2, 1})
+    EXPECT_TRUE(kernels::choose_decode_path(on_gpu(), 8, kv).cuda()) << "8 heads over " << kv;
+  const AttentionPath p = kernels::choose_decode_path(on_gpu(), 6, 2);
+  EXPECT_FALSE(p.cuda());
+  EXPECT_EQ(p.reason, "6 query heads over 2 KV heads; the decode kernel takes 1, 2, 4 or 8 per KV head");
+  EXPECT_FALSE(kernels::choose_decode_path(on_gpu(), 32, 2).cuda());  // 16 per KV head
+  auto f = on_gpu();
+  f.mode = kernels::AttentionMode::kKernels;
+  EXPECT_TRUE(kernels::choose_decode_path(f, 8, 2).cuda());
+  EXPECT_THROW(kernels::choose_decode_path(f, 6, 2), Error);
+  f.device = torch::kCPU;
+  EXPECT_THROW(kernels::choose_decode_path(f, 8, 2), Error);
+  const std::string line = kernels::describe_decode_path(torch::kCPU, torch::kFloat32, 16, 4, 2);
+  EXPECT_EQ(line, "decode attention: LibTorch reference, for fp32 head dim 16, 4 query heads over 2 KV heads on cpu "
+                  "(CPU tensor)");
+}
+
 TEST(AttentionDispatch, TimeDecayBiasOfQueriesAgainstKeys) {
   // -slope_h * log(1 + |age_i - age_j| in days), queries a suffix of the keys as in decoding.
   auto key_ages = torch::tensor({40.0f, 40.5f, 41.0f, 43.0f, 43.0f, 30.0f, 30.1f, 30.2f, 31.0f, 35.0f}).view({2, 5});

@@ -111,7 +111,7 @@ TEST(Classifier, ReadsOnlyUpToTheLastIndex) {
 
 std::string python() { return CHART_PYTHON_EXE; }
 std::string fixture_py() { return (testing::source_dir() / "tests/finetune_fixture.py").string(); }
-std::string config(const char* name) { return (testing::source_dir() / "configs" / name).string(); }
+using testing::config;
 
 int run(const std::string& cmd) { return std::system((cmd + " > /dev/null 2>&1").c_str()); }
 
@@ -294,6 +294,16 @@ TEST(Generate, ZeroShotPredictionsAreScoredByEval) {
       << out;
   EXPECT_NE(out.find("generate: scoring P(an outcome code of [MEDS_DEATH] within 10y of prediction_time)"),
             std::string::npos) << out;
+  EXPECT_NE(out.find("generate: decode attention: LibTorch reference"), std::string::npos) << out;
+  // How attention runs is the run's choice, not the checkpoint's: kernels asked for on a CPU stop
+  // the run before it samples anything, rather than being dropped for the checkpoint's auto.
+  const fs::path gen_kernels = p.dir / "gen-kernels";
+  EXPECT_EQ(testing::run_chart(fmt::format("generate {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
+                                           "--set generate.outcome_codes=[MEDS_DEATH] --set model.attention=kernels",
+                                           config("tiny.yaml"), p.pretrain.string(), p.labels.string(),
+                                           gen_kernels.string()), &out), 1) << out;
+  EXPECT_NE(out.find("model.attention=kernels, but the CUDA kernels cannot run here"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(gen_kernels / "predictions.parquet"));
   auto preds = data::read_predictions(gen / "predictions.parquet");
   ASSERT_GT(preds.size(), 20u);
   // risk.parquet: both estimators per row, each inside its interval; predictions hold the

@@ -17,7 +17,7 @@ namespace {
 using testing::TempDir;
 namespace fs = std::filesystem;
 
-std::string config(const char* name) { return (testing::source_dir() / "configs" / name).string(); }
+using testing::config;
 
 // Runs tests/check_meds_schemas.py; 77 means the packages are missing.
 int check_py(const std::string& args, std::string* out) {

@@ -20,7 +20,7 @@ using testing::contains;
 using testing::TempDir;
 namespace fs = std::filesystem;
 
-std::string config(const char* name) { return (testing::source_dir() / "configs" / name).string(); }
+using testing::config;
 
 int check_py(const std::string& args, std::string* out) {
   return testing::run_python((testing::source_dir() / "tests" / "check_meds_schemas.py").string() + " " + args, out);

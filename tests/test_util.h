@@ -30,6 +30,8 @@ class TempDir {
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 inline fs::path source_dir() { return CHART_SOURCE_DIR; }
+// A config of the repository, e.g. config("tiny.yaml"), config("finetune/full.yaml").
+inline std::string config(const char* name) { return (source_dir() / "configs" / name).string(); }
 
 // Runs a shell command line; returns its exit status (128 + signal if killed), stdout+stderr in *output.
 inline int run_shell(const std::string& command, std::string* output = nullptr) {

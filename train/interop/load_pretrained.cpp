@@ -9,4 +9,11 @@ Pretrained load_pretrained(const std::string& path) {
   return load_chart_checkpoint(path);
 }
 
+ModelConfig checkpoint_model(const Pretrained& pre, const ModelConfig& asked) {
+  ModelConfig m = pre.config.model;
+  m.attention = asked.attention;
+  m.attention_check = asked.attention_check;
+  return m;
+}
+
 }  // namespace chart

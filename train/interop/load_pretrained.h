@@ -13,4 +13,9 @@ namespace chart {
 // Throws chart::Error naming the path when it is none of the above or fails its checksums.
 Pretrained load_pretrained(const std::string& path);
 
+// The model a run builds on the checkpoint: its architecture, whatever the run's config says,
+// with the run's own choice of how attention runs (model.attention, model.attention_check), which
+// changes nothing the model computes and belongs to the machine, not the checkpoint.
+ModelConfig checkpoint_model(const Pretrained& pre, const ModelConfig& asked);
+
 }  // namespace chart

@@ -162,7 +162,7 @@ Scored score_checkpoint(Config& cfg, ReportInputs& report) {
     throw Error(fmt::format("{} is not a fine-tuned checkpoint (it has no classification head)", pre.dir.string()),
                 "fine-tune it with chart finetune first, or score zero-shot predictions with eval.predictions=FILE");
   if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
-  cfg.model = pre.config.model;
+  cfg.model = checkpoint_model(pre, cfg.model);
   cfg.finetune.context = pre.config.finetune.context;
   Scored s{{}, pre.dir.string(), task_of(cfg, trained_task(pre)), ec.split, pre.dir, cfg.data.dir, {}, {}, {}};
   // The head predicts the task it was fine-tuned on; labels of another task are scored only when asked.

@@ -136,7 +136,7 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   set_cpu_threads(cfg.train.threads);
   Pretrained pre = load_pretrained(cfg.init.checkpoint);
   if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
-  cfg.model = pre.config.model;  // the architecture is the checkpoint's, whatever the recipe says
+  cfg.model = checkpoint_model(pre, cfg.model);
   auto ds = data::TokenDataset::open(cfg.data.dir);
   auto r = std::make_unique<FinetuneRun>(cfg, std::move(pre), std::move(ds));
   r->lock = std::move(lock);

@@ -19,6 +19,7 @@
 #include "train/recipes/generate_run.h"
 #include "train/recipes/risk_tables.h"
 #include "infer/sampling.h"
+#include "kernels/attention_dispatch.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -38,7 +39,7 @@ std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg_in, Pretrained 
   if (pre.tensors.count("cls_head.weight"))
     warn("generate: {} is a fine-tuned checkpoint; its next-token head was not trained with the fine-tuned "
          "backbone, so sampled futures may be poor (use the pretraining checkpoint)", pre.dir.string());
-  cfg.model = pre.config.model;
+  cfg.model = checkpoint_model(pre, cfg.model);
   check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
   auto r = std::make_unique<GenerateRun>(cfg, std::move(pre), std::move(ds));
   r->L = r->cfg.model.context;
@@ -58,6 +59,11 @@ std::unique_ptr<GenerateRun> open_generate_run(const Config& cfg_in, Pretrained 
   r->model->to(r->dev.device);
   r->model->eval();
   r->banned = r->roles.banned.to(r->dev.device);
+  // Which decode attention runs, said once (model.attention=kernels that cannot run stops here).
+  const auto& m = r->cfg.model;
+  info("generate: {}", kernels::describe_decode_path(r->dev.device, r->dev.compute_dtype, m.d_model / m.n_heads,
+                                                     m.n_heads, m.n_kv_heads > 0 ? m.n_kv_heads : m.n_heads,
+                                                     kernels::attention_mode(m.attention)));
   return r;
 }
 
