@@ -179,6 +179,14 @@ struct PredictConfig {
   int64_t batch_size = 64;
 };
 
+// `chart audit`: membership inference against a pretrained model (train/recipes/audit.h).
+struct AuditConfig {
+  int64_t max_subjects = 1000;  // per side (train members, held_out non-members); 0: all
+  double min_k = 0.2;           // Min-K%: the fraction of a timeline's least likely tokens it averages
+  int64_t bootstrap = 1000;     // resamples for the AUROCs' 95% intervals
+  int64_t batch_size = 32;
+};
+
 // Data parallelism over several processes (torchrun, srun); inert in a single process.
 struct DistConfig {
   std::string backend = "auto";  // auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
@@ -200,6 +208,7 @@ struct Config {
   EvalConfig eval;
   GenerateConfig generate;
   PredictConfig predict;
+  AuditConfig audit;
   DistConfig dist;
 };
 

@@ -132,6 +132,13 @@ void bind(Binder& b, Config& c) {
     b.field("meds", p.meds);
     b.field("batch_size", p.batch_size, 1, 1 << 20);
   });
+  b.section("audit", [&] {
+    auto& a = c.audit;
+    b.field("max_subjects", a.max_subjects, 0, kMaxInt);
+    b.field("min_k", a.min_k, 1e-6, 1.0);
+    b.field("bootstrap", a.bootstrap, 0, 1000000);
+    b.field("batch_size", a.batch_size, 1, 1 << 20);
+  });
   b.section("dist", [&] {
     auto& d = c.dist;
     b.choice("backend", d.backend, {"auto", "nccl", "gloo"});

@@ -78,6 +78,12 @@ const std::vector<Command>& commands() {
         "chart predict configs/finetune/full.yaml --set init.checkpoint=runs/ft --set predict.meds=site_b/meds "
         "--set predict.times=last --set run.dir=runs/predict-site-b"},
        cmd_predict},
+      {{"audit", "CONFIG [--set k=v]...", "what a pretrained model gives away about its training subjects",
+        "CONFIG\tthe pretraining config\n--set KEY=VALUE\toverride one config key (repeatable)\n"
+        "\tinit.checkpoint: the pretrained model; data.dir: its dataset (default: the checkpoint's)",
+        {"data", "run", "init", "audit"},
+        "chart audit configs/tiny.yaml --set init.checkpoint=runs/tiny --set run.dir=runs/audit"},
+       cmd_audit},
       {{"export", "--checkpoint PATH --out DIR [--format hf] [--drop-time-features] [--vocab F] [--overwrite]",
         "export a checkpoint for Hugging Face transformers",
         "--checkpoint PATH\ta checkpoint or run directory\n--out DIR\tthe export to write\n"

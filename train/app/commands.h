@@ -12,5 +12,6 @@ int cmd_eval(Args& args);
 int cmd_generate(Args& args);
 int cmd_predict(Args& args);
 int cmd_export(Args& args);
+int cmd_audit(Args& args);
 
 }  // namespace chart

@@ -1,0 +1,92 @@
+// chart audit's membership inference must see what a model memorised: a model trained for many
+// epochs on a few subjects tells them from subjects it never saw (AUROC clearly above 0.5), while
+// one that saw each training timeline less than once cannot (its interval holds 0.5).
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/files.h"
+#include "tests/test_util.h"
+
+namespace chart {
+namespace {
+namespace fs = std::filesystem;
+using testing::config;
+
+struct Audited {
+  double loss_auroc, loss_low, loss_high, min_k_auroc, train_nll, held_out_nll;
+  int64_t members;
+};
+
+// synth -> prepare -> train `steps` -> audit, in dir.
+Audited audit_after(const fs::path& dir, int subjects, int steps, const std::string& train_extra = "") {
+  std::string out;
+  EXPECT_EQ(testing::run_chart(fmt::format("synth --out {} --subjects {} --seed 3", (dir / "meds").string(), subjects), &out), 0)
+      << out;
+  EXPECT_EQ(testing::run_chart(fmt::format("prepare --meds {} --out {}", (dir / "meds").string(), (dir / "tok").string()), &out), 0)
+      << out;
+  EXPECT_EQ(testing::run_chart(fmt::format("train {} --set data.dir={} --set run.dir={} --set train.steps={} "
+                                           "--set model.context=64 --set train.eval_every=0 --set train.threads=2 {}",
+                                           config("tiny.yaml"), (dir / "tok").string(), (dir / "pre").string(), steps,
+                                           train_extra),
+                               &out), 0)
+      << out;
+  EXPECT_EQ(testing::run_chart(fmt::format("audit {} --set init.checkpoint={} --set run.dir={} --set audit.bootstrap=300 "
+                                           "--set audit.max_subjects=200",
+                                           config("tiny.yaml"), (dir / "pre").string(), (dir / "audit").string()),
+                               &out), 0)
+      << out;
+  EXPECT_NE(out.find("audit: membership AUROC by loss"), std::string::npos) << out;
+  auto j = nlohmann::json::parse(read_file(dir / "audit" / "audit.json"));
+  const auto& loss = j["membership"]["loss"];
+  return {loss["auroc"], loss["auroc_low"], loss["auroc_high"], j["membership"]["min_k"]["auroc"],
+          loss["mean_nll_train"], loss["mean_nll_non_members"], j["members"]["train"]};
+}
+
+TEST(Audit, MembershipInferenceSeesMemorisationAndOnlyThat) {
+  testing::TempDir dir;
+  // 300 subjects (~220 train, 60k tokens): 1500 steps of 8 x 64 tokens are 13 epochs of each
+  // timeline, for a model wide enough to remember some of them (AUROC 0.72 [0.66, 0.78] here).
+  const Audited over = audit_after(dir / "over", 300, 1500,
+                                   "--set model.d_model=128 --set train.lr=1e-3 --set train.min_lr=1e-3");
+  EXPECT_GT(over.loss_auroc, 0.65) << "an overfit model's members should stand out";
+  EXPECT_GT(over.loss_low, 0.55);
+  EXPECT_LT(over.train_nll, over.held_out_nll);
+  EXPECT_GT(over.min_k_auroc, 0.6);
+  // 3000 subjects, 40 steps: well under one pass over the training timelines.
+  const Audited fair = audit_after(dir / "fair", 3000, 40);
+  EXPECT_EQ(fair.members, 200);
+  EXPECT_LT(fair.loss_low, 0.5) << fair.loss_auroc;
+  EXPECT_GT(fair.loss_high, 0.5) << fair.loss_auroc;
+  EXPECT_LT(std::abs(fair.loss_auroc - 0.5), 0.1);
+}
+
+TEST(Audit, RefusesAFineTunedCheckpointAnExistingAuditAndNoCheckpoint) {
+  testing::TempDir dir;
+  std::string out;
+  const Audited first = audit_after(dir / "a", 200, 5);
+  const fs::path audit = dir / "a" / "audit";
+  const std::string before = read_file(audit / "audit.json");
+  EXPECT_GT(first.members, 0);
+  EXPECT_EQ(testing::run_chart(fmt::format("audit {} --set init.checkpoint={} --set run.dir={}", config("tiny.yaml"),
+                                           (dir / "a" / "pre").string(), audit.string()), &out), 1) << out;
+  EXPECT_NE(out.find("already holds an audit.json"), std::string::npos) << out;
+  EXPECT_EQ(read_file(audit / "audit.json"), before);
+  ASSERT_EQ(testing::run_chart(fmt::format("finetune {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
+                                           "--set train.steps=2 --set train.eval_every=0",
+                                           config("finetune/full.yaml"), (dir / "a" / "pre").string(),
+                                           (dir / "a" / "meds" / "labels" / "mortality_5y").string(),
+                                           (dir / "ft").string()), &out), 0) << out;
+  EXPECT_EQ(testing::run_chart(fmt::format("audit {} --set init.checkpoint={} --set run.dir={}", config("tiny.yaml"),
+                                           (dir / "ft").string(), (dir / "audit-ft").string()), &out), 1) << out;
+  EXPECT_NE(out.find("is a fine-tuned checkpoint"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir / "audit-ft" / "audit.json"));
+  EXPECT_EQ(testing::run_chart(fmt::format("audit {} --set run.dir={}", config("tiny.yaml"), (dir / "b").string()), &out), 1)
+      << out;
+  EXPECT_FALSE(fs::exists(dir / "b" / "audit.json"));
+}
+
+}  // namespace
+}  // namespace chart

@@ -1,0 +1,205 @@
+#include "train/recipes/audit.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "data/token_dataset.h"
+#include "data/vocab.h"
+#include "model/autocast.h"
+#include "model/device.h"
+#include "model/transformer.h"
+#include "train/checkpoint/run_lock.h"
+#include "train/interop/load_pretrained.h"
+#include "train/validation/binary_metrics.h"
+
+namespace chart {
+namespace fs = std::filesystem;
+namespace {
+
+// The first `n` subjects of a split with at least two tokens (one next-token target), in shard
+// order: the same subjects every run.
+std::vector<data::SubjectRef> audited_subjects(const data::TokenDataset& ds, const std::string& split, int64_t n) {
+  std::vector<data::SubjectRef> out;
+  for (const auto& ref : ds.subjects(split)) {
+    if (n > 0 && static_cast<int64_t>(out.size()) == n) break;
+    if (ds.shards(split)[ref.shard].subject(ref.entry).n_tokens >= 2) out.push_back(ref);
+  }
+  return out;
+}
+
+// A window of one subject's timeline: tokens [start, start + n) of the subject at `subject`.
+struct Window {
+  size_t subject;
+  int64_t start, n;
+};
+
+// The next-token log-probabilities of a batch of windows, each read from its own first token
+// (as a packed training window may start), appended to its subject's list.
+void score_windows(ClinicalTransformer& model, const data::TokenDataset& ds, const std::string& split,
+                   const std::vector<data::SubjectRef>& refs, const std::vector<Window>& windows, int64_t context,
+                   const DeviceChoice& dev, std::vector<std::vector<double>>& logps) {
+  const auto B = static_cast<int64_t>(windows.size());
+  auto tokens = torch::full({B, context}, int64_t(data::Vocab::kPad), torch::kInt64);
+  auto ages = torch::zeros({B, context}, torch::kFloat32);
+  auto segments = torch::full({B, context}, -1, torch::kInt32);
+  auto tok = tokens.accessor<int64_t, 2>();
+  auto age = ages.accessor<float, 2>();
+  auto seg = segments.accessor<int32_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const Window& w = windows[size_t(b)];
+    const auto& sh = ds.shards(split)[refs[w.subject].shard];
+    const auto& e = sh.subject(refs[w.subject].entry);
+    for (int64_t j = 0; j < w.n; ++j) {
+      const uint64_t at = e.token_start + uint64_t(w.start + j);
+      tok[b][j] = sh.tokens()[at];
+      age[b][j] = age_years(sh.times()[at], e.birth_us);
+      seg[b][j] = 0;
+    }
+  }
+  torch::Tensor token_logp;
+  {
+    AutocastGuard autocast(dev);
+    auto out = model->forward(tokens.to(dev.device), ages.to(dev.device), segments.to(dev.device));
+    auto logp = torch::log_softmax(out.logits.to(torch::kFloat32).narrow(1, 0, context - 1), -1);
+    // log p(token j+1 | tokens <= j), [B, context - 1]
+    token_logp = logp.gather(2, tokens.narrow(1, 1, context - 1).to(dev.device).unsqueeze(2)).squeeze(2).cpu();
+  }
+  auto lp = token_logp.accessor<float, 2>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j + 1 < windows[size_t(b)].n; ++j) logps[windows[size_t(b)].subject].push_back(lp[b][j]);
+}
+
+// A subject's fit from its token log-probabilities: mean loss and Min-K%.
+SubjectFit summarise(int64_t subject_id, std::vector<double> lp, double min_k) {
+  std::sort(lp.begin(), lp.end());
+  const auto t = static_cast<int64_t>(lp.size());
+  const auto k = static_cast<size_t>(std::max<int64_t>(1, std::llround(min_k * double(t))));
+  double sum = 0, low = 0;
+  for (size_t j = 0; j < lp.size(); ++j) (j < k ? low : sum) += lp[j];
+  return {subject_id, t, -(sum + low) / double(t), low / double(k)};
+}
+
+// Every subject's whole timeline, in windows of model.context tokens (the last one shorter).
+std::vector<SubjectFit> fit_subjects(ClinicalTransformer& model, const data::TokenDataset& ds, const std::string& split,
+                                     const std::vector<data::SubjectRef>& refs, const Config& cfg,
+                                     const DeviceChoice& dev) {
+  const int64_t context = cfg.model.context;
+  std::vector<Window> windows;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    const int64_t n = ds.shards(split)[refs[i].shard].subject(refs[i].entry).n_tokens;
+    for (int64_t start = 0; start + 1 < n; start += context) windows.push_back({i, start, std::min(context, n - start)});
+  }
+  std::vector<std::vector<double>> logps(refs.size());
+  const auto batch = static_cast<size_t>(cfg.audit.batch_size);
+  for (size_t i = 0; i < windows.size(); i += batch) {
+    const std::vector<Window> chunk(windows.begin() + long(i), windows.begin() + long(std::min(windows.size(), i + batch)));
+    score_windows(model, ds, split, refs, chunk, context, dev, logps);
+  }
+  std::vector<SubjectFit> fits;
+  for (size_t i = 0; i < refs.size(); ++i)
+    fits.push_back(summarise(ds.shards(split)[refs[i].shard].subject(refs[i].entry).subject_id, std::move(logps[i]),
+                             cfg.audit.min_k));
+  return fits;
+}
+
+// The AUROC of telling members (train) from non-members (held_out, tuning) by a score, higher meaning
+// "member"; exp() maps each score into (0, 1], which keeps its order.
+Json membership_auroc(const std::vector<SubjectFit>& members, const std::vector<SubjectFit>& others,
+                      double (*score)(const SubjectFit&), int64_t bootstrap, uint64_t seed) {
+  std::vector<double> p;
+  std::vector<int> y;
+  for (const auto& f : members) p.push_back(std::exp(score(f))), y.push_back(1);
+  for (const auto& f : others) p.push_back(std::exp(score(f))), y.push_back(0);
+  const BinaryEvaluation e = evaluate_binary(p, y, bootstrap, seed);
+  return Json{{"auroc", e.point.auroc}, {"auroc_low", e.auroc.lo}, {"auroc_high", e.auroc.hi}};
+}
+
+double mean_of(const std::vector<SubjectFit>& fits) {
+  double s = 0;
+  for (const auto& f : fits) s += f.mean_nll;
+  return fits.empty() ? NAN : s / double(fits.size());
+}
+
+}  // namespace
+
+int run_audit(const Config& cfg_in) {
+  Config cfg = cfg_in;
+  if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
+  const fs::path out = cfg.run.dir;
+  RunLock lock(out, "chart audit");
+  if (fs::exists(out / "audit.json"))
+    throw Error(fmt::format("{} already holds an audit.json", out.string()), "choose another run.dir");
+  set_cpu_threads(cfg.train.threads);
+  Pretrained pre = load_pretrained(cfg.init.checkpoint);
+  if (pre.tensors.count("cls_head.weight"))
+    throw Error(fmt::format("{} is a fine-tuned checkpoint", pre.dir.string()),
+                "audit the pretrained checkpoint it came from (init.checkpoint of the fine-tune run)");
+  if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
+  cfg.model = checkpoint_model(pre, cfg.model);
+  auto ds = data::TokenDataset::open(cfg.data.dir);
+  check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
+  const int64_t most = cfg.audit.max_subjects;
+  const auto members = audited_subjects(ds, "train", most);
+  // Non-members: subjects the model never trained on, held_out first, then tuning (which
+  // pretraining only evaluates on), up to audit.max_subjects.
+  std::vector<std::pair<std::string, std::vector<data::SubjectRef>>> others;
+  size_t n_others = 0;
+  for (const char* split : {"held_out", "tuning"}) {
+    if (most > 0 && int64_t(n_others) >= most) break;
+    others.emplace_back(split, audited_subjects(ds, split, most > 0 ? most - int64_t(n_others) : 0));
+    n_others += others.back().second.size();
+  }
+  if (members.empty() || n_others == 0)
+    fail("audit: {} needs subjects with two or more tokens in train ({}) and in held_out or tuning ({})", cfg.data.dir,
+         members.size(), n_others);
+  const DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
+  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
+  ClinicalTransformer model(cfg.model, pre.vocab_size);
+  copy_pretrained_weights(pre, *model);
+  model->to(dev.device);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  info("audit: membership inference on {} train and {} held_out/tuning subjects of {} (whole timelines, in windows of "
+       "{} tokens)", members.size(), n_others, cfg.data.dir, cfg.model.context);
+  const auto fit_in = fit_subjects(model, ds, "train", members, cfg, dev);
+  std::vector<SubjectFit> fit_out;
+  Json non_members = Json::object();
+  for (const auto& [split, refs] : others) {
+    const auto fits = fit_subjects(model, ds, split, refs, cfg, dev);
+    fit_out.insert(fit_out.end(), fits.begin(), fits.end());
+    non_members[split] = fits.size();
+  }
+
+  const auto seed = static_cast<uint64_t>(cfg.train.seed);
+  Json loss = membership_auroc(fit_in, fit_out, [](const SubjectFit& f) { return -f.mean_nll; },
+                               cfg.audit.bootstrap, seed);
+  Json min_k = membership_auroc(fit_in, fit_out, [](const SubjectFit& f) { return f.min_k; }, cfg.audit.bootstrap, seed);
+  loss["mean_nll_train"] = mean_of(fit_in);
+  loss["mean_nll_non_members"] = mean_of(fit_out);
+  min_k["k"] = cfg.audit.min_k;
+  Json j;
+  j["checkpoint"] = pre.dir.string();
+  j["data"] = cfg.data.dir;
+  j["members"] = Json{{"train", fit_in.size()}};
+  j["non_members"] = non_members;
+  j["window"] = cfg.model.context;
+  j["bootstrap"] = cfg.audit.bootstrap;
+  j["membership"] = Json{{"loss", loss}, {"min_k", min_k}};
+  j["device"] = dev.describe();
+  write_file_atomic(out / "config.yaml", config_to_yaml(cfg));
+  write_file_atomic(out / "audit.json", dump_json(j));
+  info("audit: membership AUROC by loss {:.3f} [{:.3f}, {:.3f}], by Min-{:.0f}% {:.3f} [{:.3f}, {:.3f}] "
+       "(0.5: nothing this attack can see); mean loss members {:.3f} vs non-members {:.3f}; wrote {}",
+       loss["auroc"].get<double>(), loss["auroc_low"].get<double>(), loss["auroc_high"].get<double>(),
+       100 * cfg.audit.min_k, min_k["auroc"].get<double>(), min_k["auroc_low"].get<double>(),
+       min_k["auroc_high"].get<double>(), mean_of(fit_in), mean_of(fit_out), (out / "audit.json").string());
+  return 0;
+}
+
+}  // namespace chart
