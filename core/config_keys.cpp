@@ -137,6 +137,7 @@ void bind(Binder& b, Config& c) {
     b.field("max_subjects", a.max_subjects, 0, kMaxInt);
     b.field("min_k", a.min_k, 1e-6, 1.0);
     b.field("bootstrap", a.bootstrap, 0, 1000000);
+    b.field("k", a.k, 0, kMaxInt);
     b.field("batch_size", a.batch_size, 1, 1 << 20);
   });
   b.section("dist", [&] {

@@ -63,13 +63,31 @@ TEST(Audit, MembershipInferenceSeesMemorisationAndOnlyThat) {
   EXPECT_LT(std::abs(fair.loss_auroc - 0.5), 0.1);
 }
 
-TEST(Audit, RefusesAFineTunedCheckpointAnExistingAuditAndNoCheckpoint) {
+TEST(Audit, CountsRareTokensAndBinsAndRefusesAFineTunedCheckpointAnExistingAuditAndNoCheckpoint) {
   testing::TempDir dir;
   std::string out;
   const Audited first = audit_after(dir / "a", 200, 5);
   const fs::path audit = dir / "a" / "audit";
   const std::string before = read_file(audit / "audit.json");
   EXPECT_GT(first.members, 0);
+  // The privacy threshold, counted from the training shards: no code token rests on fewer than
+  // prepare.min_subjects (10) train subjects, as prepare promised; at a k above the cohort's
+  // size every token and bin is below it, so the count could not be stuck at zero.
+  auto thresholds = nlohmann::json::parse(before)["thresholds"];
+  EXPECT_EQ(thresholds["k"], 10);
+  EXPECT_EQ(thresholds["k_from"], "prepare.min_subjects");
+  EXPECT_EQ(thresholds["code_tokens_below_k"], 0);
+  EXPECT_GT(thresholds["train_subjects"].get<int64_t>(), 100);
+  ASSERT_EQ(testing::run_chart(fmt::format("audit {} --set init.checkpoint={} --set run.dir={} --set audit.k=100000 "
+                                           "--set audit.bootstrap=10 --set audit.max_subjects=5",
+                                           config("tiny.yaml"), (dir / "a" / "pre").string(),
+                                           (dir / "audit-k").string()), &out), 0) << out;
+  EXPECT_NE(out.find("numeric bins rest on fewer than 100000 train subjects (k from audit.k)"), std::string::npos) << out;
+  auto strict = nlohmann::json::parse(read_file(dir / "audit-k" / "audit.json"))["thresholds"];
+  EXPECT_GT(strict["code_tokens_below_k"].get<int64_t>(), 10);
+  EXPECT_GT(strict["bins_below_k"].get<int64_t>(), 0);
+  EXPECT_LE(strict["tokens"].size(), 50u);
+  EXPECT_GT(strict["tokens"][0]["subjects"].get<int64_t>(), 0);
   EXPECT_EQ(testing::run_chart(fmt::format("audit {} --set init.checkpoint={} --set run.dir={}", config("tiny.yaml"),
                                            (dir / "a" / "pre").string(), audit.string()), &out), 1) << out;
   EXPECT_NE(out.find("already holds an audit.json"), std::string::npos) << out;

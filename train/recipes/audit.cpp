@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "data/subject_counts.h"
 #include "data/token_dataset.h"
 #include "data/vocab.h"
 #include "model/autocast.h"
@@ -126,6 +127,42 @@ double mean_of(const std::vector<SubjectFit>& fits) {
   return fits.empty() ? NAN : s / double(fits.size());
 }
 
+// Tokens and numeric bins of the training data that rest on fewer than k train subjects (but
+// more than none: a token nobody has reveals nobody). Special tokens are not data.
+Json rare_tokens_and_bins(const data::TokenDataset& ds, int64_t k) {
+  constexpr size_t kListed = 50;
+  const data::Vocab& vocab = ds.vocab();
+  const data::SubjectCounts counts = data::count_subjects(ds, "train");
+  Json tokens = Json::array(), bins = Json::array();
+  int64_t n_tokens = 0, n_codes = 0, n_bins = 0;
+  for (uint32_t id = 0; id < vocab.size(); ++id) {
+    const int64_t n = counts.token[id];
+    if (vocab.kind(id) == data::TokenKind::kSpecial || n == 0 || n >= k) continue;
+    ++n_tokens;
+    n_codes += vocab.kind(id) == data::TokenKind::kCode;
+    if (tokens.size() < kListed) tokens.push_back(Json{{"token", vocab.token(id)}, {"subjects", n}});
+  }
+  for (const auto& [bin, n] : counts.bin) {
+    if (n >= k) continue;
+    ++n_bins;
+    if (bins.size() < kListed)
+      bins.push_back(Json{{"code", vocab.token(bin.first)}, {"bin", vocab.token(bin.second)}, {"subjects", n}});
+  }
+  return Json{{"k", k},
+              {"train_subjects", counts.subjects},
+              {"tokens_below_k", n_tokens},
+              {"code_tokens_below_k", n_codes},
+              {"bins_below_k", n_bins},
+              {"tokens", tokens},
+              {"bins", bins}};
+}
+
+// prepare.min_subjects of the dataset, as its manifest records it (0 if it does not).
+int64_t prepare_threshold(const fs::path& data_dir) {
+  const Json m = Json::parse(read_file(data_dir / "manifest.json"));
+  return m.contains("min_subjects") && m["min_subjects"].is_number_integer() ? m["min_subjects"].get<int64_t>() : 0;
+}
+
 }  // namespace
 
 int run_audit(const Config& cfg_in) {
@@ -191,6 +228,11 @@ int run_audit(const Config& cfg_in) {
   j["window"] = cfg.model.context;
   j["bootstrap"] = cfg.audit.bootstrap;
   j["membership"] = Json{{"loss", loss}, {"min_k", min_k}};
+  const int64_t k = cfg.audit.k > 0 ? cfg.audit.k : prepare_threshold(cfg.data.dir);
+  if (k > 0) {
+    j["thresholds"] = rare_tokens_and_bins(ds, k);
+    j["thresholds"]["k_from"] = cfg.audit.k > 0 ? "audit.k" : "prepare.min_subjects";
+  }
   j["device"] = dev.describe();
   write_file_atomic(out / "config.yaml", config_to_yaml(cfg));
   write_file_atomic(out / "audit.json", dump_json(j));
@@ -199,6 +241,16 @@ int run_audit(const Config& cfg_in) {
        loss["auroc"].get<double>(), loss["auroc_low"].get<double>(), loss["auroc_high"].get<double>(),
        100 * cfg.audit.min_k, min_k["auroc"].get<double>(), min_k["auroc_low"].get<double>(),
        min_k["auroc_high"].get<double>(), mean_of(fit_in), mean_of(fit_out), (out / "audit.json").string());
+  if (k > 0) {
+    const Json& t = j["thresholds"];
+    const int64_t rare = t["tokens_below_k"].get<int64_t>() + t["bins_below_k"].get<int64_t>();
+    const std::string line = fmt::format("audit: {} tokens ({} of them codes) and {} numeric bins rest on fewer than {} "
+                                         "train subjects (k from {})", t["tokens_below_k"].get<int64_t>(),
+                                         t["code_tokens_below_k"].get<int64_t>(), t["bins_below_k"].get<int64_t>(), k,
+                                         t["k_from"].get<std::string>());
+    if (rare > 0) warn("{}; audit.json lists them", line);
+    else info("{}", line);
+  }
   return 0;
 }
 
