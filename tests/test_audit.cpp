@@ -88,6 +88,9 @@ TEST(Audit, CountsRareTokensAndBinsAndRefusesAFineTunedCheckpointAnExistingAudit
   EXPECT_GT(strict["bins_below_k"].get<int64_t>(), 0);
   EXPECT_LE(strict["tokens"].size(), 50u);
   EXPECT_GT(strict["tokens"][0]["subjects"].get<int64_t>(), 0);
+  for (const char* list : {"tokens", "bins"})  // the rarest first
+    for (size_t i = 1; i < strict[list].size(); ++i)
+      EXPECT_LE(strict[list][i - 1]["subjects"].get<int64_t>(), strict[list][i]["subjects"].get<int64_t>()) << list;
   EXPECT_EQ(testing::run_chart(fmt::format("audit {} --set init.checkpoint={} --set run.dir={}", config("tiny.yaml"),
                                            (dir / "a" / "pre").string(), audit.string()), &out), 1) << out;
   EXPECT_NE(out.find("already holds an audit.json"), std::string::npos) << out;

@@ -127,34 +127,38 @@ double mean_of(const std::vector<SubjectFit>& fits) {
   return fits.empty() ? NAN : s / double(fits.size());
 }
 
+// The rarest entries of a list of (subjects, entry), at most `most`, fewest subjects first.
+Json rarest(std::vector<std::pair<int64_t, Json>> entries, size_t most) {
+  std::stable_sort(entries.begin(), entries.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  Json out = Json::array();
+  for (size_t i = 0; i < std::min(most, entries.size()); ++i) out.push_back(std::move(entries[i].second));
+  return out;
+}
+
 // Tokens and numeric bins of the training data that rest on fewer than k train subjects (but
-// more than none: a token nobody has reveals nobody). Special tokens are not data.
+// more than none: a token nobody has reveals nobody), the rarest 50 of each listed. Special
+// tokens are not data.
 Json rare_tokens_and_bins(const data::TokenDataset& ds, int64_t k) {
   constexpr size_t kListed = 50;
   const data::Vocab& vocab = ds.vocab();
   const data::SubjectCounts counts = data::count_subjects(ds, "train");
-  Json tokens = Json::array(), bins = Json::array();
-  int64_t n_tokens = 0, n_codes = 0, n_bins = 0;
+  std::vector<std::pair<int64_t, Json>> tokens, bins;
+  int64_t n_codes = 0;
   for (uint32_t id = 0; id < vocab.size(); ++id) {
     const int64_t n = counts.token[id];
     if (vocab.kind(id) == data::TokenKind::kSpecial || n == 0 || n >= k) continue;
-    ++n_tokens;
     n_codes += vocab.kind(id) == data::TokenKind::kCode;
-    if (tokens.size() < kListed) tokens.push_back(Json{{"token", vocab.token(id)}, {"subjects", n}});
+    tokens.emplace_back(n, Json{{"token", vocab.token(id)}, {"subjects", n}});
   }
-  for (const auto& [bin, n] : counts.bin) {
-    if (n >= k) continue;
-    ++n_bins;
-    if (bins.size() < kListed)
-      bins.push_back(Json{{"code", vocab.token(bin.first)}, {"bin", vocab.token(bin.second)}, {"subjects", n}});
-  }
+  for (const auto& [bin, n] : counts.bin)
+    if (n < k) bins.emplace_back(n, Json{{"code", vocab.token(bin.first)}, {"bin", vocab.token(bin.second)}, {"subjects", n}});
   return Json{{"k", k},
               {"train_subjects", counts.subjects},
-              {"tokens_below_k", n_tokens},
+              {"tokens_below_k", tokens.size()},
               {"code_tokens_below_k", n_codes},
-              {"bins_below_k", n_bins},
-              {"tokens", tokens},
-              {"bins", bins}};
+              {"bins_below_k", bins.size()},
+              {"tokens", rarest(std::move(tokens), kListed)},
+              {"bins", rarest(std::move(bins), kListed)}};
 }
 
 // prepare.min_subjects of the dataset, as its manifest records it (0 if it does not).
