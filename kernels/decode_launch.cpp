@@ -49,7 +49,9 @@ DecodeTensors decode_inputs(const torch::Tensor& q, const torch::Tensor& k, cons
                 " must be [N, >= keys], not ", x.sizes());
     return x.to(q.device(), type).contiguous();
   };
-  if (valid.defined()) t.valid = per_row(valid, torch::kUInt8, "valid");
+  // The cache's bool flags are read as bytes in place (same size): no copy per layer and step.
+  if (valid.defined())
+    t.valid = per_row(valid.scalar_type() == torch::kBool ? valid.view(torch::kUInt8) : valid, torch::kUInt8, "valid");
   if (ages.defined() && slopes.defined()) {
     t.ages = per_row(ages, torch::kFloat32, "ages");
     TORCH_CHECK(!t.valid.defined() || t.valid.size(1) == t.ages.size(1), "decode attention: valid and ages differ in width");
