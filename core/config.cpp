@@ -341,6 +341,16 @@ void validate(const Config& c) {
       fail("config: prepare.split_map: '{}' is not NAME=SPLIT with SPLIT one of train, tuning, held_out "
            "(e.g. [dev=train, val=tuning, test=held_out])", m);
   }
+  for (const auto& m : c.serve.models) {
+    const auto eq = m.find('=');
+    const bool ok = eq != std::string::npos && eq > 0 && eq + 1 < m.size() &&
+                    m.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == eq;
+    if (!ok)
+      fail("config: serve.models: '{}' is not TASK=CHECKPOINT with TASK of letters, digits, '_' and '-' "
+           "(e.g. [mortality_365d=runs/ft])", m);
+  }
+  if (c.serve.tls_cert.empty() != c.serve.tls_key.empty())
+    fail("config: serve.tls_cert and serve.tls_key go together (HTTPS needs both)");
   for (const auto& t : c.finetune.lora_targets)
     if (t != "wq" && t != "wk" && t != "wv" && t != "wo" && t != "w_gate" && t != "w_up" && t != "w_down")
       fail("config: finetune.lora_targets: unknown projection '{}' (wq, wk, wv, wo, w_gate, w_up, w_down)", t);

@@ -188,6 +188,29 @@ struct AuditConfig {
   int64_t batch_size = 32;
 };
 
+// `chart serve`: fine-tuned models behind an HTTP API (serve/server.h). Who may call it, with
+// which credential and for which tasks, is in serve.clients, a file of its own (serve/access.h).
+struct ServeConfig {
+  std::vector<std::string> models;  // "TASK=CHECKPOINT", one per served task (a fine-tuned checkpoint)
+  std::string host = "127.0.0.1";
+  int64_t port = 8080;              // 0: a free port, written to run.dir/serve.json
+  bool allow_plain_remote = false;  // plain HTTP on an address other than loopback (else TLS is required)
+  std::string tls_cert;             // PEM certificate and key: HTTPS
+  std::string tls_key;
+  std::string clients;              // YAML: the clients, their API key hashes or JWT issuers and keys, their tasks
+  std::string audience;             // the `aud` JWTs must carry (this service's base URL); needed for JWT clients
+  std::string public_url;           // the base URL in links (model cards); "": from the request's Host header
+  std::string fhir_mapping;         // YAML: FHIR code systems -> MEDS codes; "": the built-in conventions
+  int64_t max_body_kb = 1024;       // larger request bodies get 413
+  double read_timeout_s = 10;       // a client silent this long mid-request is cut off
+  int64_t rate_limit = 600;         // requests per client per minute (a token bucket); 0: unlimited
+  int64_t threads = 256;            // HTTP worker threads: each open connection holds one
+  int64_t batch_size = 32;          // concurrent requests batched into one forward pass
+  double batch_wait_ms = 2;         // how long a forming batch waits for more requests
+  double min_coverage = 0.9;        // warn when a smaller share of a request's events have codes the model knows
+  bool log_payloads = false;        // the audit log carries request bodies (PHI) only if set
+};
+
 // Data parallelism over several processes (torchrun, srun); inert in a single process.
 struct DistConfig {
   std::string backend = "auto";  // auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
@@ -210,6 +233,7 @@ struct Config {
   GenerateConfig generate;
   PredictConfig predict;
   AuditConfig audit;
+  ServeConfig serve;
   DistConfig dist;
 };
 

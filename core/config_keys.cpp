@@ -140,6 +140,27 @@ void bind(Binder& b, Config& c) {
     b.field("k", a.k, 0, kMaxInt);
     b.field("batch_size", a.batch_size, 1, 1 << 20);
   });
+  b.section("serve", [&] {
+    auto& s = c.serve;
+    b.field("models", s.models);
+    b.field("host", s.host);
+    b.field("port", s.port, 0, 65535);
+    b.field("allow_plain_remote", s.allow_plain_remote);
+    b.field("tls_cert", s.tls_cert);
+    b.field("tls_key", s.tls_key);
+    b.field("clients", s.clients);
+    b.field("audience", s.audience);
+    b.field("public_url", s.public_url);
+    b.field("fhir_mapping", s.fhir_mapping);
+    b.field("max_body_kb", s.max_body_kb, 1, 1 << 20);
+    b.field("read_timeout_s", s.read_timeout_s, 0.1, 3600.0);
+    b.field("rate_limit", s.rate_limit, 0, kMaxInt);
+    b.field("threads", s.threads, 1, 1024);
+    b.field("batch_size", s.batch_size, 1, 4096);
+    b.field("batch_wait_ms", s.batch_wait_ms, 0.0, 10000.0);
+    b.field("min_coverage", s.min_coverage, 0.0, 1.0);
+    b.field("log_payloads", s.log_payloads);
+  });
   b.section("dist", [&] {
     auto& d = c.dist;
     b.choice("backend", d.backend, {"auto", "nccl", "gloo"});

@@ -64,32 +64,40 @@ ExampleSplits make_examples(const TokenDataset& ds, const std::vector<LabelRow>&
   return out;
 }
 
-ExampleBatch collate(const TokenDataset& ds, const std::vector<Example>& examples, size_t begin, size_t end,
-                     int64_t L) {
-  const int64_t B = static_cast<int64_t>(end - begin);
+ExampleBatch empty_batch(int64_t B, int64_t L) {
   ExampleBatch b;
   b.tokens = torch::zeros({B, L}, torch::kInt64);  // [PAD] is 0
   b.ages = torch::zeros({B, L}, torch::kFloat32);
   b.segments = torch::full({B, L}, -1, torch::kInt32);
   b.last_index = torch::empty({B}, torch::kInt64);
-  b.labels = torch::empty({B}, torch::kFloat32);
-  for (int64_t r = 0; r < B; ++r) {
+  b.labels = torch::zeros({B}, torch::kFloat32);
+  return b;
+}
+
+void fill_row(ExampleBatch& b, int64_t r, const uint32_t* tokens, const int64_t* times, int64_t n_tokens,
+              int64_t birth_us) {
+  const int64_t L = b.tokens.size(1);
+  const int64_t n = std::min<int64_t>(n_tokens, L);
+  const int64_t from = n_tokens - n;
+  int64_t* tok = b.tokens.data_ptr<int64_t>() + r * L;
+  float* age = b.ages.data_ptr<float>() + r * L;
+  int32_t* seg = b.segments.data_ptr<int32_t>() + r * L;
+  for (int64_t j = 0; j < n; ++j) {
+    tok[j] = tokens[from + j];
+    age[j] = age_years(times[from + j], birth_us);
+    seg[j] = 0;
+  }
+  b.last_index[r] = n - 1;
+}
+
+ExampleBatch collate(const TokenDataset& ds, const std::vector<Example>& examples, size_t begin, size_t end,
+                     int64_t L) {
+  ExampleBatch b = empty_batch(static_cast<int64_t>(end - begin), L);
+  for (int64_t r = 0; r < b.tokens.size(0); ++r) {
     const Example& ex = examples[begin + static_cast<size_t>(r)];
-    const TokenShard* sh = &ds.shards(ex.split)[ex.ref.shard];
-    const SubjectEntry& e = sh->subject(ex.ref.entry);
-    const int64_t n = std::min<int64_t>(ex.n_tokens, L);
-    const int64_t from = ex.n_tokens - n;
-    const uint32_t* t = sh->tokens() + e.token_start + from;
-    const int64_t* tm = sh->times() + e.token_start + from;
-    int64_t* tok = b.tokens.data_ptr<int64_t>() + r * L;
-    float* age = b.ages.data_ptr<float>() + r * L;
-    int32_t* seg = b.segments.data_ptr<int32_t>() + r * L;
-    for (int64_t j = 0; j < n; ++j) {
-      tok[j] = t[j];
-      age[j] = age_years(tm[j], e.birth_us);
-      seg[j] = 0;
-    }
-    b.last_index[r] = n - 1;
+    const TokenShard& sh = ds.shards(ex.split)[ex.ref.shard];
+    const SubjectEntry& e = sh.subject(ex.ref.entry);
+    fill_row(b, r, sh.tokens() + e.token_start, sh.times() + e.token_start, ex.n_tokens, e.birth_us);
     b.labels[r] = ex.row.label ? 1.0f : 0.0f;
   }
   return b;

@@ -48,6 +48,11 @@ struct ExampleBatch {
   torch::Tensor labels;      // [B] float32, 0 or 1
 };
 
+// B rows of L positions, all padding (labels 0).
+ExampleBatch empty_batch(int64_t B, int64_t L);
+// Row r: the last min(n_tokens, L) of these tokens (a prefix cut at its prediction time).
+void fill_row(ExampleBatch& b, int64_t r, const uint32_t* tokens, const int64_t* times, int64_t n_tokens,
+              int64_t birth_us);
 // Examples[begin, end) as one batch of `context` positions per row.
 ExampleBatch collate(const TokenDataset& ds, const std::vector<Example>& examples, size_t begin, size_t end,
                      int64_t context);

@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "core/error.h"
+#include "core/utc_time.h"
 
 namespace chart::data {
 
@@ -62,14 +63,7 @@ std::vector<MedsFile> find_meds_files(const fs::path& meds, bool any_folders,
   return files;
 }
 
-std::string format_time_us(int64_t us) {
-  std::time_t s = static_cast<std::time_t>(us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000));
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string format_time_us(int64_t us) { return format_utc(us); }
 
 namespace {
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "data/meds_event.h"
 #include "data/meds_schema.h"
 
 namespace arrow { class RecordBatch; class RecordBatchReader; }
@@ -42,20 +43,6 @@ std::vector<MedsFile> find_meds_files(const fs::path& meds, bool any_folders = f
 
 // prepare.split_map's "NAME=SPLIT" entries as a map (the config has checked their shape).
 std::map<std::string, std::string> split_renames(const std::vector<std::string>& entries);
-
-struct Event {
-  std::string_view code;
-  std::string_view text;  // empty unless has_text
-  int64_t time_us = 0;    // microseconds since 1970-01-01; meaningful only if has_time
-  float value = 0;        // meaningful only if has_value
-  bool has_time = false, has_value = false, has_text = false;
-};
-
-// One subject's rows, in file order. The string_views stay valid until the next call to next().
-struct Subject {
-  int64_t id = 0;
-  std::vector<Event> events;
-};
 
 class MedsFileReader {
  public:

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "data/meds_reader.h"
+#include "data/meds_event.h"
 
 namespace chart::data {
 

@@ -2,12 +2,13 @@
 # Fuzzes chart's safetensors reader with libFuzzer (clang, AddressSanitizer + UBSan) for a
 # bounded time; exits non-zero on any crash, sanitizer report or uncaught exception.
 #   bash scripts/fuzz_safetensors.sh [SECONDS]      (default 600, per target)
-#   FUZZ_TARGETS="safetensors vocab"  which targets, one after the other (default: safetensors)
+#   FUZZ_TARGETS="safetensors vocab serve_request"  which targets, one after the other (default: safetensors)
 #   FUZZ_DIR=build-fuzz  where the binaries, corpora and any crash files go
 #   FUZZ_SEEDS=DIR       more seed files (*.safetensors, vocab.tsv), e.g. a run's checkpoint
 # tests/fuzz/fuzz_safetensors.cpp drives parse_safetensors_layout(), the torch-free validation
 # that parse_safetensors() runs before it copies any byte (model/safetensors_layout.h);
-# tests/fuzz/fuzz_vocab.cpp drives data::Vocab::parse() (vocab.tsv, which exports carry).
+# tests/fuzz/fuzz_vocab.cpp drives data::Vocab::parse() (vocab.tsv, which exports carry);
+# tests/fuzz/fuzz_serve_request.cpp drives what `chart serve` parses from a request body.
 # Not part of CI (too long); tests/test_safe_loading.cpp holds the crafted files CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,9 +37,11 @@ for t in $targets; do
   case $t in
     safetensors) srcs=(model/safetensors_layout.cpp) ;;
     vocab) srcs=(data/vocab.cpp core/files.cpp) ;;
-    *) say "unknown target $t (safetensors, vocab)"; exit 2 ;;
+    serve_request) srcs=(serve/patient.cpp serve/fhir_input.cpp core/utc_time.cpp core/files.cpp) ;;
+    *) say "unknown target $t (safetensors, vocab, serve_request)"; exit 2 ;;
   esac
-  "$cxx" "${flags[@]}" "${srcs[@]}" "tests/fuzz/fuzz_$t.cpp" -o "$out/fuzz_$t"
+  libs=(); [ "$t" = serve_request ] && libs=(-lyaml-cpp)
+  "$cxx" "${flags[@]}" "${srcs[@]}" "tests/fuzz/fuzz_$t.cpp" -o "$out/fuzz_$t" "${libs[@]}"
 done
 
 # 3. Seeds: valid files of every dtype, written here byte by byte, and crafted near-misses; a
@@ -132,6 +135,44 @@ cat > "$out/safetensors.dict" <<'DICT'
 "\\u00"
 "18446744073709551615"
 "9223372036854775807"
+DICT
+
+# Request bodies: MEDS rows, a FHIR Bundle, a CDS Hooks prefetch object.
+mkdir -p "$out/serve_request/seeds"
+cat > "$out/serve_request/seeds/meds_rows.json" <<'JSON'
+{"subject_id": 7, "prediction_time": "2020-01-31T00:00:00Z", "events": [{"code": "GENDER//F"},
+ {"code": "MEDS_BIRTH", "time": "1950-01-01"}, {"code": "LAB//glucose//mg/dL", "time": "2019-05-01T10:00:00.5+02:00",
+ "numeric_value": 104.5}, {"code": "DIAGNOSIS//ICD//10//I10", "time": "2021-01-01T00:00:00Z"}]}
+JSON
+cat > "$out/serve_request/seeds/bundle.json" <<'JSON'
+{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", "id": "p1", "gender": "male",
+ "birthDate": "1960-03-01"}}, {"resource": {"resourceType": "Condition", "onsetDateTime": "2018-04-01T10:00:00Z",
+ "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}]}}},
+ {"resource": {"resourceType": "Observation", "effectiveDateTime": "2018-04-01", "code": {"coding": [{"system":
+ "http://loinc.org", "code": "2345-7"}]}, "valueQuantity": {"value": 180, "unit": "mg/dL"}}}]}
+JSON
+cat > "$out/serve_request/seeds/prefetch.json" <<'JSON'
+{"patient": {"resourceType": "Patient", "id": "p1"}, "encounters": {"resourceType": "Bundle", "entry": [{"resource":
+ {"resourceType": "Encounter", "period": {"start": "2018-04-01T09:00:00Z"}, "class": {"system":
+ "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}}]}, "conditions": null}
+JSON
+cat > "$out/serve_request.dict" <<'DICT'
+"subject_id"
+"prediction_time"
+"events"
+"code"
+"time"
+"numeric_value"
+"resourceType"
+"Bundle"
+"entry"
+"resource"
+"Patient"
+"Observation"
+"valueQuantity"
+"coding"
+"system"
+"2020-02-29T23:59:60.999999-23:59"
 DICT
 
 # 4. Run each target. libFuzzer exits non-zero and writes crash-* into crashes/ on any failure.

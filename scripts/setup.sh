@@ -14,7 +14,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # 1. System packages (Debian names). Each is checked before anything is installed.
 if [ -z "${CHART_SKIP_APT:-}" ]; then
   want=(cmake ninja-build g++ pkg-config libyaml-cpp-dev libfmt-dev nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev
-        libgloo-dev ccache)
+        libgloo-dev libcpp-httplib-dev libjwt-dev ccache)
   missing=()
   for p in "${want[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then

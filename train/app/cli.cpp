@@ -84,6 +84,14 @@ const std::vector<Command>& commands() {
         {"data", "run", "init", "audit"},
         "chart audit configs/tiny.yaml --set init.checkpoint=runs/tiny --set run.dir=runs/audit"},
        cmd_audit},
+      {{"serve", "CONFIG [--set k=v]...", "fine-tuned models behind an HTTP API (CDS Hooks, FHIR, JSON)",
+        "CONFIG\ta YAML config with serve.* keys (configs/serve.yaml)\n--set KEY=VALUE\toverride one config key (repeatable)\n"
+        "\tserve.models: [TASK=CHECKPOINT, ...]; serve.clients: who may call (docs/serve.md); run.dir: audit log\n"
+        "\tSIGHUP reloads the config and checkpoints; SIGTERM drains and exits 0",
+        {"run", "serve", "train"},
+        "chart serve configs/serve.yaml --set 'serve.models=[mortality_365d=runs/ft]' "
+        "--set serve.clients=clients.yaml --set run.dir=runs/serve"},
+       cmd_serve},
       {{"export", "--checkpoint PATH --out DIR [--format hf] [--drop-time-features] [--vocab F] [--overwrite]",
         "export a checkpoint for Hugging Face transformers",
         "--checkpoint PATH\ta checkpoint or run directory\n--out DIR\tthe export to write\n"

@@ -13,5 +13,6 @@ int cmd_generate(Args& args);
 int cmd_predict(Args& args);
 int cmd_export(Args& args);
 int cmd_audit(Args& args);
+int cmd_serve(Args& args);
 
 }  // namespace chart

@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "core/utc_time.h"
 #include "model/layers.h"
 #include "model/transformer.h"
 
@@ -75,14 +76,7 @@ Json yaml_node_to_json(const YAML::Node& n) {
   }
 }
 
-std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string now_utc() { return format_utc(now_utc_us()); }
 
 Json count_or_null(int64_t v) { return v < 0 ? Json() : Json(v); }
 Json string_or_null(const std::string& s) { return s.empty() ? Json() : Json(s); }

@@ -5,26 +5,30 @@
 
 namespace chart {
 
+std::vector<double> classify_batch(ClinicalTransformer& model, const data::ExampleBatch& b, const DeviceChoice& dev) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor logits;
+  {
+    AutocastGuard autocast(dev);
+    logits = model->classify(b.tokens.to(dev.device), b.ages.to(dev.device), b.segments.to(dev.device),
+                             b.last_index.to(dev.device));
+  }
+  auto p = torch::sigmoid(logits.select(1, 0).to(torch::kFloat64)).cpu().contiguous();
+  const double* d = p.data_ptr<double>();
+  return std::vector<double>(d, d + p.numel());
+}
+
 std::vector<double> predict_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                           const std::vector<data::Example>& examples, int64_t context,
                                           int64_t batch_size, const DeviceChoice& dev) {
-  torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
   std::vector<double> out;
   out.reserve(examples.size());
   for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
-    auto b = data::collate(ds, examples, i, end, context);
-    torch::Tensor logits;
-    {
-      AutocastGuard autocast(dev);
-      logits = model->classify(b.tokens.to(dev.device), b.ages.to(dev.device), b.segments.to(dev.device),
-                               b.last_index.to(dev.device));
-    }
-    auto p = torch::sigmoid(logits.select(1, 0).to(torch::kFloat64)).cpu();
-    const double* d = p.data_ptr<double>();
-    out.insert(out.end(), d, d + p.numel());
+    const auto p = classify_batch(model, data::collate(ds, examples, i, end, context), dev);
+    out.insert(out.end(), p.begin(), p.end());
   }
   if (was_training) model->train();
   return out;

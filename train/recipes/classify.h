@@ -14,6 +14,9 @@ namespace chart {
 // mode; a checkpoint without a head is a chart::Error naming it.
 ClinicalTransformer load_classifier(const Pretrained& p, const DeviceChoice& dev);
 
+// One collated batch's probabilities, without gradients (the model is expected in eval mode).
+std::vector<double> classify_batch(ClinicalTransformer& model, const data::ExampleBatch& batch, const DeviceChoice& dev);
+
 // Batched, in eval mode and without gradients; the model's train/eval mode is restored.
 std::vector<double> predict_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                           const std::vector<data::Example>& examples, int64_t context,

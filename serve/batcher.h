@@ -1,0 +1,47 @@
+// Dynamic batching: requests that arrive together share one forward pass. A worker thread takes
+// the first waiting job, waits up to `wait` for more (never past `max_batch`), runs the batch and
+// fulfils each job's future. Jobs are served in arrival order; the destructor finishes the queue.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace chart::serve {
+
+struct BatchJob {
+  std::vector<uint32_t> tokens;  // a prefix cut at its prediction time
+  std::vector<int64_t> times;
+  int64_t birth_us = 0;
+  std::promise<double> result;
+};
+
+class Batcher {
+ public:
+  // run_batch: one probability per job, in order. on_batch: told each batch's size (metrics).
+  using RunBatch = std::function<std::vector<double>(const std::vector<BatchJob*>&)>;
+  Batcher(size_t max_batch, double wait_ms, RunBatch run_batch, std::function<void(size_t)> on_batch);
+  ~Batcher();
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  std::future<double> submit(BatchJob job);
+
+ private:
+  void loop();
+  size_t max_batch_;
+  std::chrono::microseconds wait_;
+  RunBatch run_batch_;
+  std::function<void(size_t)> on_batch_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<BatchJob> queue_;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+}  // namespace chart::serve
