@@ -26,7 +26,33 @@ std::future<double> Batcher::submit(BatchJob job) {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back(std::move(job));
   }
-  ready_.notify_one();
+  ready_.notify_all();
+  return f;
+}
+
+Batcher::Arrival::Arrival(Batcher& b) : b_(b) {
+  std::lock_guard<std::mutex> lock(b_.mutex_);
+  ++b_.arriving_;
+}
+
+Batcher::Arrival::~Arrival() {
+  if (submitted_) return;
+  {
+    std::lock_guard<std::mutex> lock(b_.mutex_);
+    --b_.arriving_;
+  }
+  b_.ready_.notify_all();
+}
+
+std::future<double> Batcher::Arrival::submit(BatchJob job) {
+  std::future<double> f = job.result.get_future();
+  {
+    std::lock_guard<std::mutex> lock(b_.mutex_);
+    --b_.arriving_;
+    submitted_ = true;
+    b_.queue_.push_back(std::move(job));
+  }
+  b_.ready_.notify_all();
   return f;
 }
 
@@ -35,10 +61,11 @@ void Batcher::loop() {
   for (;;) {
     ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and nothing left to serve
-    // A short deadline from the first job: enough for concurrent requests to join, never long
-    // enough to matter to one alone.
+    // A short deadline from the first job, for requests already on their way to join; none on
+    // the way, no wait.
     const auto deadline = std::chrono::steady_clock::now() + wait_;
-    ready_.wait_until(lock, deadline, [&] { return stopping_ || queue_.size() >= max_batch_; });
+    ready_.wait_until(lock, deadline,
+                      [&] { return stopping_ || queue_.size() >= max_batch_ || arriving_ == 0; });
     std::vector<BatchJob> batch;
     while (!queue_.empty() && batch.size() < max_batch_) {
       batch.push_back(std::move(queue_.front()));

@@ -1,6 +1,8 @@
 // Dynamic batching: requests that arrive together share one forward pass. A worker thread takes
-// the first waiting job, waits up to `wait` for more (never past `max_batch`), runs the batch and
-// fulfils each job's future. Jobs are served in arrival order; the destructor finishes the queue.
+// the first waiting job and, while other requests have announced themselves (they are still being
+// tokenized), waits up to `wait` for them (never past `max_batch`); then it runs the batch and
+// fulfils each job's future. A request alone is never kept waiting. Jobs are served in arrival
+// order; the destructor finishes the queue.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -29,7 +31,19 @@ class Batcher {
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
-  std::future<double> submit(BatchJob job);
+  // A request on its way: announce() when it arrives, then submit() its job, or drop the
+  // Arrival (an error before its job was made) to withdraw it.
+  class Arrival {
+   public:
+    explicit Arrival(Batcher& b);
+    ~Arrival();
+    std::future<double> submit(BatchJob job);
+
+   private:
+    Batcher& b_;
+    bool submitted_ = false;
+  };
+  std::future<double> submit(BatchJob job);  // a job that was not announced
 
  private:
   void loop();
@@ -40,6 +54,7 @@ class Batcher {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<BatchJob> queue_;
+  int64_t arriving_ = 0;  // announced, not yet submitted
   bool stopping_ = false;
   std::thread worker_;
 };

@@ -66,6 +66,7 @@ ServedModel::ServedModel(std::string task, const std::string& checkpoint, const 
 }
 
 TaskPrediction ServedModel::predict(const PatientRecord& record) const {
+  Batcher::Arrival arrival(*batcher_);  // a forming batch waits for this request's tokens
   TaskPrediction out;
   const data::Subject subject = to_subject(record, out.after_prediction_time);
   data::Timeline timeline;
@@ -84,7 +85,7 @@ TaskPrediction ServedModel::predict(const PatientRecord& record) const {
   out.events = counts.events;
   out.unknown = counts.unknown;
   out.tokens = static_cast<int64_t>(n);
-  out.probability = batcher_->submit(std::move(job)).get();
+  out.probability = arrival.submit(std::move(job)).get();
   return out;
 }
 

@@ -2,6 +2,8 @@
 sockets), real signed JWTs (PyJWT + cryptography), FHIR R4 RiskAssessments checked by fhir.resources.
 
   python tests/check_serve.py CHART WORKDIR CHECKPOINT MEDS PREDICTIONS
+  python tests/check_serve.py bench CHART WORKDIR CHECKPOINT MEDS PREDICTIONS   (docs/perf.md's table;
+      CHART_SERVE_TASK names the checkpoint's task, default mortality_365d)
 
 CHECKPOINT is a fine-tuned checkpoint of task mortality_365d on the MEDS dataset MEDS;
 PREDICTIONS is `chart predict`'s predictions.parquet for that task's held_out label rows: every
@@ -34,8 +36,10 @@ except ImportError as e:  # the ctest skips (77): scripts/requirements.txt has t
     print(f"skipped: {e} (pip install -r scripts/requirements.txt)")
     sys.exit(77)
 
-CHART, WORK, CKPT, MEDS, PREDICTIONS = sys.argv[1:6]
-TASK = "mortality_365d"
+BENCH = len(sys.argv) > 1 and sys.argv[1] == "bench"
+CHART, WORK, CKPT, MEDS, PREDICTIONS = sys.argv[2:7] if BENCH else sys.argv[1:6]
+TASK = os.environ.get("CHART_SERVE_TASK", "mortality_365d")
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "examples")
 AUDIENCE = "https://chart.test/serve"
 API_KEY = "key-notebook-0123456789"
 LIMITED_KEY = "key-limited-0123456789"
@@ -90,13 +94,12 @@ def write_clients(ec_key, rsa_key):
     api_key_sha256: {sha(OTHER_KEY)}
 """
     open(f"{WORK}/clients.yaml", "w").write(clients)
-    open(f"{WORK}/fhir_mapping.yaml", "w").write('codes:\n  "http://loinc.org|2345-7": "LAB//glucose//mg/dL"\n')
 
 
 def start_server(run_dir, *sets):
     args = [CHART, "serve", os.path.join(os.path.dirname(__file__), "..", "configs", "serve.yaml"),
             "--set", f"serve.models=[{TASK}={CKPT}]", "--set", f"serve.clients={WORK}/clients.yaml",
-            "--set", f"serve.audience={AUDIENCE}", "--set", f"serve.fhir_mapping={WORK}/fhir_mapping.yaml",
+            "--set", f"serve.audience={AUDIENCE}", "--set", f"serve.fhir_mapping={DOCS}/fhir_mapping.yaml",
             "--set", f"run.dir={run_dir}", "--set", "serve.port=0", "--set", "train.threads=2",
             "--set", "serve.max_body_kb=256", "--set", "serve.read_timeout_s=1", "--set", "serve.batch_wait_ms=5"]
     for s in sets:
@@ -306,6 +309,13 @@ def check_cds(url, ec_key, bundle):
     check(r.status_code == 200, "feedback: 200")
     r = post(url, {"feedback": [{"card": "x", "outcome": "maybe"}]}, auth(), f"/cds-services/{TASK}/feedback")
     check(r.status_code == 400, "bad feedback: 400")
+    # docs/serve.md's curl examples, as they are.
+    r = post(url, json.load(open(f"{DOCS}/predict.json")), bearer(API_KEY))
+    check(r.status_code == 200 and r.json()["predictions"][0]["coverage"]["unknown_codes"] == 0,
+          f"docs/examples/predict.json: answered, every code known ({r.text[:200]})")
+    r = post(url, json.load(open(f"{DOCS}/patient-view.json")), bearer(API_KEY), f"/cds-services/{TASK}")
+    check(r.status_code == 200 and "0 FHIR resources" not in r.text and "Read 4 events; 100.0%" in r.json()["cards"][0]["detail"],
+          f"docs/examples/patient-view.json: a card, every resource mapped ({r.text[:400]})")
     card = requests.get(url + f"/v1/model-card/{TASK}", headers=auth())
     check(card.status_code == 200 and isinstance(card.json(), dict) and card.json(), "the model card")
 
@@ -325,7 +335,8 @@ def check_load(url, cases, clients, label):
         return r.status_code, (r.json()["predictions"][0]["probability"] if r.status_code == 200 else None), want, \
             time.perf_counter() - t0
 
-    work = (cases * (1 + 4 * clients // len(cases)))[: max(len(cases), 4 * clients)]
+    n = max(len(cases), (16 if BENCH else 4) * clients)
+    work = (cases * (1 + n // len(cases)))[:n]
     t0 = time.perf_counter()
     with cf.ThreadPoolExecutor(clients) as pool:
         out = list(pool.map(one, work))
@@ -448,5 +459,26 @@ def main():
     print("serve perf:", json.dumps(perf))
 
 
+def bench():
+    """Requests/s and latency at 1, 16 and 128 clients, batched and one request per forward pass."""
+    os.makedirs(WORK, exist_ok=True)
+    write_clients(ec.generate_private_key(ec.SECP384R1()), rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    cases = load_cases()
+    rows = []
+    for batch in (32, 1):
+        proc, url = start_server(f"{WORK}/bench-b{batch}", f"serve.batch_size={batch}")
+        post(url, cases[0][0], bearer(API_KEY))  # warm
+        for n in (1, 16, 128):
+            r = check_load(url, cases, n, f"batch_size {batch}, {n} clients")
+            r["batch_size"] = batch
+            rows.append(r)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    print("| serve.batch_size | clients | requests | requests/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['batch_size']} | {r['clients']} | {r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
+
+
 if __name__ == "__main__":
-    main()
+    bench() if BENCH else main()

@@ -154,7 +154,7 @@ TEST(Cli, EveryCommandsHelpListsOptionsDefaultsAndAnExample) {
   ASSERT_EQ(testing::run_chart("--help", &out), 0);
   std::istringstream lines(out);
   for (std::string line; std::getline(lines, line);) EXPECT_LE(line.size(), 100u) << line;
-  for (const char* cmd : {"synth", "prepare", "train", "finetune", "eval", "generate", "predict", "export", "audit"}) {
+  for (const char* cmd : {"synth", "prepare", "train", "finetune", "eval", "generate", "predict", "export", "audit", "serve"}) {
     ASSERT_EQ(testing::run_chart(std::string(cmd) + " --help", &out), 0) << cmd;
     EXPECT_NE(out.find("options:"), std::string::npos) << cmd << "\n" << out;
     EXPECT_NE(out.find("example:\n  chart " + std::string(cmd)), std::string::npos) << cmd << "\n" << out;

@@ -190,9 +190,11 @@ TEST(ServeBatcher, ConcurrentRequestsShareForwardPassesAndEachGetsItsOwnAnswer) 
   std::atomic<int> wrong{0};
   for (int i = 1; i <= 20; ++i)
     threads.emplace_back([&, i] {
+      serve::Batcher::Arrival arrival(batcher);  // announced, then "tokenizing"
+      std::this_thread::sleep_for(std::chrono::milliseconds(i % 4));
       serve::BatchJob job;
       job.tokens.resize(static_cast<size_t>(i));
-      if (batcher.submit(std::move(job)).get() != i) ++wrong;
+      if (arrival.submit(std::move(job)).get() != i) ++wrong;
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(wrong, 0);
@@ -201,6 +203,10 @@ TEST(ServeBatcher, ConcurrentRequestsShareForwardPassesAndEachGetsItsOwnAnswer) 
   EXPECT_EQ(total, 20u);
   EXPECT_GT(largest, 1u);   // they were batched
   EXPECT_LE(largest, 8u);   // never past max_batch
+
+  // An arrival withdrawn (its request failed before its job was made) holds nothing up.
+  { serve::Batcher::Arrival withdrawn(batcher); }
+  EXPECT_EQ(batcher.submit(serve::BatchJob{}).get(), 0.0);
 
   // A batch that fails fails its requests, not the batcher.
   serve::Batcher failing(4, 0.0, [](const std::vector<serve::BatchJob*>&) -> std::vector<double> { throw Error("boom"); },
