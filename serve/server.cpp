@@ -238,7 +238,11 @@ void add_routes(httplib::Server& svr, Service& s) {
   svr.Post("/v1/admin/reload", [&s](const Request& req, Response& res) {
     s.handle("/v1/admin/reload", req, res, [&s](CallContext& c, const Request&, Json&) {
       if (!c.client.admin) throw ApiError(403, "forbidden_admin", "client " + c.client.id + " may not reload the service");
-      s.reload();
+      try {
+        s.reload();
+      } catch (const Error& e) {  // the running models stay; the caller learns why
+        throw ApiError(500, "reload_failed", first_line(e.what()));
+      }
       Json tasks = Json::array();
       for (const auto& m : s.current()->models) tasks.push_back({{"task", m->task()}, {"version", m->model_sha256()}});
       return Json{{"reloaded", tasks}};

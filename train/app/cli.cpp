@@ -2,6 +2,7 @@
 
 #include <torch/version.h>
 
+#include <csignal>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -120,6 +121,9 @@ void print_version() {
 }  // namespace
 
 int cli_main(int argc, char** argv) {
+  // A peer that goes away mid-write (a killed rank under Gloo, a client that hangs up on a TLS
+  // answer) must be an EPIPE error that names it, not a SIGPIPE that ends chart without a word.
+  std::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> argv_s(argv + 1, argv + argc);
   if (argv_s.empty() || argv_s[0] == "--help" || argv_s[0] == "-h" || argv_s[0] == "help") {
     print_overview(argv_s.empty() ? stderr : stdout, command_help());
