@@ -349,6 +349,11 @@ void validate(const Config& c) {
       fail("config: serve.models: '{}' is not TASK=CHECKPOINT with TASK of letters, digits, '_' and '-' "
            "(e.g. [mortality_365d=runs/ft])", m);
   }
+  for (const auto& z : c.serve.zero_shot) {
+    const auto eq = z.find('='), at = z.rfind('@');
+    if (eq == std::string::npos || eq == 0 || at == std::string::npos || at < eq + 2 || at + 1 == z.size())
+      fail("config: serve.zero_shot: '{}' is not TASK=CODE|CODE...@HORIZON (e.g. [death_5y=MEDS_DEATH@5y])", z);
+  }
   if (c.serve.tls_cert.empty() != c.serve.tls_key.empty())
     fail("config: serve.tls_cert and serve.tls_key go together (HTTPS needs both)");
   for (const auto& t : c.finetune.lora_targets)

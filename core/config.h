@@ -191,7 +191,11 @@ struct AuditConfig {
 // `chart serve`: fine-tuned models behind an HTTP API (serve/server.h). Who may call it, with
 // which credential and for which tasks, is in serve.clients, a file of its own (serve/access.h).
 struct ServeConfig {
-  std::vector<std::string> models;  // "TASK=CHECKPOINT", one per served task (a fine-tuned checkpoint)
+  std::vector<std::string> models;  // "TASK=CHECKPOINT", one per served task (fine-tuned, or pretrained for zero-shot)
+  // "TASK=CODE|CODE...@HORIZON" for each task whose checkpoint is a pretrained one: the outcome
+  // codes its sampled futures are scored on ("X*" a prefix) and the horizon (e.g. death_5y=MEDS_DEATH@5y).
+  // Samples, temperature, stop codes and the estimator come from generate.*.
+  std::vector<std::string> zero_shot;
   std::string host = "127.0.0.1";
   int64_t port = 8080;              // 0: a free port, written to run.dir/serve.json
   bool allow_plain_remote = false;  // plain HTTP on an address other than loopback (else TLS is required)

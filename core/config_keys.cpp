@@ -143,6 +143,7 @@ void bind(Binder& b, Config& c) {
   b.section("serve", [&] {
     auto& s = c.serve;
     b.field("models", s.models);
+    b.field("zero_shot", s.zero_shot);
     b.field("host", s.host);
     b.field("port", s.port, 0, 65535);
     b.field("allow_plain_remote", s.allow_plain_remote);

@@ -41,7 +41,7 @@ struct Prompt {
   std::vector<float> ages;  // years, one per token
   double age = 0;           // the clock at the last token, years
   double elapsed_us = 0;    // last token's time minus prediction_time (<= 0)
-  int64_t row = 0;          // names the prompt's random streams (the label row's index)
+  int64_t row = 0;          // names the prompt's random streams (prompt_stream of its subject and time)
 };
 
 struct TrajectoryResult {

@@ -82,6 +82,10 @@ double trajectory_uniform(uint64_t seed, int64_t row, int64_t sample, int64_t st
   return double(h >> 11) * 0x1.0p-53;  // the top 53 bits: every double in [0, 1) a multiple of 2^-53
 }
 
+int64_t prompt_stream(int64_t subject_id, int64_t prediction_time_us) {
+  return int64_t(mix(mix(uint64_t(subject_id)) ^ uint64_t(prediction_time_us)));
+}
+
 int64_t draw_token(const float* probs, int64_t V, double u) {
   double total = 0;
   for (int64_t i = 0; i < V; ++i) total += probs[i];

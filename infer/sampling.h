@@ -35,6 +35,11 @@ torch::Tensor next_token_probabilities(torch::Tensor logits, const torch::Tensor
 // sample, step), so what a trajectory samples does not depend on which others share its batch.
 double trajectory_uniform(uint64_t seed, int64_t row, int64_t sample, int64_t step);
 
+// The stream key of the prompt of (subject, prediction_time): the same patient at the same time
+// draws the same futures whatever else is asked with it (the label file's order or subset, the
+// requests a server batches together).
+int64_t prompt_stream(int64_t subject_id, int64_t prediction_time_us);
+
 // The token of a probability row `probs` [V] (CPU float32) at uniform u: the inverse of its CDF.
 int64_t draw_token(const float* probs, int64_t V, double u);
 

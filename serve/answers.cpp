@@ -1,6 +1,7 @@
 #include "serve/answers.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/utc_time.h"
 
@@ -10,6 +11,21 @@ namespace {
 std::string short_version(const ServedModel& m) { return m.model_sha256().substr(0, 12); }
 
 std::string percent(double p) { return fmt::format("{:.1f}%", 100.0 * p); }
+
+// How the model reached its probability, in a sentence (the card and the RiskAssessment's method).
+std::string method_text(const Answer& a) {
+  if (!a.model.zero_shot())
+    return fmt::format("chart fine-tuned model for {} (version {})", a.model.task(), short_version(a.model));
+  return fmt::format("chart pretrained model (version {}), zero-shot: {} sampled futures scored on [{}]",
+                     short_version(a.model), a.model.samples(), fmt::join(a.model.outcome_codes(), ", "));
+}
+
+// The interval in words: "95% interval 3.1%-7.4%, from 20 sampled futures".
+std::string interval_text(const TaskPrediction& p) {
+  if (!p.interval) return "a point estimate from a fine-tuned model; no interval";
+  return fmt::format("95% interval {}-{}, from {} sampled futures", percent(p.interval->first),
+                     percent(p.interval->second), p.samples);
+}
 
 }  // namespace
 
@@ -35,8 +51,14 @@ Json prediction_json(const Answer& a) {
   Json j;
   j["task"] = a.model.task();
   j["probability"] = p.probability;
-  // A fine-tuned head gives a point estimate; an interval needs the zero-shot sampler.
+  // A fine-tuned head gives a point estimate; a zero-shot task's sampled futures give an interval.
   j["interval"] = nullptr;
+  if (p.interval) j["interval"] = {{"low", p.interval->first}, {"high", p.interval->second}, {"level", 0.95}};
+  j["method"] = a.model.zero_shot() ? "zero-shot" : "fine-tuned";
+  if (a.model.zero_shot()) {
+    j["samples"] = p.samples;
+    j["outcome_codes"] = a.model.outcome_codes();
+  }
   j["model"] = {{"version", a.model.model_sha256()}, {"card", a.model_card_url}};
   j["coverage"] = {{"events", p.events}, {"unknown_codes", p.unknown}, {"known_share", p.coverage()},
                    {"after_prediction_time", p.after_prediction_time}, {"tokens", p.tokens}};
@@ -55,7 +77,7 @@ Json risk_assessment(const Answer& a) {
   r["method"] = {{"coding", Json::array({{{"system", "urn:chart:model"},
                                           {"code", a.model.task()},
                                           {"version", a.model.model_sha256()}}})},
-                 {"text", fmt::format("chart fine-tuned model for {} (version {})", a.model.task(), short_version(a.model))}};
+                 {"text", method_text(a)}};
   r["basis"] = Json::array({{{"display", fmt::format("{} events of the patient's record up to {}", p.events,
                                                      format_utc(a.record.prediction_time_us))}}});
   Json pred;
@@ -65,10 +87,11 @@ Json risk_assessment(const Answer& a) {
   if (a.model.horizon_us()) when["end"] = format_utc(a.record.prediction_time_us + *a.model.horizon_us());
   pred["whenPeriod"] = when;
   r["prediction"] = Json::array({pred});
-  const auto w = warnings(a);
-  if (!w.empty()) {
+  auto notes = warnings(a);
+  if (p.interval) notes.insert(notes.begin(), interval_text(p));
+  if (!notes.empty()) {
     r["note"] = Json::array();
-    for (const auto& s : w) r["note"].push_back({{"text", s}});
+    for (const auto& s : notes) r["note"].push_back({{"text", s}});
   }
   return r;
 }
@@ -80,10 +103,9 @@ Json cds_card(const Answer& a, const std::string& hook) {
   c["uuid"] = a.request_id + "-" + a.model.task();
   c["summary"] = fmt::format("{}: {} predicted risk", a.model.task(), percent(p.probability)).substr(0, 140);
   c["indicator"] = w.empty() ? "info" : "warning";
-  std::string detail = fmt::format("Predicted probability of **{}**: {} (a point estimate from a fine-tuned model; "
-                                   "no interval).\n\nModel version `{}`. Read {} events; {} of their codes are known "
-                                   "to the model.",
-                                   a.model.task(), percent(p.probability), short_version(a.model), p.events,
+  std::string detail = fmt::format("Predicted probability of **{}**: {} ({}).\n\n{}. Read {} events; {} of their "
+                                   "codes are known to the model.",
+                                   a.model.task(), percent(p.probability), interval_text(p), method_text(a), p.events,
                                    percent(p.coverage()));
   if (hook == "order-select") detail += "\n\nThe draft orders are not part of the prediction: it reads the record only.";
   for (const auto& s : w) detail += "\n\n**Warning:** " + s;

@@ -20,8 +20,8 @@ Batcher::~Batcher() {
   worker_.join();
 }
 
-std::future<double> Batcher::submit(BatchJob job) {
-  std::future<double> f = job.result.get_future();
+std::future<BatchResult> Batcher::submit(BatchJob job) {
+  std::future<BatchResult> f = job.result.get_future();
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back(std::move(job));
@@ -44,8 +44,8 @@ Batcher::Arrival::~Arrival() {
   b_.ready_.notify_all();
 }
 
-std::future<double> Batcher::Arrival::submit(BatchJob job) {
-  std::future<double> f = job.result.get_future();
+std::future<BatchResult> Batcher::Arrival::submit(BatchJob job) {
+  std::future<BatchResult> f = job.result.get_future();
   {
     std::lock_guard<std::mutex> lock(b_.mutex_);
     --b_.arriving_;
@@ -75,7 +75,7 @@ void Batcher::loop() {
     std::vector<BatchJob*> jobs;
     for (auto& j : batch) jobs.push_back(&j);
     try {
-      const std::vector<double> p = run_batch_(jobs);
+      const std::vector<BatchResult> p = run_batch_(jobs);
       on_batch_(jobs.size());
       for (size_t i = 0; i < jobs.size(); ++i) jobs[i]->result.set_value(p.at(i));
     } catch (...) {

@@ -10,22 +10,33 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 namespace chart::serve {
 
+// What a batch says of one job: a probability, and for a zero-shot task its 95% interval and
+// the number of sampled futures behind it.
+struct BatchResult {
+  double probability = 0;
+  std::optional<std::pair<double, double>> interval;
+  int64_t samples = 0;
+};
+
 struct BatchJob {
   std::vector<uint32_t> tokens;  // a prefix cut at its prediction time
   std::vector<int64_t> times;
   int64_t birth_us = 0;
-  std::promise<double> result;
+  int64_t prediction_time_us = 0;
+  int64_t stream = 0;  // a zero-shot job's random stream (infer/sampling.h prompt_stream)
+  std::promise<BatchResult> result;
 };
 
 class Batcher {
  public:
-  // run_batch: one probability per job, in order. on_batch: told each batch's size (metrics).
-  using RunBatch = std::function<std::vector<double>(const std::vector<BatchJob*>&)>;
+  // run_batch: one result per job, in order. on_batch: told each batch's size (metrics).
+  using RunBatch = std::function<std::vector<BatchResult>(const std::vector<BatchJob*>&)>;
   Batcher(size_t max_batch, double wait_ms, RunBatch run_batch, std::function<void(size_t)> on_batch);
   ~Batcher();
   Batcher(const Batcher&) = delete;
@@ -37,13 +48,13 @@ class Batcher {
    public:
     explicit Arrival(Batcher& b);
     ~Arrival();
-    std::future<double> submit(BatchJob job);
+    std::future<BatchResult> submit(BatchJob job);
 
    private:
     Batcher& b_;
     bool submitted_ = false;
   };
-  std::future<double> submit(BatchJob job);  // a job that was not announced
+  std::future<BatchResult> submit(BatchJob job);  // a job that was not announced
 
  private:
   void loop();

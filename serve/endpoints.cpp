@@ -103,9 +103,10 @@ Json cds_discovery(const CallContext& call) {
       s["hook"] = hook;
       s["id"] = hook == "patient-view" ? m->task() : m->task() + kOrderSelect;
       s["title"] = "chart: risk of " + m->task();
-      s["description"] = fmt::format("The predicted probability of {} from the patient's record, by a fine-tuned "
-                                     "chart model (version {}); its model card: {}",
-                                     m->task(), m->model_sha256().substr(0, 12), model_card_url(call.base_url, m->task()));
+      s["description"] = fmt::format("The predicted probability of {} from the patient's record, by a {} chart "
+                                     "model (version {}); its model card: {}",
+                                     m->task(), m->zero_shot() ? "pretrained (zero-shot, with an interval)" : "fine-tuned",
+                                     m->model_sha256().substr(0, 12), model_card_url(call.base_url, m->task()));
       s["prefetch"] = prefetch;
       services.push_back(s);
     }

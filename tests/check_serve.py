@@ -1,13 +1,16 @@
 """`chart serve` as its callers see it: a real server on loopback, real HTTP clients (requests, raw
 sockets), real signed JWTs (PyJWT + cryptography), FHIR R4 RiskAssessments checked by fhir.resources.
 
-  python tests/check_serve.py CHART WORKDIR CHECKPOINT MEDS PREDICTIONS
+  python tests/check_serve.py CHART WORKDIR CHECKPOINT MEDS PREDICTIONS [PRETRAINED ZERO_SHOT_PREDICTIONS]
   python tests/check_serve.py bench CHART WORKDIR CHECKPOINT MEDS PREDICTIONS   (docs/perf.md's table;
       CHART_SERVE_TASK names the checkpoint's task, default mortality_365d)
 
 CHECKPOINT is a fine-tuned checkpoint of task mortality_365d on the MEDS dataset MEDS;
 PREDICTIONS is `chart predict`'s predictions.parquet for that task's held_out label rows: every
-answer of the service must equal it. Exits non-zero, naming the check, on the first failure.
+answer of the service must equal it. PRETRAINED and ZERO_SHOT_PREDICTIONS (optional): the
+pretraining checkpoint and `chart predict`'s zero-shot predictions from it (MEDS_DEATH within 365d,
+generate.samples=8): the zero-shot task must answer the same, with its interval. Exits non-zero,
+naming the check, on the first failure.
 """
 import concurrent.futures as cf
 import datetime as dt
@@ -38,6 +41,8 @@ except ImportError as e:  # the ctest skips (77): scripts/requirements.txt has t
 
 BENCH = len(sys.argv) > 1 and sys.argv[1] == "bench"
 CHART, WORK, CKPT, MEDS, PREDICTIONS = sys.argv[2:7] if BENCH else sys.argv[1:6]
+PRETRAINED, ZS_PREDICTIONS = (sys.argv[6:8] if not BENCH and len(sys.argv) >= 8 else (None, None))
+ZS_TASK, ZS_SETS = "death_365d", ["serve.zero_shot=[death_365d=MEDS_DEATH@365d]", "generate.samples=8"]
 TASK = os.environ.get("CHART_SERVE_TASK", "mortality_365d")
 DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "examples")
 AUDIENCE = "https://chart.test/serve"
@@ -96,9 +101,9 @@ def write_clients(ec_key, rsa_key):
     open(f"{WORK}/clients.yaml", "w").write(clients)
 
 
-def start_server(run_dir, *sets):
+def start_server(run_dir, *sets, models=None):
     args = [CHART, "serve", os.path.join(os.path.dirname(__file__), "..", "configs", "serve.yaml"),
-            "--set", f"serve.models=[{TASK}={CKPT}]", "--set", f"serve.clients={WORK}/clients.yaml",
+            "--set", f"serve.models=[{models or f'{TASK}={CKPT}'}]", "--set", f"serve.clients={WORK}/clients.yaml",
             "--set", f"serve.audience={AUDIENCE}", "--set", f"serve.fhir_mapping={DOCS}/fhir_mapping.yaml",
             "--set", f"run.dir={run_dir}", "--set", "serve.port=0", "--set", "train.threads=2",
             "--set", "serve.max_body_kb=256", "--set", "serve.read_timeout_s=1", "--set", "serve.batch_wait_ms=5"]
@@ -131,7 +136,7 @@ def iso(ts):
     return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def load_cases():
+def load_cases(predictions=None):
     """(subject_id, prediction_time) -> (MEDS rows as the API takes them, chart predict's probability)."""
     rows = {}
     for f in sorted(glob.glob(f"{MEDS}/data/**/*.parquet", recursive=True)):
@@ -142,7 +147,7 @@ def load_cases():
             if r["numeric_value"] is not None:
                 e["numeric_value"] = r["numeric_value"]
             rows.setdefault(r["subject_id"], []).append(e)
-    preds = pq.read_table(PREDICTIONS).to_pylist()
+    preds = pq.read_table(predictions or PREDICTIONS).to_pylist()
     return [({"subject_id": p["subject_id"], "prediction_time": iso(p["prediction_time"]), "events": rows[p["subject_id"]]},
              p["predicted_boolean_probability"]) for p in preds]
 
@@ -320,7 +325,43 @@ def check_cds(url, ec_key, bundle):
     check(card.status_code == 200 and isinstance(card.json(), dict) and card.json(), "the model card")
 
 
-def check_load(url, cases, clients, label):
+def check_zero_shot(cases):
+    """A pretrained checkpoint served zero-shot beside the fine-tuned one: chart predict's answers, with intervals."""
+    bad = subprocess.run([CHART, "serve", os.path.join(os.path.dirname(__file__), "..", "configs", "serve.yaml"),
+                          "--set", f"serve.models=[{ZS_TASK}={PRETRAINED}]", "--set", f"serve.clients={WORK}/clients.yaml",
+                          "--set", f"serve.audience={AUDIENCE}", "--set", f"run.dir={WORK}/serve-zs-refused",
+                          "--set", "serve.port=0"],
+                         capture_output=True, text=True)
+    check(bad.returncode != 0 and "serve.zero_shot" in bad.stderr and PRETRAINED.rstrip("/") in bad.stderr,
+          f"a pretrained checkpoint without serve.zero_shot is refused, naming it ({bad.stderr.strip()[-200:]})")
+    run_dir = f"{WORK}/serve-zs"
+    proc, url = start_server(run_dir, *ZS_SETS, models=f"{TASK}={CKPT}, {ZS_TASK}={PRETRAINED}")
+    api = bearer(API_KEY)
+    body, want = cases[0]
+    r = post(url, body, api)
+    got = {p["task"]: p for p in r.json()["predictions"]} if r.status_code == 200 else {}
+    zs = got.get(ZS_TASK, {})
+    check(set(got) == {TASK, ZS_TASK} and got[TASK]["interval"] is None and zs.get("method") == "zero-shot" and
+          zs["samples"] == 8 and zs["outcome_codes"] == ["MEDS_DEATH"] and
+          0 <= zs["interval"]["low"] <= zs["probability"] <= zs["interval"]["high"] <= 1,
+          f"predict answers both tasks; the zero-shot one with its interval ({r.text[:300]})")
+    check(abs(zs["probability"] - want) < 2e-5, f"the zero-shot answer equals chart predict's ({zs['probability']} vs {want})")
+    for ra in r.json()["risk_assessments"]:
+        RiskAssessment.model_validate(ra)
+    ra = next(a for a in r.json()["risk_assessments"] if a["method"]["coding"][0]["code"] == ZS_TASK)
+    check("zero-shot" in ra["method"]["text"] and "95% interval" in ra["note"][0]["text"] and
+          ra["prediction"][0]["whenPeriod"]["end"] > ra["prediction"][0]["whenPeriod"]["start"],
+          "the zero-shot RiskAssessment validates, names its method, interval and horizon")
+    d = requests.get(url + "/cds-services", headers=api).json()
+    check(any(s["id"] == ZS_TASK and "zero-shot" in s["description"] for s in d["services"]),
+          "discovery lists the zero-shot service")
+    # Batched together in any mix, each request draws its own futures: every answer is chart predict's.
+    check_load(url, cases, 16, "zero-shot at 16 clients", task=ZS_TASK)
+    proc.send_signal(signal.SIGTERM)
+    check(proc.wait(timeout=60) == 0, "the zero-shot server exits 0 on SIGTERM")
+
+
+def check_load(url, cases, clients, label, task=None):
     """A fixed number of requests from `clients` concurrent clients; every answer the batch command's."""
     api = bearer(API_KEY)
     session = threading.local()
@@ -332,8 +373,10 @@ def check_load(url, cases, clients, label):
         t0 = time.perf_counter()
         r = s.post(url + "/v1/predict", data=json.dumps(body), headers={**api, "Content-Type": "application/json"},
                    timeout=120)
-        return r.status_code, (r.json()["predictions"][0]["probability"] if r.status_code == 200 else None), want, \
-            time.perf_counter() - t0
+        p = None
+        if r.status_code == 200:
+            p = next(x["probability"] for x in r.json()["predictions"] if task is None or x["task"] == task)
+        return r.status_code, p, want, time.perf_counter() - t0
 
     n = max(len(cases), (16 if BENCH else 4) * clients)
     work = (cases * (1 + n // len(cases)))[:n]
@@ -457,6 +500,8 @@ def main():
     check(proc.wait(timeout=60) == 0, "the HTTPS server exits 0 on SIGTERM")
     json.dump(perf, open(f"{WORK}/serve_perf.json", "w"), indent=1)
     print("serve perf:", json.dumps(perf))
+    if PRETRAINED:
+        check_zero_shot(load_cases(ZS_PREDICTIONS))
 
 
 def bench():

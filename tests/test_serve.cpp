@@ -1,6 +1,7 @@
 // `chart serve`: its parts on their own (times, request rows, FHIR mapping, the clients file,
-// batching, metrics), then the service end to end: a fine-tuned model behind a real server on
-// loopback, called by real clients (tests/check_serve.py) and checked against `chart predict`.
+// batching, metrics), then the service end to end: a fine-tuned model, and a pretrained one served
+// zero-shot, behind a real server on loopback, called by real clients (tests/check_serve.py) and
+// checked against `chart predict`.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -178,8 +179,12 @@ TEST(ServeBatcher, ConcurrentRequestsShareForwardPassesAndEachGetsItsOwnAnswer) 
   serve::Batcher batcher(
       8, 50.0,
       [](const std::vector<serve::BatchJob*>& jobs) {
-        std::vector<double> out;
-        for (auto* j : jobs) out.push_back(static_cast<double>(j->tokens.size()));
+        std::vector<serve::BatchResult> out;
+        for (auto* j : jobs) {
+          serve::BatchResult r;
+          r.probability = static_cast<double>(j->tokens.size());
+          out.push_back(r);
+        }
         return out;
       },
       [&](size_t n) {
@@ -194,7 +199,7 @@ TEST(ServeBatcher, ConcurrentRequestsShareForwardPassesAndEachGetsItsOwnAnswer) 
       std::this_thread::sleep_for(std::chrono::milliseconds(i % 4));
       serve::BatchJob job;
       job.tokens.resize(static_cast<size_t>(i));
-      if (arrival.submit(std::move(job)).get() != i) ++wrong;
+      if (arrival.submit(std::move(job)).get().probability != i) ++wrong;
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(wrong, 0);
@@ -206,10 +211,10 @@ TEST(ServeBatcher, ConcurrentRequestsShareForwardPassesAndEachGetsItsOwnAnswer) 
 
   // An arrival withdrawn (its request failed before its job was made) holds nothing up.
   { serve::Batcher::Arrival withdrawn(batcher); }
-  EXPECT_EQ(batcher.submit(serve::BatchJob{}).get(), 0.0);
+  EXPECT_EQ(batcher.submit(serve::BatchJob{}).get().probability, 0.0);
 
   // A batch that fails fails its requests, not the batcher.
-  serve::Batcher failing(4, 0.0, [](const std::vector<serve::BatchJob*>&) -> std::vector<double> { throw Error("boom"); },
+  serve::Batcher failing(4, 0.0, [](const std::vector<serve::BatchJob*>&) -> std::vector<serve::BatchResult> { throw Error("boom"); },
                          [](size_t) {});
   EXPECT_THROW(failing.submit(serve::BatchJob{}).get(), Error);
   EXPECT_THROW(failing.submit(serve::BatchJob{}).get(), Error);
@@ -253,10 +258,18 @@ TEST(Serve, RealClientsAgainstARealServerGetWhatTheBatchCommandPredicts) {
                                    ft.string() + " --set task.labels=" + labels +
                                    " --set predict.split=held_out --set run.dir=" + pred.string() + threads, &out), 0)
       << out;
+  // Zero-shot from the pretraining checkpoint: what the server's zero-shot task must answer.
+  const fs::path zs = dir / "pred-zs";
+  ASSERT_EQ(testing::run_chart("predict " + testing::config("tiny.yaml") + " --set init.checkpoint=" + pre.string() +
+                                   " --set task.labels=" + labels + " --set predict.split=held_out" +
+                                   " --set generate.outcome_codes=[MEDS_DEATH] --set generate.horizon=365d" +
+                                   " --set generate.samples=8 --set run.dir=" + zs.string() + threads, &out), 0)
+      << out;
   out.clear();
   const int rc = testing::run_python((testing::source_dir() / "tests" / "check_serve.py").string() + " " CHART_BINARY " " +
                                          (dir / "work").string() + " " + ft.string() + " " + meds.string() + " " +
-                                         (pred / "predictions.parquet").string(), &out);
+                                         (pred / "predictions.parquet").string() + " " + pre.string() + " " +
+                                         (zs / "predictions.parquet").string(), &out);
   if (rc == 77) GTEST_SKIP() << out;
   EXPECT_EQ(rc, 0) << out;
 }

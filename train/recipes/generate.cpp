@@ -101,7 +101,7 @@ infer::Prompt example_prompt(const GenerateRun& r, size_t x) {
   const int64_t last_time = times[e.n_tokens - 1];
   p.age = micros_to_years(double(last_time - entry.birth_us));
   p.elapsed_us = double(last_time - e.row.prediction_time_us);
-  p.row = static_cast<int64_t>(x);
+  p.row = prompt_stream(e.row.subject_id, e.row.prediction_time_us);
   return p;
 }
 
