@@ -179,12 +179,13 @@ struct PredictConfig {
   int64_t batch_size = 64;
 };
 
-// `chart audit`: membership inference against a pretrained model (train/recipes/audit.h).
+// `chart audit`: membership inference and extraction against a pretrained model (train/recipes/audit.h).
 struct AuditConfig {
   int64_t max_subjects = 1000;  // per side (train members, held_out non-members); 0: all
   double min_k = 0.2;           // Min-K%: the fraction of a timeline's least likely tokens it averages
   int64_t bootstrap = 1000;     // resamples for the AUROCs' 95% intervals
   int64_t k = 0;                // the fewest train subjects a token or numeric bin may rest on; 0: prepare.min_subjects
+  int64_t extract_tokens = 8;   // extraction: continuation tokens after each subject's rarest code; 0: skip
   int64_t batch_size = 32;
 };
 

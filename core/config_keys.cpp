@@ -138,6 +138,7 @@ void bind(Binder& b, Config& c) {
     b.field("min_k", a.min_k, 1e-6, 1.0);
     b.field("bootstrap", a.bootstrap, 0, 1000000);
     b.field("k", a.k, 0, kMaxInt);
+    b.field("extract_tokens", a.extract_tokens, 0, 1 << 20);
     b.field("batch_size", a.batch_size, 1, 1 << 20);
   });
   b.section("serve", [&] {

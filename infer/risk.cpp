@@ -13,7 +13,8 @@ std::pair<double, double> wilson_interval(int64_t k, int64_t n) {
   const double p = double(k) / double(n), z2 = kZ * kZ, nn = double(n);
   const double centre = (p + z2 / (2 * nn)) / (1 + z2 / nn);
   const double half = kZ * std::sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn)) / (1 + z2 / nn);
-  return {std::max(0.0, centre - half), std::min(1.0, centre + half)};
+  // At k = 0 (k = n) the bound is 0 (1) exactly; rounding would leave it a hair off.
+  return {k == 0 ? 0.0 : std::max(0.0, centre - half), k == n ? 1.0 : std::min(1.0, centre + half)};
 }
 
 RiskEstimate estimate_risk(const TrajectoryResult* first, int64_t n) {

@@ -1,6 +1,8 @@
 // chart audit's membership inference must see what a model memorised: a model trained for many
 // epochs on a few subjects tells them from subjects it never saw (AUROC clearly above 0.5), while
-// one that saw each training timeline less than once cannot (its interval holds 0.5).
+// one that saw each training timeline less than once cannot (its interval holds 0.5); and its
+// extraction attack finds what a model that memorised a few timelines reproduces after their
+// rarest codes.
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
@@ -18,14 +20,17 @@ using testing::config;
 struct Audited {
   double loss_auroc, loss_low, loss_high, min_k_auroc, train_nll, held_out_nll;
   int64_t members;
+  nlohmann::json extraction;
 };
 
 // synth -> prepare -> train `steps` -> audit, in dir.
-Audited audit_after(const fs::path& dir, int subjects, int steps, const std::string& train_extra = "") {
+Audited audit_after(const fs::path& dir, int subjects, int steps, const std::string& train_extra = "",
+                    const std::string& prepare_extra = "") {
   std::string out;
   EXPECT_EQ(testing::run_chart(fmt::format("synth --out {} --subjects {} --seed 3", (dir / "meds").string(), subjects), &out), 0)
       << out;
-  EXPECT_EQ(testing::run_chart(fmt::format("prepare --meds {} --out {}", (dir / "meds").string(), (dir / "tok").string()), &out), 0)
+  EXPECT_EQ(testing::run_chart(fmt::format("prepare --meds {} --out {} {}", (dir / "meds").string(), (dir / "tok").string(),
+                                           prepare_extra), &out), 0)
       << out;
   EXPECT_EQ(testing::run_chart(fmt::format("train {} --set data.dir={} --set run.dir={} --set train.steps={} "
                                            "--set model.context=64 --set train.eval_every=0 --set train.threads=2 {}",
@@ -42,7 +47,7 @@ Audited audit_after(const fs::path& dir, int subjects, int steps, const std::str
   auto j = nlohmann::json::parse(read_file(dir / "audit" / "audit.json"));
   const auto& loss = j["membership"]["loss"];
   return {loss["auroc"], loss["auroc_low"], loss["auroc_high"], j["membership"]["min_k"]["auroc"],
-          loss["mean_nll_train"], loss["mean_nll_non_members"], j["members"]["train"]};
+          loss["mean_nll_train"], loss["mean_nll_non_members"], j["members"]["train"], j["extraction"]};
 }
 
 TEST(Audit, MembershipInferenceSeesMemorisationAndOnlyThat) {
@@ -61,6 +66,56 @@ TEST(Audit, MembershipInferenceSeesMemorisationAndOnlyThat) {
   EXPECT_LT(fair.loss_low, 0.5) << fair.loss_auroc;
   EXPECT_GT(fair.loss_high, 0.5) << fair.loss_auroc;
   EXPECT_LT(std::abs(fair.loss_auroc - 0.5), 0.1);
+  const auto& fair_x = fair.extraction["logp_auroc"];
+  EXPECT_LT(fair_x["auroc_low"].get<double>(), 0.5) << fair_x;
+  EXPECT_GT(fair_x["auroc_high"].get<double>(), 0.5) << fair_x;
+}
+
+TEST(Audit, ExtractionSeesTheTimelinesAModelMemorisedAndTheCardCarriesTheAudit) {
+  testing::TempDir dir;
+  // 80 subjects (59 train), 800 steps of 8 x 64 tokens: about 70 passes over each training
+  // timeline (prepare.min_subjects=2 keeps enough of their codes). After its rarest code, the
+  // model continues a member's timeline with its true next tokens clearly more often than a
+  // non-member's (here 54% of 8 tokens vs 38%; continuation log-probability AUROC 0.89).
+  const Audited memorised = audit_after(dir / "m", 80, 800,
+                                        "--set model.d_model=128 --set train.lr=1e-3 --set train.min_lr=1e-3",
+                                        "--set prepare.min_subjects=2");
+  const auto& x = memorised.extraction;
+  EXPECT_EQ(x["tokens"], 8);
+  EXPECT_EQ(x["members"]["prompts"].get<int64_t>() + x["members"]["too_short"].get<int64_t>(), memorised.members);
+  EXPECT_GT(x["members"]["prompts"].get<int64_t>(), 40);
+  EXPECT_GT(x["non_members"]["prompts"].get<int64_t>(), 10);
+  EXPECT_GT(x["members"]["token_match"].get<double>(), x["non_members"]["token_match"].get<double>() + 0.08) << x;
+  EXPECT_GT(x["members"]["mean_logp"].get<double>(), x["non_members"]["mean_logp"].get<double>()) << x;
+  EXPECT_GT(x["logp_auroc"]["auroc"].get<double>(), 0.7) << x;
+  EXPECT_GT(x["logp_auroc"]["auroc_low"].get<double>(), 0.55) << x;
+  for (const char* side : {"members", "non_members"}) {  // the exact rate within its Wilson interval
+    const auto& s = x[side];
+    EXPECT_LE(s["exact_low"].get<double>(), s["exact_rate"].get<double>()) << side;
+    EXPECT_GE(s["exact_high"].get<double>(), s["exact_rate"].get<double>()) << side;
+    EXPECT_GT(s["exact_high"].get<double>(), 0.0) << side;
+  }
+  // The audited checkpoint's model card, carried on with the audit, for a person too.
+  const fs::path audit = dir / "m" / "audit";
+  auto card = nlohmann::json::parse(read_file(audit / "model_card.json"));
+  EXPECT_EQ(card["kind"], "pretrained");
+  EXPECT_EQ(card["privacy_audit"]["membership"]["loss"]["auroc"], memorised.loss_auroc);
+  EXPECT_EQ(card["privacy_audit"]["extraction"], x);
+  EXPECT_EQ(card["privacy_audit"]["thresholds"]["k"], 2);
+  EXPECT_NE(read_file(audit / "MODEL_CARD.md").find("## privacy_audit"), std::string::npos);
+  // Without extraction (audit.extract_tokens=0), none is reported; a continuation that leaves no
+  // room for a prompt in the context is refused, naming both keys.
+  std::string out;
+  ASSERT_EQ(testing::run_chart(fmt::format("audit {} --set init.checkpoint={} --set run.dir={} --set audit.extract_tokens=0 "
+                                           "--set audit.bootstrap=10", config("tiny.yaml"), (dir / "m" / "pre").string(),
+                                           (dir / "no-x").string()), &out), 0) << out;
+  EXPECT_FALSE(nlohmann::json::parse(read_file(dir / "no-x" / "audit.json")).contains("extraction"));
+  EXPECT_EQ(out.find("audit: extraction"), std::string::npos) << out;
+  EXPECT_EQ(testing::run_chart(fmt::format("audit {} --set init.checkpoint={} --set run.dir={} --set audit.extract_tokens=64 "
+                                           "--set audit.bootstrap=10", config("tiny.yaml"), (dir / "m" / "pre").string(),
+                                           (dir / "too-long").string()), &out), 1) << out;
+  EXPECT_NE(out.find("audit.extract_tokens (64) must leave room for a prompt in model.context (64)"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir / "too-long" / "audit.json"));
 }
 
 TEST(Audit, CountsRareTokensAndBinsAndRefusesAFineTunedCheckpointAnExistingAuditAndNoCheckpoint) {

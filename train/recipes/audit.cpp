@@ -8,71 +8,39 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "core/log.h"
-#include "core/time.h"
 #include "data/subject_counts.h"
 #include "data/token_dataset.h"
 #include "data/vocab.h"
 #include "model/autocast.h"
 #include "model/device.h"
 #include "model/transformer.h"
+#include "train/checkpoint/model_card.h"
 #include "train/checkpoint/run_lock.h"
 #include "train/interop/load_pretrained.h"
+#include "train/recipes/audit_extraction.h"
+#include "train/recipes/audit_windows.h"
 #include "train/validation/binary_metrics.h"
 
 namespace chart {
 namespace fs = std::filesystem;
 namespace {
 
-// The first `n` subjects of a split with at least two tokens (one next-token target), in shard
-// order: the same subjects every run.
-std::vector<data::SubjectRef> audited_subjects(const data::TokenDataset& ds, const std::string& split, int64_t n) {
-  std::vector<data::SubjectRef> out;
-  for (const auto& ref : ds.subjects(split)) {
-    if (n > 0 && static_cast<int64_t>(out.size()) == n) break;
-    if (ds.shards(split)[ref.shard].subject(ref.entry).n_tokens >= 2) out.push_back(ref);
-  }
-  return out;
-}
-
-// A window of one subject's timeline: tokens [start, start + n) of the subject at `subject`.
-struct Window {
-  size_t subject;
-  int64_t start, n;
-};
-
 // The next-token log-probabilities of a batch of windows, each read from its own first token
 // (as a packed training window may start), appended to its subject's list.
 void score_windows(ClinicalTransformer& model, const data::TokenDataset& ds, const std::string& split,
                    const std::vector<data::SubjectRef>& refs, const std::vector<Window>& windows, int64_t context,
                    const DeviceChoice& dev, std::vector<std::vector<double>>& logps) {
-  const auto B = static_cast<int64_t>(windows.size());
-  auto tokens = torch::full({B, context}, int64_t(data::Vocab::kPad), torch::kInt64);
-  auto ages = torch::zeros({B, context}, torch::kFloat32);
-  auto segments = torch::full({B, context}, -1, torch::kInt32);
-  auto tok = tokens.accessor<int64_t, 2>();
-  auto age = ages.accessor<float, 2>();
-  auto seg = segments.accessor<int32_t, 2>();
-  for (int64_t b = 0; b < B; ++b) {
-    const Window& w = windows[size_t(b)];
-    const auto& sh = ds.shards(split)[refs[w.subject].shard];
-    const auto& e = sh.subject(refs[w.subject].entry);
-    for (int64_t j = 0; j < w.n; ++j) {
-      const uint64_t at = e.token_start + uint64_t(w.start + j);
-      tok[b][j] = sh.tokens()[at];
-      age[b][j] = age_years(sh.times()[at], e.birth_us);
-      seg[b][j] = 0;
-    }
-  }
+  const WindowInputs in = window_inputs(ds, split, refs, windows, context);
   torch::Tensor token_logp;
   {
     AutocastGuard autocast(dev);
-    auto out = model->forward(tokens.to(dev.device), ages.to(dev.device), segments.to(dev.device));
+    auto out = model->forward(in.tokens.to(dev.device), in.ages.to(dev.device), in.segments.to(dev.device));
     auto logp = torch::log_softmax(out.logits.to(torch::kFloat32).narrow(1, 0, context - 1), -1);
     // log p(token j+1 | tokens <= j), [B, context - 1]
-    token_logp = logp.gather(2, tokens.narrow(1, 1, context - 1).to(dev.device).unsqueeze(2)).squeeze(2).cpu();
+    token_logp = logp.gather(2, in.tokens.narrow(1, 1, context - 1).to(dev.device).unsqueeze(2)).squeeze(2).cpu();
   }
   auto lp = token_logp.accessor<float, 2>();
-  for (int64_t b = 0; b < B; ++b)
+  for (int64_t b = 0; b < int64_t(windows.size()); ++b)
     for (int64_t j = 0; j + 1 < windows[size_t(b)].n; ++j) logps[windows[size_t(b)].subject].push_back(lp[b][j]);
 }
 
@@ -138,10 +106,9 @@ Json rarest(std::vector<std::pair<int64_t, Json>> entries, size_t most) {
 // Tokens and numeric bins of the training data that rest on fewer than k train subjects (but
 // more than none: a token nobody has reveals nobody), the rarest 50 of each listed. Special
 // tokens are not data.
-Json rare_tokens_and_bins(const data::TokenDataset& ds, int64_t k) {
+Json rare_tokens_and_bins(const data::TokenDataset& ds, const data::SubjectCounts& counts, int64_t k) {
   constexpr size_t kListed = 50;
   const data::Vocab& vocab = ds.vocab();
-  const data::SubjectCounts counts = data::count_subjects(ds, "train");
   std::vector<std::pair<int64_t, Json>> tokens, bins;
   int64_t n_codes = 0;
   for (uint32_t id = 0; id < vocab.size(); ++id) {
@@ -159,6 +126,34 @@ Json rare_tokens_and_bins(const data::TokenDataset& ds, int64_t k) {
               {"bins_below_k", bins.size()},
               {"tokens", rarest(std::move(tokens), kListed)},
               {"bins", rarest(std::move(bins), kListed)}};
+}
+
+// What the model card says of the audit: the headline figures and how to read them; audit.json
+// beside it has the lists.
+Json card_section(const Json& j) {
+  Json c{{"what", "membership inference (loss, Min-K%) and extraction attacks by chart audit; docs/privacy.md has the "
+                  "threat model and the limits"},
+         {"reading", "AUROC 0.5: these attacks cannot tell the people the model trained on from others; an interval "
+                     "above 0.5 is a finding to act on. A lower bound on risk, not a proof of privacy."},
+         {"data", j["data"]},
+         {"members", j["members"]},
+         {"non_members", j["non_members"]},
+         {"membership", j["membership"]}};
+  if (j.contains("extraction")) c["extraction"] = j["extraction"];
+  if (j.contains("thresholds"))
+    for (const char* key : {"k", "k_from", "tokens_below_k", "code_tokens_below_k", "bins_below_k"})
+      c["thresholds"][key] = j["thresholds"][key];
+  return c;
+}
+
+void log_extraction(const Json& x) {
+  const Json &in = x["members"], &out = x["non_members"];
+  info("audit: extraction: greedy decoding after each subject's rarest code reproduced the next {} tokens for {}/{} "
+       "members ({:.1f}% [{:.1f}, {:.1f}]) and {}/{} non-members ({:.1f}% [{:.1f}, {:.1f}])",
+       x["tokens"].get<int64_t>(), in["exact"].get<int64_t>(), in["prompts"].get<int64_t>(),
+       100 * in["exact_rate"].get<double>(), 100 * in["exact_low"].get<double>(), 100 * in["exact_high"].get<double>(),
+       out["exact"].get<int64_t>(), out["prompts"].get<int64_t>(), 100 * out["exact_rate"].get<double>(),
+       100 * out["exact_low"].get<double>(), 100 * out["exact_high"].get<double>());
 }
 
 // prepare.min_subjects of the dataset, as its manifest records it (0 if it does not).
@@ -183,13 +178,16 @@ int run_audit(const Config& cfg_in) {
                 "audit the pretrained checkpoint it came from (init.checkpoint of the fine-tune run)");
   if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
   cfg.model = checkpoint_model(pre, cfg.model);
+  if (cfg.audit.extract_tokens + 1 > cfg.model.context)
+    fail("audit.extract_tokens ({}) must leave room for a prompt in model.context ({})", cfg.audit.extract_tokens,
+         cfg.model.context);
   auto ds = data::TokenDataset::open(cfg.data.dir);
   check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
   const int64_t most = cfg.audit.max_subjects;
   const auto members = audited_subjects(ds, "train", most);
   // Non-members: subjects the model never trained on, held_out first, then tuning (which
   // pretraining only evaluates on), up to audit.max_subjects.
-  std::vector<std::pair<std::string, std::vector<data::SubjectRef>>> others;
+  SplitSubjects others;
   size_t n_others = 0;
   for (const char* split : {"held_out", "tuning"}) {
     if (most > 0 && int64_t(n_others) >= most) break;
@@ -232,19 +230,26 @@ int run_audit(const Config& cfg_in) {
   j["window"] = cfg.model.context;
   j["bootstrap"] = cfg.audit.bootstrap;
   j["membership"] = Json{{"loss", loss}, {"min_k", min_k}};
+  const data::SubjectCounts counts = data::count_subjects(ds, "train");
+  if (cfg.audit.extract_tokens > 0)
+    j["extraction"] = extraction_audit(model, ds, {{"train", members}}, others, counts, cfg, dev);
   const int64_t k = cfg.audit.k > 0 ? cfg.audit.k : prepare_threshold(cfg.data.dir);
   if (k > 0) {
-    j["thresholds"] = rare_tokens_and_bins(ds, k);
+    j["thresholds"] = rare_tokens_and_bins(ds, counts, k);
     j["thresholds"]["k_from"] = cfg.audit.k > 0 ? "audit.k" : "prepare.min_subjects";
   }
   j["device"] = dev.describe();
   write_file_atomic(out / "config.yaml", config_to_yaml(cfg));
+  if (fs::exists(pre.dir / "model_card.json"))  // the audited checkpoint's card, with the audit
+    write_model_card_json(out, with_model_card_section(read_model_card_json(pre.dir), "privacy_audit",
+                                                       card_section(j).dump()));
   write_file_atomic(out / "audit.json", dump_json(j));
   info("audit: membership AUROC by loss {:.3f} [{:.3f}, {:.3f}], by Min-{:.0f}% {:.3f} [{:.3f}, {:.3f}] "
        "(0.5: nothing this attack can see); mean loss members {:.3f} vs non-members {:.3f}; wrote {}",
        loss["auroc"].get<double>(), loss["auroc_low"].get<double>(), loss["auroc_high"].get<double>(),
        100 * cfg.audit.min_k, min_k["auroc"].get<double>(), min_k["auroc_low"].get<double>(),
        min_k["auroc_high"].get<double>(), mean_of(fit_in), mean_of(fit_out), (out / "audit.json").string());
+  if (j.contains("extraction")) log_extraction(j["extraction"]);
   if (k > 0) {
     const Json& t = j["thresholds"];
     const int64_t rare = t["tokens_below_k"].get<int64_t>() + t["bins_below_k"].get<int64_t>();

@@ -5,7 +5,9 @@
 // them) and Min-K% (the mean log-probability of the timeline's k% least likely tokens, a
 // reference-free score that discounts timelines that are easy for everyone). The AUROC of telling
 // train subjects from subjects it never trained on (held_out, then tuning) by each score, with a 95% bootstrap interval: 0.5 means
-// the model leaks nothing this attack can see, 1.0 that it identifies every member.
+// the model leaks nothing this attack can see, 1.0 that it identifies every member. Then
+// extraction (audit_extraction.h): how often greedy decoding after a subject's rarest code
+// reproduces what followed it, members against non-members.
 //   run.dir/audit.json   the scores' AUROCs and intervals, the subjects and tokens they rest on
 #pragma once
 #include <cstdint>
