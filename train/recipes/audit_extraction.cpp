@@ -50,26 +50,36 @@ std::vector<Scored> score_attempts(ClinicalTransformer& model, const data::Token
     windows.push_back({a.subject, start, end - start});
   }
   const WindowInputs in = window_inputs(ds, split, refs, windows, context);
+  // Only the len positions predicting each row's continuation: [B, len] of [B, context, V].
+  const auto B = static_cast<int64_t>(windows.size());
+  auto pos = torch::empty({B, len}, torch::kLong);
+  auto next = torch::empty({B, len}, torch::kLong);
+  auto tok = in.tokens.accessor<int64_t, 2>();
+  auto pa = pos.accessor<int64_t, 2>();
+  auto na = next.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t first = windows[size_t(b)].n - len - 1;  // the position predicting the first token
+    for (int64_t j = 0; j < len; ++j) pa[b][j] = first + j, na[b][j] = tok[b][first + j + 1];
+  }
   torch::Tensor logp;
   {
     AutocastGuard autocast(dev);
     auto out = model->forward(in.tokens.to(dev.device), in.ages.to(dev.device), in.segments.to(dev.device));
-    logp = torch::log_softmax(out.logits.to(torch::kFloat32), -1).cpu();
+    const auto rows = torch::arange(B, torch::TensorOptions().device(dev.device)).unsqueeze(1);
+    const auto picked = out.logits.index({rows, pos.to(dev.device)});  // [B, len, V]
+    logp = torch::log_softmax(picked.to(torch::kFloat32), -1).cpu();
   }
-  auto lp = logp.accessor<float, 3>();
-  auto tok = in.tokens.accessor<int64_t, 2>();
-  const auto argmax = logp.argmax(-1);
-  auto top = argmax.accessor<int64_t, 2>();
+  const auto hit = logp.argmax(-1).eq(next);                               // [B, len]
+  const auto next_logp = logp.gather(-1, next.unsqueeze(-1)).squeeze(-1);  // [B, len]
+  auto h = hit.accessor<bool, 2>();
+  auto lp = next_logp.accessor<float, 2>();
   std::vector<Scored> scored;
-  for (size_t b = 0; b < windows.size(); ++b) {
-    const int64_t first = windows[b].n - len - 1;  // the position predicting the continuation's first token
+  for (int64_t b = 0; b < B; ++b) {
     Scored s{true, 0, 0.0};
-    for (int64_t j = first; j < first + len; ++j) {
-      const int64_t next = tok[long(b)][j + 1];
-      const bool hit = top[long(b)][j] == next;
-      s.exact = s.exact && hit;
-      s.matched += hit;
-      s.mean_logp += lp[long(b)][j][next] / double(len);
+    for (int64_t j = 0; j < len; ++j) {
+      s.exact = s.exact && h[b][j];
+      s.matched += h[b][j];
+      s.mean_logp += lp[b][j] / double(len);
     }
     scored.push_back(s);
   }
