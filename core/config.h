@@ -189,6 +189,11 @@ struct AuditConfig {
   int64_t batch_size = 32;
 };
 
+// What a model card says beyond what chart measures (train/checkpoint/governance.h).
+struct CardConfig {
+  std::string governance;  // YAML: intended use, users, out-of-scope uses, limitations, oversight, contact, ...
+};
+
 // `chart serve`: fine-tuned models behind an HTTP API (serve/server.h). Who may call it, with
 // which credential and for which tasks, is in serve.clients, a file of its own (serve/access.h).
 struct ServeConfig {
@@ -238,6 +243,7 @@ struct Config {
   GenerateConfig generate;
   PredictConfig predict;
   AuditConfig audit;
+  CardConfig card;
   ServeConfig serve;
   DistConfig dist;
 };

@@ -141,6 +141,7 @@ void bind(Binder& b, Config& c) {
     b.field("extract_tokens", a.extract_tokens, 0, 1 << 20);
     b.field("batch_size", a.batch_size, 1, 1 << 20);
   });
+  b.section("card", [&] { b.field("governance", c.card.governance); });
   b.section("serve", [&] {
     auto& s = c.serve;
     b.field("models", s.models);

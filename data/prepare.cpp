@@ -16,6 +16,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "core/utc_time.h"
 #include "data/coverage.h"
 #include "data/meds_reader.h"
 #include "data/subject_splits.h"
@@ -144,6 +145,8 @@ std::vector<FileOutput> tokenize_files(const std::vector<MedsFile>& files, const
       sc.events += c.events;
       sc.tokens += c.tokens;
       sc.unknown += c.unknown;
+      for (const Item& it : t.items)
+        if (!it.is_static) sc.add_time(it.time_us);
       fo.subjects.push_back(s.id);
     }
     for (auto& [split, w] : writers) {
@@ -161,6 +164,9 @@ std::vector<FileOutput> tokenize_files(const std::vector<MedsFile>& files, const
   p2.finish(fmt::format("{} rows", rows.load()));
   return outputs;
 }
+
+// "2020-01-31": a split's time span to the day, which is what its readers need.
+std::string utc_date(int64_t us) { return format_utc(us).substr(0, 10); }
 
 // MEDS keeps each subject in one file; a subject in two files would be two timelines.
 void check_one_file_per_subject(const std::vector<MedsFile>& files, const std::vector<FileOutput>& outputs) {
@@ -285,6 +291,7 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
       r.tokens += c.tokens;
       r.unknown += c.unknown;
       r.shards += c.shards;
+      r.first_us = std::min(r.first_us, c.first_us), r.last_us = std::max(r.last_us, c.last_us);
     }
   result.vocab_size = static_cast<int64_t>(vocab->size());
   result.codes_seen = codes_seen;
@@ -317,7 +324,9 @@ PrepareResult prepare_dataset(const fs::path& meds, const fs::path& out, const C
   m["splits"] = Json::object();
   for (const auto& [name, c] : result.splits)
     m["splits"][name] = {{"subjects", c.subjects}, {"events", c.events}, {"tokens", c.tokens},
-                         {"unknown", c.unknown}, {"shards", c.shards}};
+                         {"unknown", c.unknown}, {"shards", c.shards},
+                         {"first_event", c.first_us <= c.last_us ? Json(utc_date(c.first_us)) : Json()},
+                         {"last_event", c.first_us <= c.last_us ? Json(utc_date(c.last_us)) : Json()}};
   write_manifest(stage.path(), outputs, std::move(m));
   stage.commit(overwrite);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -12,7 +12,9 @@
 // names are kept as their own folders), else its data/<split>/ folder's, else a hash of its id.
 #pragma once
 #include <cstdint>
+#include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -22,6 +24,10 @@ namespace chart::data {
 
 struct SplitCounts {
   int64_t subjects = 0, events = 0, tokens = 0, unknown = 0, shards = 0;
+  // The earliest and latest timed event (birth rows aside), microseconds since 1970; first > last
+  // while the split has none. The model card states the training data's time span from them.
+  int64_t first_us = std::numeric_limits<int64_t>::max(), last_us = std::numeric_limits<int64_t>::min();
+  void add_time(int64_t us) { first_us = std::min(first_us, us), last_us = std::max(last_us, us); }
 };
 
 // vocab.tsv's bytes and where they came from (a token dataset, a checkpoint, an export).

@@ -1,5 +1,7 @@
 #include "train/checkpoint/model_card.h"
 
+#include "train/checkpoint/governance.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
@@ -147,6 +149,9 @@ DataLineage data_lineage(const fs::path& dataset_dir, const std::string& split) 
     if (m.contains("splits") && m["splits"].contains(split)) {
       d.subjects = m["splits"][split].value("subjects", int64_t{-1});
       d.tokens = m["splits"][split].value("tokens", int64_t{-1});
+      const Json& sp = m["splits"][split];
+      if (sp.contains("first_event") && sp["first_event"].is_string()) d.first_event = sp["first_event"];
+      if (sp.contains("last_event") && sp["last_event"].is_string()) d.last_event = sp["last_event"];
     }
   } catch (const std::exception& e) {  // chart::Error, or a field of another type (Json::exception)
     warn("model card: the data lineage is incomplete: {}", e.what());
@@ -214,6 +219,8 @@ std::string model_card_json(const ModelCard& c) {
   t["vocab_hash"] = string_or_null(d.vocab_hash);
   t["vocab_size"] = count_or_null(d.vocab_size);
   t["privacy_min_subjects"] = count_or_null(d.privacy_k);
+  t["first_event"] = string_or_null(d.first_event);
+  t["last_event"] = string_or_null(d.last_event);
   j["config_sha256"] = string_or_null(c.config_sha256);
   j["code"]["chart_version"] = c.code.version;
   j["code"]["git_commit"] = c.code.commit;
@@ -244,6 +251,8 @@ std::string model_card_markdown(const std::string& card_json) {
   md += fmt::format("| training data | `{}`, split `{}`: {} subjects, {} tokens |\n", s({"training_data", "dataset_dir"}),
                     s({"training_data", "split"}), grouped(s({"training_data", "subjects"})),
                     grouped(s({"training_data", "tokens"})));
+  md += fmt::format("| time span | events from {} to {} |\n", s({"training_data", "first_event"}),
+                    s({"training_data", "last_event"}));
   md += fmt::format("| MEDS source | `{}` |\n", s({"training_data", "meds_source"}));
   md += fmt::format("| dataset manifest SHA-256 | `{}` |\n", s({"training_data", "manifest_sha256"}));
   md += fmt::format("| vocabulary | {} tokens, hash `{}`, privacy threshold k = {} (codes seen in fewer train subjects have no token) |\n",
@@ -261,8 +270,9 @@ std::string model_card_markdown(const std::string& card_json) {
       metrics += (metrics.empty() ? "" : ", ") + name + " " + short_number(value);
   md += fmt::format("| final metrics | {} |\n", metrics.empty() ? "none recorded" : metrics);
   md += fmt::format("| card written | {} |\n", s({"created_utc"}));
+  if (c.contains("governance")) md += governance_markdown(c);  // before the raw sections it draws on
   static const char* kFixed[] = {"format", "version", "kind", "created_utc", "model", "training_data",
-                                 "config_sha256", "code", "training", "metrics"};
+                                 "config_sha256", "code", "training", "metrics", "governance"};
   for (const auto& [name, value] : c.items()) {
     bool fixed = false;
     for (const char* f : kFixed) fixed |= name == f;

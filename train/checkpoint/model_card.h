@@ -36,6 +36,8 @@ struct DataLineage {
   std::string vocab_hash;       // SHA-256 of vocab.tsv
   int64_t vocab_size = -1;
   int64_t privacy_k = -1;       // prepare.min_subjects: codes in fewer train subjects have no token
+  std::string first_event;      // the split's earliest and latest event dates ("2019-03-01"); empty
+  std::string last_event;       // when unknown (datasets prepared before chart recorded them)
 };
 
 // Reads dataset_dir/manifest.json and prepare.yaml; what it cannot read stays unknown (a warning

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "train/checkpoint/governance.h"
 #include "core/faults.h"
 #include "core/files.h"
 #include "core/json.h"
@@ -157,6 +158,7 @@ void build_model_and_optimizer(TrainRun& r) {
 void restore_or_initialise(TrainRun& r) {
   const auto& tc = r.cfg.train;
   r.card.data = data_lineage(r.ds.dir(), "train");
+  r.card.set_section("governance", governance_section(r.cfg.card.governance));
   if (!r.cfg.init.checkpoint.empty())
     r.card.set_section("init", Json({{"checkpoint", r.cfg.init.checkpoint}}).dump());
   if (r.resumed_from) {

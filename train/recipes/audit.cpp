@@ -1,4 +1,5 @@
 #include "train/recipes/audit.h"
+#include "train/checkpoint/governance.h"
 
 #include <algorithm>
 #include <cmath>
@@ -172,6 +173,7 @@ int run_audit(const Config& cfg_in) {
   if (fs::exists(out / "audit.json"))
     throw Error(fmt::format("{} already holds an audit.json", out.string()), "choose another run.dir");
   set_cpu_threads(cfg.train.threads);
+  governance_section(cfg.card.governance);  // a bad governance file fails before the audit runs
   Pretrained pre = load_pretrained(cfg.init.checkpoint);
   if (pre.tensors.count("cls_head.weight"))
     throw Error(fmt::format("{} is a fine-tuned checkpoint", pre.dir.string()),
@@ -241,8 +243,9 @@ int run_audit(const Config& cfg_in) {
   j["device"] = dev.describe();
   write_file_atomic(out / "config.yaml", config_to_yaml(cfg));
   if (fs::exists(pre.dir / "model_card.json"))  // the audited checkpoint's card, with the audit
-    write_model_card_json(out, with_model_card_section(read_model_card_json(pre.dir), "privacy_audit",
-                                                       card_section(j).dump()));
+    write_model_card_json(out, with_governance(with_model_card_section(read_model_card_json(pre.dir), "privacy_audit",
+                                                                       card_section(j).dump()),
+                                               cfg.card.governance));
   write_file_atomic(out / "audit.json", dump_json(j));
   info("audit: membership AUROC by loss {:.3f} [{:.3f}, {:.3f}], by Min-{:.0f}% {:.3f} [{:.3f}, {:.3f}] "
        "(0.5: nothing this attack can see); mean loss members {:.3f} vs non-members {:.3f}; wrote {}",

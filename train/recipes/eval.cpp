@@ -1,4 +1,5 @@
 #include "train/recipes/eval.h"
+#include "train/checkpoint/governance.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -359,6 +360,7 @@ int run_eval(const Config& cfg_in) {
     throw Error(fmt::format("{} already holds an evaluation", cfg.run.dir), "choose another run.dir, or remove the old run");
   set_cpu_threads(cfg.train.threads);
   parse_threshold_rule(ec.threshold_rule, ec.threshold);  // a bad rule fails before any scoring
+  governance_section(cfg.card.governance);                // and so does a bad governance file
   ReportInputs report;
   Scored scored = ec.predictions.empty() ? score_checkpoint(cfg, report) : score_predictions_file(cfg, report);
   const auto& preds = scored.preds;
@@ -405,7 +407,8 @@ int run_eval(const Config& cfg_in) {
   const std::string json = dump_json(ev);
   write_file_atomic(out / "eval.json", json);
   if (!evaluated.empty() && fs::exists(evaluated / "model_card.json"))  // the card, with this evaluation
-    write_model_card_json(out, with_model_card_section(read_model_card_json(evaluated), "evaluation", json));
+    write_model_card_json(out, with_governance(with_model_card_section(read_model_card_json(evaluated), "evaluation", json),
+                                               cfg.card.governance));
   write_report(out / "report.html", report);
   info("eval: task {}: {} rows ({} positive): AUROC {:.4f} [{:.4f}, {:.4f}], AUPRC {:.4f}, Brier {:.4f}, ECE {:.4f}{}", task,
        m.n, m.n_pos, m.auroc, report.model.auroc.lo, report.model.auroc.hi, m.auprc, m.brier, m.ece,

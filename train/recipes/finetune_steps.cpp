@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "train/checkpoint/governance.h"
 #include "core/faults.h"
 #include "core/files.h"
 #include "core/json.h"
@@ -102,6 +103,7 @@ ModelCard finetune_card(const FinetuneRun& r) {
   task["steps_run"] = r.step;
   task["pretrained_checkpoint"] = r.pre.dir.string();
   card.set_section("task", task.dump());
+  card.set_section("governance", governance_section(r.cfg.card.governance));
   if (r.can_tune) {
     card.set_metric("tuning_auroc", r.best_auroc);
     card.set_metric("tuning_loss", r.best_loss);
@@ -134,6 +136,7 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
     throw Error(fmt::format("{} already holds a fine-tuned checkpoint", run_dir.string()),
                 "choose another run.dir, or remove the old run");
   set_cpu_threads(cfg.train.threads);
+  governance_section(cfg.card.governance);  // a bad governance file fails now, not after the training
   Pretrained pre = load_pretrained(cfg.init.checkpoint);
   if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
   cfg.model = checkpoint_model(pre, cfg.model);
