@@ -20,7 +20,7 @@ using testing::config;
 struct Audited {
   double loss_auroc, loss_low, loss_high, min_k_auroc, train_nll, held_out_nll;
   int64_t members;
-  nlohmann::json extraction;
+  nlohmann::json extraction, loss;
 };
 
 // synth -> prepare -> train `steps` -> audit, in dir.
@@ -47,7 +47,7 @@ Audited audit_after(const fs::path& dir, int subjects, int steps, const std::str
   auto j = nlohmann::json::parse(read_file(dir / "audit" / "audit.json"));
   const auto& loss = j["membership"]["loss"];
   return {loss["auroc"], loss["auroc_low"], loss["auroc_high"], j["membership"]["min_k"]["auroc"],
-          loss["mean_nll_train"], loss["mean_nll_non_members"], j["members"]["train"], j["extraction"]};
+          loss["mean_nll_train"], loss["mean_nll_non_members"], j["members"]["train"], j["extraction"], loss};
 }
 
 TEST(Audit, MembershipInferenceSeesMemorisationAndOnlyThat) {
@@ -60,12 +60,21 @@ TEST(Audit, MembershipInferenceSeesMemorisationAndOnlyThat) {
   EXPECT_GT(over.loss_low, 0.55);
   EXPECT_LT(over.train_nll, over.held_out_nll);
   EXPECT_GT(over.min_k_auroc, 0.6);
+  // At a low false-positive rate, the overfit model's members are flagged far above chance.
+  const auto& over_10 = over.loss["tpr_at_low_fpr"][0];
+  EXPECT_EQ(over_10["target_fpr"], 0.1);
+  EXPECT_LE(over_10["fpr"].get<double>(), 0.1);
+  EXPECT_GT(over_10["tpr_low"].get<double>(), 0.2) << over_10;
   // 3000 subjects, 40 steps: well under one pass over the training timelines.
   const Audited fair = audit_after(dir / "fair", 3000, 40);
   EXPECT_EQ(fair.members, 200);
   EXPECT_LT(fair.loss_low, 0.5) << fair.loss_auroc;
   EXPECT_GT(fair.loss_high, 0.5) << fair.loss_auroc;
   EXPECT_LT(std::abs(fair.loss_auroc - 0.5), 0.1);
+  const auto& fair_10 = fair.loss["tpr_at_low_fpr"][0];
+  // At chance a member is flagged as often as a non-member (TPR = FPR; 0.145 at 0.1 here). The
+  // Wilson interval holds the threshold fixed, so it is not asked to hold 0.1.
+  EXPECT_LT(fair_10["tpr"].get<double>() - fair_10["fpr"].get<double>(), 0.1) << fair_10;
   const auto& fair_x = fair.extraction["logp_auroc"];
   EXPECT_LT(fair_x["auroc_low"].get<double>(), 0.5) << fair_x;
   EXPECT_GT(fair_x["auroc_high"].get<double>(), 0.5) << fair_x;

@@ -11,6 +11,7 @@
 #include "core/mix.h"
 #include "tests/test_util.h"
 #include "train/validation/binary_metrics.h"
+#include "train/validation/low_fpr.h"
 #include "train/report/eval_report.h"
 #include "train/recipes/eval.h"
 #include "train/report/loss_curves.h"
@@ -460,6 +461,30 @@ TEST(Subgroups, AgeBandsByLowerEdges) {
   EXPECT_EQ(age_band(64.99, edges), "40-65");
   EXPECT_EQ(age_band(80, edges), ">=80");
   EXPECT_THROW(load_config("", {"eval.age_bands=[40, 18]"}), Error);
+}
+
+TEST(TprAtFpr, CountsWhatIsStrictlyAboveTheThresholdTheTargetAllows) {
+  const std::vector<double> neg = {0.9, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.04, 0.03, 0.02}, pos = {0.95, 0.8, 0.6, 0.1};
+  std::vector<double> s;
+  std::vector<int> y;
+  for (double v : neg) s.push_back(v), y.push_back(0);
+  for (double v : pos) s.push_back(v), y.push_back(1);
+  auto at = [&](double target) { return tpr_at_fpr(s, y, target); };
+  EXPECT_EQ(at(0).true_positives, 1);  // above every negative: only 0.95
+  EXPECT_EQ(at(0).fpr, 0);
+  EXPECT_EQ(at(0.05).true_positives, 1) << "a target below 1/n is the same as 0";
+  EXPECT_EQ(at(0.1).true_positives, 3);
+  EXPECT_DOUBLE_EQ(at(0.1).fpr, 0.1);
+  EXPECT_DOUBLE_EQ(at(0.1).tpr(), 0.75);
+  EXPECT_EQ(at(0.19).false_positives, 1);
+  EXPECT_EQ(at(0.5).true_positives, 3) << "0.1 is not above the 6th negative (0.1)";
+  // Ties with the threshold are not flagged: the reached rate never exceeds the target.
+  const TprAtFpr tied = tpr_at_fpr({0.5, 0.5, 0.5}, {0, 0, 1}, 0.5);
+  EXPECT_EQ(tied.true_positives, 0);
+  EXPECT_EQ(tied.fpr, 0);
+  EXPECT_THROW(tpr_at_fpr(s, y, 1.0), Error);
+  EXPECT_THROW(tpr_at_fpr({0.1}, {0, 1}, 0.1), Error);
+  EXPECT_TRUE(std::isnan(tpr_at_fpr({0.1, 0.2}, {1, 1}, 0.1).fpr)) << "no negatives, no rate";
 }
 
 }  // namespace

@@ -114,6 +114,10 @@ std::string measured_privacy(const Json& c) {
                                text(at(*a, {"membership", "loss", "auroc"})),
                                text(at(*a, {"membership", "loss", "auroc_low"})),
                                text(at(*a, {"membership", "loss", "auroc_high"})));
+  if (const Json* low = at(*a, {"membership", "loss", "tpr_at_low_fpr"}); low && low->is_array() && low->size() > 1)
+    md += fmt::format(" At a false-positive rate of {} (target 0.01) it flags {} of the members (TPR {}).",
+                      text(at((*low)[1], {"fpr"})), text(at((*low)[1], {"members_flagged"})),
+                      text(at((*low)[1], {"tpr"})));
   if (const Json* x = at(*a, {"extraction"}))
     md += fmt::format(" Extraction: {} tokens after the rarest code reproduced exactly for {} of {} members and {} of "
                       "{} non-members.",

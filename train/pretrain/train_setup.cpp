@@ -7,12 +7,12 @@
 #include <set>
 
 #include "core/error.h"
-#include "train/checkpoint/governance.h"
 #include "core/faults.h"
 #include "core/files.h"
 #include "core/json.h"
 #include "core/time.h"
 #include "kernels/attention_dispatch.h"
+#include "train/checkpoint/governance.h"
 #include "train/distributed/zero.h"
 #include "train/interop/load_pretrained.h"
 #include "train/pretrain/optimizer.h"

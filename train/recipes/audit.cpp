@@ -1,5 +1,4 @@
 #include "train/recipes/audit.h"
-#include "train/checkpoint/governance.h"
 
 #include <algorithm>
 #include <cmath>
@@ -15,12 +14,15 @@
 #include "model/autocast.h"
 #include "model/device.h"
 #include "model/transformer.h"
+#include "infer/risk.h"
+#include "train/checkpoint/governance.h"
 #include "train/checkpoint/model_card.h"
 #include "train/checkpoint/run_lock.h"
 #include "train/interop/load_pretrained.h"
 #include "train/recipes/audit_extraction.h"
 #include "train/recipes/audit_windows.h"
 #include "train/validation/binary_metrics.h"
+#include "train/validation/low_fpr.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -87,7 +89,14 @@ Json membership_auroc(const std::vector<SubjectFit>& members, const std::vector<
   for (const auto& f : members) p.push_back(std::exp(score(f))), y.push_back(1);
   for (const auto& f : others) p.push_back(std::exp(score(f))), y.push_back(0);
   const BinaryEvaluation e = evaluate_binary(p, y, bootstrap, seed);
-  return Json{{"auroc", e.point.auroc}, {"auroc_low", e.auroc.lo}, {"auroc_high", e.auroc.hi}};
+  Json low = Json::array();
+  for (double target : {0.1, 0.01, 0.001}) {  // members flagged when almost no non-member is
+    const TprAtFpr r = tpr_at_fpr(p, y, target);
+    const auto [lo, hi] = infer::wilson_interval(r.true_positives, r.positives);
+    low.push_back({{"target_fpr", target}, {"fpr", r.fpr}, {"tpr", r.tpr()}, {"tpr_low", lo}, {"tpr_high", hi},
+                   {"members_flagged", r.true_positives}, {"non_members_flagged", r.false_positives}});
+  }
+  return Json{{"auroc", e.point.auroc}, {"auroc_low", e.auroc.lo}, {"auroc_high", e.auroc.hi}, {"tpr_at_low_fpr", low}};
 }
 
 double mean_of(const std::vector<SubjectFit>& fits) {
@@ -252,6 +261,10 @@ int run_audit(const Config& cfg_in) {
        loss["auroc"].get<double>(), loss["auroc_low"].get<double>(), loss["auroc_high"].get<double>(),
        100 * cfg.audit.min_k, min_k["auroc"].get<double>(), min_k["auroc_low"].get<double>(),
        min_k["auroc_high"].get<double>(), mean_of(fit_in), mean_of(fit_out), (out / "audit.json").string());
+  const Json& at1 = loss["tpr_at_low_fpr"][1];
+  info("audit: at a false-positive rate of {:.1f}% (target 1%) the loss attack flags {} of {} members (TPR {:.1f}% "
+       "[{:.1f}, {:.1f}])", 100 * at1["fpr"].get<double>(), at1["members_flagged"].get<int64_t>(), fit_in.size(),
+       100 * at1["tpr"].get<double>(), 100 * at1["tpr_low"].get<double>(), 100 * at1["tpr_high"].get<double>());
   if (j.contains("extraction")) log_extraction(j["extraction"]);
   if (k > 0) {
     const Json& t = j["thresholds"];

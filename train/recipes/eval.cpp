@@ -1,5 +1,4 @@
 #include "train/recipes/eval.h"
-#include "train/checkpoint/governance.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -21,6 +20,7 @@
 #include "train/validation/binary_metrics.h"
 #include "train/validation/decision_curve.h"
 #include "train/validation/operating_point.h"
+#include "train/checkpoint/governance.h"
 #include "train/checkpoint/model_card.h"
 #include "train/recipes/classify.h"
 #include "train/recipes/eval_subgroups.h"

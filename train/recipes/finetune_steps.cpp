@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "train/checkpoint/governance.h"
 #include "core/faults.h"
 #include "core/files.h"
 #include "core/json.h"
@@ -12,6 +11,7 @@
 #include "data/labels.h"
 #include "model/autocast.h"
 #include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/governance.h"
 #include "train/checkpoint/model_card.h"
 #include "train/interop/load_pretrained.h"
 #include "train/pretrain/optimizer.h"
