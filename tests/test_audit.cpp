@@ -112,6 +112,14 @@ TEST(Audit, ExtractionSeesTheTimelinesAModelMemorisedAndTheCardCarriesTheAudit) 
   EXPECT_EQ(card["privacy_audit"]["extraction"], x);
   EXPECT_EQ(card["privacy_audit"]["thresholds"]["k"], 2);
   EXPECT_NE(read_file(audit / "MODEL_CARD.md").find("## privacy_audit"), std::string::npos);
+  // The report a privacy officer reads: the attacks' figures as audit.json has them, the ROC plot.
+  const std::string html = read_file(audit / "report.html");
+  for (const std::string part : {std::string("<h2>Membership inference</h2>"), std::string("class=\"membership-roc\""),
+                                 std::string("<h2>Extraction</h2>"), std::string("<h2>Privacy threshold</h2>"),
+                                 fmt::format("{:.3f}", memorised.loss_auroc),
+                                 fmt::format("{:.3f}", x["logp_auroc"]["auroc"].get<double>())})
+    EXPECT_NE(html.find(part), std::string::npos) << part;
+  EXPECT_NE(html.find("the loss attack tells members from non-members"), std::string::npos) << "a finding is flagged";
   // Without extraction (audit.extract_tokens=0), none is reported; a continuation that leaves no
   // room for a prompt in the context is refused, naming both keys.
   std::string out;
@@ -151,6 +159,9 @@ TEST(Audit, CountsRareTokensAndBinsAndRefusesAFineTunedCheckpointAnExistingAudit
   EXPECT_GT(strict["code_tokens_below_k"].get<int64_t>(), 10);
   EXPECT_GT(strict["bins_below_k"].get<int64_t>(), 0);
   EXPECT_LE(strict["tokens"].size(), 50u);
+  const std::string html = read_file(dir / "audit-k" / "report.html");
+  EXPECT_NE(html.find("token (rarest first)"), std::string::npos);
+  EXPECT_NE(html.find("<code>" + strict["tokens"][0]["token"].get<std::string>() + "</code>"), std::string::npos);
   EXPECT_GT(strict["tokens"][0]["subjects"].get<int64_t>(), 0);
   for (const char* list : {"tokens", "bins"})  // the rarest first
     for (size_t i = 1; i < strict[list].size(); ++i)

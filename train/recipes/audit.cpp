@@ -20,6 +20,7 @@
 #include "train/checkpoint/run_lock.h"
 #include "train/interop/load_pretrained.h"
 #include "train/recipes/audit_extraction.h"
+#include "train/report/audit_report.h"
 #include "train/recipes/audit_windows.h"
 #include "train/validation/binary_metrics.h"
 #include "train/validation/low_fpr.h"
@@ -83,12 +84,13 @@ std::vector<SubjectFit> fit_subjects(ClinicalTransformer& model, const data::Tok
 // The AUROC of telling members (train) from non-members (held_out, tuning) by a score, higher meaning
 // "member"; exp() maps each score into (0, 1], which keeps its order.
 Json membership_auroc(const std::vector<SubjectFit>& members, const std::vector<SubjectFit>& others,
-                      double (*score)(const SubjectFit&), int64_t bootstrap, uint64_t seed) {
+                      double (*score)(const SubjectFit&), int64_t bootstrap, uint64_t seed, Curve& roc) {
   std::vector<double> p;
   std::vector<int> y;
   for (const auto& f : members) p.push_back(std::exp(score(f))), y.push_back(1);
   for (const auto& f : others) p.push_back(std::exp(score(f))), y.push_back(0);
   const BinaryEvaluation e = evaluate_binary(p, y, bootstrap, seed);
+  roc = roc_curve(p, y);
   Json low = Json::array();
   for (double target : {0.1, 0.01, 0.001}) {  // members flagged when almost no non-member is
     const TprAtFpr r = tpr_at_fpr(p, y, target);
@@ -227,9 +229,11 @@ int run_audit(const Config& cfg_in) {
   }
 
   const auto seed = static_cast<uint64_t>(cfg.train.seed);
+  std::vector<Series> roc{{"mean loss", {}}, {fmt::format("Min-{:.0f}%", 100 * cfg.audit.min_k), {}}};
   Json loss = membership_auroc(fit_in, fit_out, [](const SubjectFit& f) { return -f.mean_nll; },
-                               cfg.audit.bootstrap, seed);
-  Json min_k = membership_auroc(fit_in, fit_out, [](const SubjectFit& f) { return f.min_k; }, cfg.audit.bootstrap, seed);
+                               cfg.audit.bootstrap, seed, roc[0].curve);
+  Json min_k = membership_auroc(fit_in, fit_out, [](const SubjectFit& f) { return f.min_k; }, cfg.audit.bootstrap, seed,
+                                roc[1].curve);
   loss["mean_nll_train"] = mean_of(fit_in);
   loss["mean_nll_non_members"] = mean_of(fit_out);
   min_k["k"] = cfg.audit.min_k;
@@ -255,12 +259,14 @@ int run_audit(const Config& cfg_in) {
     write_model_card_json(out, with_governance(with_model_card_section(read_model_card_json(pre.dir), "privacy_audit",
                                                                        card_section(j).dump()),
                                                cfg.card.governance));
-  write_file_atomic(out / "audit.json", dump_json(j));
+  write_audit_report(out / "report.html", j, roc);
+  write_file_atomic(out / "audit.json", dump_json(j));  // last: its presence means the audit is whole
   info("audit: membership AUROC by loss {:.3f} [{:.3f}, {:.3f}], by Min-{:.0f}% {:.3f} [{:.3f}, {:.3f}] "
        "(0.5: nothing this attack can see); mean loss members {:.3f} vs non-members {:.3f}; wrote {}",
        loss["auroc"].get<double>(), loss["auroc_low"].get<double>(), loss["auroc_high"].get<double>(),
        100 * cfg.audit.min_k, min_k["auroc"].get<double>(), min_k["auroc_low"].get<double>(),
-       min_k["auroc_high"].get<double>(), mean_of(fit_in), mean_of(fit_out), (out / "audit.json").string());
+       min_k["auroc_high"].get<double>(), mean_of(fit_in), mean_of(fit_out),
+       (out / "audit.json").string() + " and " + (out / "report.html").string());
   const Json& at1 = loss["tpr_at_low_fpr"][1];
   info("audit: at a false-positive rate of {:.1f}% (target 1%) the loss attack flags {} of {} members (TPR {:.1f}% "
        "[{:.1f}, {:.1f}])", 100 * at1["fpr"].get<double>(), at1["members_flagged"].get<int64_t>(), fit_in.size(),

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "train/report/svg_plot.h"
 #include "train/validation/binary_metrics.h"
 #include "train/validation/decision_curve.h"
 #include "train/validation/operating_point.h"
@@ -21,6 +22,11 @@ struct Series {
   std::string name;  // legend text, e.g. "model" or "oracle"
   Curve curve;
 };
+
+// ROC or precision-recall as an SVG figure: a reference line (chance, base rate) under the
+// series, the first series (the model) drawn last, on top. cls is the <svg>'s class.
+std::string curve_plot(const std::string& title, const std::vector<Series>& series, svg::Axis x, svg::Axis y,
+                       bool steps, const svg::LegendEntry& reference, const Curve& reference_line, std::string_view cls);
 
 struct LossRun {
   std::string title;                    // e.g. "pretraining", "fine-tuning"
