@@ -5,7 +5,11 @@
 #include <parquet/arrow/reader.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <string>
+
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -72,10 +76,15 @@ std::vector<LabelRow> read_label_columns(const arrow::Table& t, const fs::path& 
     return rows;
   }
   if (!t.GetColumnByName("boolean_value")) {
-    for (const char* other : {"integer_value", "float_value", "categorical_value"})
+    for (const char* other : {"integer_value", "categorical_value"})
       if (t.GetColumnByName(other))
-        throw Error(fmt::format("{}: labels with '{}' are not supported yet: only boolean_value", file.string(), other),
-                    "binarise the label (e.g. value > threshold) into a boolean_value column");
+        throw Error(fmt::format("{}: labels with '{}' are multi-class; this command takes boolean_value labels",
+                                file.string(), other),
+                    "chart finetune and chart eval take multi-class labels; for this command binarise the label "
+                    "into a boolean_value column");
+    if (t.GetColumnByName("float_value"))
+      throw Error(fmt::format("{}: labels with 'float_value' (regression) are not supported yet", file.string()),
+                  "binarise the label (e.g. value > threshold) into a boolean_value column");
   }
   auto value = column(t, "boolean_value", arrow::Type::BOOL, file);
   no_nulls(sid, "subject_id", file);
@@ -112,7 +121,94 @@ std::vector<double> float_column(const arrow::Table& t, const std::string& name,
   return out;
 }
 
+// The one value column a label file holds. Columns that are null throughout do not count: ACES
+// writes all four, filling the one its task defines.
+std::string value_column(const arrow::Table& t, const fs::path& file) {
+  std::vector<std::string> present;
+  for (const char* c : {"boolean_value", "integer_value", "float_value", "categorical_value"})
+    if (auto col = t.GetColumnByName(c); col && (col->null_count() < col->length() || t.num_rows() == 0))
+      present.push_back(c);
+  if (t.num_rows() == 0 && !present.empty()) return present.front();  // an empty file: its first column
+  if (present.size() > 1)
+    fail("{}: more than one label column ({}): a label file holds one task's values", file.string(),
+         fmt::join(present, ", "));
+  if (present.empty())
+    fail("{}: no label column (boolean_value, integer_value or categorical_value; columns: {})", file.string(),
+         fmt::join(t.ColumnNames(), ", "));
+  if (present[0] == "float_value")
+    throw Error(fmt::format("{}: labels with 'float_value' (regression) are not supported yet", file.string()),
+                "binarise the label (e.g. value > threshold) into a boolean_value column, or bin it into integer_value classes");
+  return present[0];
+}
+
+// Rows of a multi-class label file; values[i] is row i's class as text.
+std::vector<LabelRow> read_class_columns(const arrow::Table& t, const fs::path& file, const std::string& column_name,
+                                         std::vector<std::string>& values) {
+  auto sid = column(t, "subject_id", arrow::Type::INT64, file);
+  auto ptime = column(t, "prediction_time", arrow::Type::TIMESTAMP, file);
+  const bool integer = column_name == "integer_value";
+  auto value = column(t, column_name, integer ? arrow::Type::INT64 : arrow::Type::STRING, file);
+  no_nulls(sid, "subject_id", file);
+  no_nulls(ptime, "prediction_time", file);
+  no_nulls(value, column_name, file);
+  std::vector<LabelRow> rows(static_cast<size_t>(t.num_rows()));
+  for (int64_t i = 0; i < t.num_rows(); ++i) {
+    LabelRow& r = rows[static_cast<size_t>(i)];
+    r.subject_id = static_cast<const arrow::Int64Array&>(*sid).Value(i);
+    r.prediction_time_us = to_micros(static_cast<const arrow::TimestampArray&>(*ptime), i);
+    values.push_back(integer ? std::to_string(static_cast<const arrow::Int64Array&>(*value).Value(i))
+                             : static_cast<const arrow::StringArray&>(*value).GetString(i));
+  }
+  return rows;
+}
+
+// Integers by value ("-1" < "2" < "10"), other text by its bytes.
+bool class_before(const std::string& a, const std::string& b, bool integer) {
+  return integer ? std::stoll(a) < std::stoll(b) : a < b;
+}
+
 }  // namespace
+
+LabelSet read_label_set(const fs::path& path) {
+  LabelSet set;
+  std::vector<std::string> values;
+  bool first = true;
+  for (const auto& file : parquet_files(path)) {
+    auto t = read_parquet_table(file);
+    const std::string c = value_column(*t, file);
+    if (!first && c != set.column)
+      fail("{}: labels in '{}', but other files of {} hold '{}'", file.string(), c, path.string(), set.column);
+    set.column = c, first = false;
+    auto rows = c == "boolean_value" ? read_label_columns(*t, file) : read_class_columns(*t, file, c, values);
+    set.rows.insert(set.rows.end(), rows.begin(), rows.end());
+  }
+  if (set.rows.empty()) fail("labels {} hold no rows", path.string());
+  if (set.column == "boolean_value") return set;
+  set.classes = values;
+  const bool integer = set.column == "integer_value";
+  std::sort(set.classes.begin(), set.classes.end(), [&](auto& a, auto& b) { return class_before(a, b, integer); });
+  set.classes.erase(std::unique(set.classes.begin(), set.classes.end()), set.classes.end());
+  for (size_t i = 0; i < set.rows.size(); ++i)
+    set.rows[i].class_index = static_cast<int32_t>(
+        std::lower_bound(set.classes.begin(), set.classes.end(), values[i],
+                         [&](auto& a, auto& b) { return class_before(a, b, integer); }) - set.classes.begin());
+  return set;
+}
+
+void use_classes(LabelSet& set, const std::vector<std::string>& classes, const std::string& what) {
+  std::map<std::string, int32_t> index;
+  for (size_t i = 0; i < classes.size(); ++i) index[classes[i]] = static_cast<int32_t>(i);
+  for (size_t i = 0; i < set.rows.size(); ++i) {
+    const std::string& name = set.classes[size_t(set.rows[i].class_index)];
+    auto it = index.find(name);
+    if (it == index.end())
+      throw Error(fmt::format("{}: row {} has class '{}', which the model does not know (its classes: {})", what, i,
+                              name, fmt::join(classes, ", ")),
+                  "evaluate on labels of the classes the model was fine-tuned on");
+    set.rows[i].class_index = it->second;
+  }
+  set.classes = classes;
+}
 
 std::vector<LabelRow> read_labels(const fs::path& path) {
   std::vector<LabelRow> all;
@@ -218,6 +314,76 @@ std::vector<Prediction> read_predictions(const fs::path& path) {
       fail("{} row {}: predicted_boolean_probability {} is not in [0, 1]", path.string(), i, out[i].probability);
   }
   return out;
+}
+
+namespace {
+
+// A class name as a file name: characters other than letters, digits, '.', '-' and '_' become '_'.
+std::string file_safe(const std::string& name) {
+  std::string out = name;
+  for (char& c : out)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_')) c = '_';
+  return out.empty() ? "_" : out;
+}
+
+int argmax_of(const std::vector<double>& p) {
+  return static_cast<int>(std::max_element(p.begin(), p.end()) - p.begin());
+}
+
+}  // namespace
+
+void write_class_predictions(const fs::path& path, const std::vector<LabelRow>& rows,
+                             const std::vector<std::vector<double>>& probabilities, const std::string& column_name,
+                             const std::vector<std::string>& classes, const fs::path& by_class_dir) {
+  if (rows.size() != probabilities.size()) fail("{}: {} rows but {} predictions", path.string(), rows.size(), probabilities.size());
+  const bool integer = column_name == "integer_value";
+  const bool labelled = rows.empty() || rows.front().has_label;
+  TableBuilder t(path);
+  auto& sid = t.add<arrow::Int64Builder>(arrow::field("subject_id", arrow::int64(), false));
+  auto& ptime = t.add_timestamp("prediction_time", false);
+  arrow::Int64Builder* ilabel = nullptr;
+  arrow::StringBuilder* slabel = nullptr;
+  if (labelled && integer) ilabel = &t.add<arrow::Int64Builder>(arrow::field(column_name, arrow::int64(), false));
+  if (labelled && !integer) slabel = &t.add<arrow::StringBuilder>(arrow::field(column_name, arrow::utf8(), false));
+  arrow::Int64Builder* ipred = nullptr;
+  arrow::StringBuilder* spred = nullptr;
+  if (integer) ipred = &t.add<arrow::Int64Builder>(arrow::field("predicted_" + column_name, arrow::int64(), false));
+  else spred = &t.add<arrow::StringBuilder>(arrow::field("predicted_" + column_name, arrow::utf8(), false));
+  std::vector<arrow::FloatBuilder*> prob;
+  for (const auto& c : classes)
+    prob.push_back(&t.add<arrow::FloatBuilder>(arrow::field("predicted_probability//" + c, arrow::float32(), false)));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const LabelRow& r = rows[i];
+    if (r.has_label != labelled) fail("{}: labelled and unlabelled rows in one predictions file", path.string());
+    t.append(sid, r.subject_id);
+    t.append(ptime, r.prediction_time_us);
+    const std::string& truth = labelled ? classes.at(size_t(r.class_index)) : classes.front();
+    const std::string& guess = classes.at(size_t(argmax_of(probabilities[i])));
+    if (ilabel) t.append(*ilabel, std::stoll(truth));
+    if (slabel) t.append(*slabel, truth);
+    if (ipred) t.append(*ipred, std::stoll(guess));
+    if (spred) t.append(*spred, guess);
+    for (size_t c = 0; c < classes.size(); ++c) t.append(*prob[c], static_cast<float>(probabilities[i][c]));
+  }
+  t.write();
+  if (by_class_dir.empty() || !labelled) return;
+  fs::create_directories(by_class_dir);
+  for (size_t c = 0; c < classes.size(); ++c) {
+    TableBuilder b(by_class_dir / fmt::format("{:02d}_{}.parquet", c, file_safe(classes[c])));  // unique, in class order
+    auto& bs = b.add<arrow::Int64Builder>(arrow::field("subject_id", arrow::int64(), false));
+    auto& bt = b.add_timestamp("prediction_time", false);
+    auto& bv = b.add<arrow::BooleanBuilder>(arrow::field("boolean_value", arrow::boolean(), false));
+    auto& bp = b.add<arrow::BooleanBuilder>(arrow::field("predicted_boolean_value", arrow::boolean()));
+    auto& bq = b.add<arrow::FloatBuilder>(arrow::field("predicted_boolean_probability", arrow::float32()));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      b.append(bs, rows[i].subject_id);
+      b.append(bt, rows[i].prediction_time_us);
+      b.append(bv, rows[i].class_index == static_cast<int32_t>(c));
+      b.append(bp, argmax_of(probabilities[i]) == static_cast<int>(c));
+      b.append(bq, static_cast<float>(probabilities[i][c]));
+    }
+    b.write();
+  }
 }
 
 }  // namespace chart::data

@@ -1,6 +1,8 @@
 // MEDS label files and prediction files.
 //
-// Labels (meds.LabelSchema): subject_id int64, prediction_time timestamp, boolean_value bool.
+// Labels (meds.LabelSchema): subject_id int64, prediction_time timestamp, and one value column:
+// boolean_value bool (a binary task), or integer_value int64 / categorical_value string (a
+// multi-class task, read with read_label_set). float_value (regression) is not supported yet.
 // A label path is one parquet file or a directory searched recursively for *.parquet.
 // The oracle (`chart synth`'s true probabilities) lives outside the label files, which MEDS
 // allows no extra column: for labels under .../labels/REST, the file or directory .../oracle/REST
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -22,11 +25,28 @@ struct LabelRow {
   int64_t prediction_time_us = 0;  // microseconds since 1970 (UTC)
   bool label = false;
   bool has_label = true;  // false: a prediction time without an outcome (chart predict)
+  int32_t class_index = -1;  // multi-class labels: the row's class in LabelSet::classes
   double true_probability = std::numeric_limits<double>::quiet_NaN();  // NaN when not known
 };
 
-// Throws chart::Error naming the file (and row) on a missing column, a wrong type or a null.
+// Boolean labels. Throws chart::Error naming the file (and row) on a missing column, a wrong type
+// or a null; integer or categorical labels are an error that says which commands take them.
 std::vector<LabelRow> read_labels(const std::filesystem::path& path);
+
+// Labels of either kind. Multi-class labels name their classes in order: integers by value,
+// strings by their bytes; each row's class_index points into them. A path whose files disagree
+// on the value column, or a file with more than one, is a chart::Error naming the file.
+struct LabelSet {
+  std::string column = "boolean_value";  // the value column: boolean_value, integer_value or categorical_value
+  std::vector<std::string> classes;      // empty for boolean labels
+  std::vector<LabelRow> rows;
+  bool multiclass() const { return !classes.empty(); }
+};
+LabelSet read_label_set(const std::filesystem::path& path);
+
+// Renumbers the rows into `classes` (a fine-tuned head's order). A class that is not among them
+// is a chart::Error naming `what` (the labels' path), the row and the classes known.
+void use_classes(LabelSet& set, const std::vector<std::string>& classes, const std::string& what);
 
 // The task a label path names: a file's stem or a directory's name (labels/mortality_365d/ ->
 // mortality_365d); "" for an empty path.
@@ -58,5 +78,15 @@ void write_predictions(const std::filesystem::path& path, const std::vector<Pred
 // Reads a predictions file (as written above, or by another tool in that shape: the probability
 // float32 or float64).
 std::vector<Prediction> read_predictions(const std::filesystem::path& path);
+
+// Multi-class predictions: subject_id, prediction_time, the label (`column`, int64 for
+// integer_value, string for categorical_value; left out for unlabelled rows), predicted_<column>
+// (the most probable class) and one float32 column per class, "predicted_probability//<class>".
+// meds-evaluation has no multi-class schema; `by_class_dir`, when not empty, also gets one file
+// per class, NN_<class>.parquet, in its PredictionSchema (this class vs the rest: boolean_value = the row is of it,
+// predicted_boolean_probability = its probability, predicted_boolean_value = it is the most probable).
+void write_class_predictions(const std::filesystem::path& path, const std::vector<LabelRow>& rows,
+                             const std::vector<std::vector<double>>& probabilities, const std::string& column,
+                             const std::vector<std::string>& classes, const std::filesystem::path& by_class_dir = {});
 
 }  // namespace chart::data

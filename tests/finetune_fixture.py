@@ -3,6 +3,11 @@
   labels MEDS OUT           one label row per subject: prediction_time = the time of the middle
                             timed event, boolean_value = the subject dies later in the record
                             (about one in five do; strongly age-driven, so learnable from little data)
+  classes MEDS OUT         the same rows with three-class labels, in two label sets:
+                            OUT/categorical (categorical_value: "died" when the subject dies later,
+                            else "older" or "younger" than the survivors' median age at
+                            prediction_time) and OUT/integer (integer_value: the tertile of the age at
+                            prediction_time, 0, 1 or 2); both learnable, and not by one class alone
   perturb MEDS LABELS OUT WHEN
                             a copy of MEDS in which every held_out subject's events are changed
                             WHEN = after: only events strictly after the subject's prediction_time
@@ -43,6 +48,38 @@ def make_labels(meds, out):
     schema = pa.schema([("subject_id", pa.int64()), ("prediction_time", pa.timestamp("us")),
                         ("boolean_value", pa.bool_())])
     pq.write_table(pa.table(rows, schema=schema), out / "labels.parquet")
+
+
+def make_class_labels(meds, out):
+    rows = []  # (subject, prediction_time, died, age at prediction_time in days)
+    for f in data_files(meds):
+        t = pq.read_table(f).to_pydict()
+        by_subject = {}
+        for s, time, code in zip(t["subject_id"], t["time"], t["code"]):
+            by_subject.setdefault(s, []).append((time, code))
+        for s, events in by_subject.items():
+            births = [time for time, code in events if code == "MEDS_BIRTH" and time is not None]
+            timed = [e for e in events if e[0] is not None and e[1] not in ("MEDS_BIRTH", "MEDS_DEATH")]
+            if len(timed) < 2 or not births:
+                continue
+            pt = timed[len(timed) // 2][0]
+            died = any(code == "MEDS_DEATH" and time is not None and time > pt for time, code in events)
+            rows.append((s, pt, died, (pt - births[0]).days))
+    survivors = sorted(r[3] for r in rows if not r[2])
+    median = survivors[len(survivors) // 2]
+    ages = sorted(r[3] for r in rows)
+    cuts = (ages[len(ages) // 3], ages[2 * len(ages) // 3])
+    sets = {
+        "categorical": ("categorical_value", pa.string(),
+                        ["died" if d else ("older" if a >= median else "younger") for _, _, d, a in rows]),
+        "integer": ("integer_value", pa.int64(), [int(a >= cuts[0]) + int(a >= cuts[1]) for _, _, _, a in rows]),
+    }
+    for name, (column, kind, values) in sets.items():
+        d = pathlib.Path(out, name)
+        d.mkdir(parents=True, exist_ok=True)
+        schema = pa.schema([("subject_id", pa.int64()), ("prediction_time", pa.timestamp("us")), (column, kind)])
+        table = {"subject_id": [r[0] for r in rows], "prediction_time": [r[1] for r in rows], column: values}
+        pq.write_table(pa.table(table, schema=schema), d / "labels.parquet")
 
 
 def perturb(meds, labels, out, when):
@@ -97,6 +134,8 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "labels":
         make_labels(sys.argv[2], sys.argv[3])
+    elif cmd == "classes":
+        make_class_labels(sys.argv[2], sys.argv[3])
     elif cmd == "perturb":
         perturb(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     else:

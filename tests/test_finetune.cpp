@@ -17,11 +17,13 @@
 #include "data/labels.h"
 #include "data/parquet_table.h"
 #include "model/transformer.h"
+#include "finetune_pipeline.h"
 #include "test_util.h"
 
 namespace chart {
 namespace {
 using testing::TempDir;
+using testing::config;
 namespace fs = std::filesystem;
 
 ModelConfig small_model(bool time_bias) {
@@ -108,39 +110,6 @@ TEST(Classifier, ReadsOnlyUpToTheLastIndex) {
 }
 
 // ---- end to end on chart synth data --------------------------------------------------------
-
-std::string python() { return CHART_PYTHON_EXE; }
-std::string fixture_py() { return (testing::source_dir() / "tests/finetune_fixture.py").string(); }
-using testing::config;
-
-int run(const std::string& cmd) { return std::system((cmd + " > /dev/null 2>&1").c_str()); }
-
-// synth -> labels (death later in the record) -> prepare -> a short pretraining run.
-struct Pipeline {
-  TempDir dir;
-  fs::path meds = dir / "meds", labels = dir / "labels", tok = dir / "tok", pretrain = dir / "pretrain";
-  explicit Pipeline(int subjects, int pretrain_steps) {
-    std::string out;
-    EXPECT_EQ(testing::run_chart(fmt::format("synth --out {} --subjects {} --seed 5", meds.string(), subjects), &out), 0) << out;
-    EXPECT_EQ(run(fmt::format("{} {} labels {} {}", python(), fixture_py(), meds.string(), labels.string())), 0);
-    EXPECT_EQ(testing::run_chart(fmt::format("prepare --meds {} --out {}", meds.string(), tok.string()), &out), 0) << out;
-    EXPECT_EQ(testing::run_chart(fmt::format("train {} --set data.dir={} --set run.dir={} --set train.steps={} "
-                                             "--set model.context=64 --set train.eval_every=0 --set train.threads=2",
-                                             config("tiny.yaml"), tok.string(), pretrain.string(), pretrain_steps), &out), 0)
-        << out;
-  }
-  std::string finetune(const std::string& recipe, const fs::path& run_dir, const std::string& extra) const {
-    return fmt::format("finetune {} --set init.checkpoint={} --set task.labels={} --set run.dir={} --set train.threads=2 {}",
-                       config(("finetune/" + recipe + ".yaml").c_str()), pretrain.string(), labels.string(),
-                       run_dir.string(), extra);
-  }
-  std::string eval(const fs::path& checkpoint, const fs::path& data_dir, const fs::path& out_dir) const {
-    return fmt::format("eval {} --set init.checkpoint={} --set task.labels={} --set data.dir={} --set run.dir={} "
-                       "--set eval.bootstrap=200",
-                       config("finetune/full.yaml"), checkpoint.string(), labels.string(), data_dir.string(),
-                       out_dir.string());
-  }
-};
 
 double json_value(const std::string& json, const std::string& key) {
   auto p = json.rfind("\"" + key + "\": ");  // the top-level copy comes last

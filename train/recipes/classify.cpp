@@ -1,18 +1,48 @@
 #include "train/recipes/classify.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include "core/error.h"
+#include "core/files.h"
 #include "model/autocast.h"
 
 namespace chart {
 
-std::vector<double> classify_batch(ClinicalTransformer& model, const data::ExampleBatch& b, const DeviceChoice& dev) {
+namespace {
+
+torch::Tensor batch_logits(ClinicalTransformer& model, const data::ExampleBatch& b, const DeviceChoice& dev) {
   torch::NoGradGuard no_grad;
-  torch::Tensor logits;
-  {
-    AutocastGuard autocast(dev);
-    logits = model->classify(b.tokens.to(dev.device), b.ages.to(dev.device), b.segments.to(dev.device),
-                             b.last_index.to(dev.device));
+  AutocastGuard autocast(dev);
+  return model->classify(b.tokens.to(dev.device), b.ages.to(dev.device), b.segments.to(dev.device),
+                         b.last_index.to(dev.device));
+}
+
+}  // namespace
+
+HeadClasses head_classes(const Pretrained& p) {
+  HeadClasses h;
+  const int64_t outputs = p.tensors.count("cls_head.weight") ? p.tensors.at("cls_head.weight").size(0) : 1;
+  const auto yaml = p.dir / "finetune.yaml";
+  if (std::filesystem::exists(yaml)) {
+    try {
+      YAML::Node f = YAML::Load(read_file(yaml));
+      if (f["label_column"]) h.column = f["label_column"].as<std::string>();
+      if (f["classes"]) h.classes = f["classes"].as<std::vector<std::string>>();
+    } catch (const YAML::Exception& e) {
+      fail("{}: not a valid finetune.yaml: {}", yaml.string(), e.what());
+    }
   }
+  const int64_t expected = h.multiclass() ? static_cast<int64_t>(h.classes.size()) : 1;
+  if (outputs != expected)
+    fail("{}: the head has {} outputs but finetune.yaml names {} class(es): the checkpoint is inconsistent", p.dir.string(),
+         outputs, h.multiclass() ? h.classes.size() : size_t(1));
+  return h;
+}
+
+std::vector<double> classify_batch(ClinicalTransformer& model, const data::ExampleBatch& b, const DeviceChoice& dev) {
+  torch::Tensor logits = batch_logits(model, b, dev);
+  if (logits.size(1) != 1)
+    fail("a multi-class head ({} classes) gives a probability per class, not one per row", logits.size(1));
   auto p = torch::sigmoid(logits.select(1, 0).to(torch::kFloat64)).cpu().contiguous();
   const double* d = p.data_ptr<double>();
   return std::vector<double>(d, d + p.numel());
@@ -29,6 +59,25 @@ std::vector<double> predict_probabilities(ClinicalTransformer& model, const data
     const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
     const auto p = classify_batch(model, data::collate(ds, examples, i, end, context), dev);
     out.insert(out.end(), p.begin(), p.end());
+  }
+  if (was_training) model->train();
+  return out;
+}
+
+std::vector<std::vector<double>> predict_class_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
+                                                             const std::vector<data::Example>& examples, int64_t context,
+                                                             int64_t batch_size, const DeviceChoice& dev) {
+  const bool was_training = model->is_training();
+  model->eval();
+  std::vector<std::vector<double>> out;
+  out.reserve(examples.size());
+  for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
+    auto p = torch::softmax(batch_logits(model, data::collate(ds, examples, i, end, context), dev).to(torch::kFloat64), 1)
+                 .cpu()
+                 .contiguous();
+    const int64_t C = p.size(1);
+    for (int64_t r = 0; r < p.size(0); ++r) out.emplace_back(p.data_ptr<double>() + r * C, p.data_ptr<double>() + (r + 1) * C);
   }
   if (was_training) model->train();
   return out;

@@ -1,6 +1,8 @@
-// A fine-tuned model's probability of the positive class for examples cut at their prediction
-// times (fine-tuning's tuning evaluations, `chart eval`, `chart predict`).
+// A fine-tuned model's probability of the positive class (or of each class, for a multi-class
+// head) for examples cut at their prediction times (fine-tuning's tuning evaluations, `chart eval`,
+// `chart predict`).
 #pragma once
+#include <string>
 #include <vector>
 
 #include "data/examples.h"
@@ -14,13 +16,30 @@ namespace chart {
 // mode; a checkpoint without a head is a chart::Error naming it.
 ClinicalTransformer load_classifier(const Pretrained& p, const DeviceChoice& dev);
 
+// What a fine-tuned head predicts: a boolean task (no classes) or the classes of a multi-class
+// one, in the head's order, with the label column they came from (finetune.yaml of the checkpoint).
+struct HeadClasses {
+  std::string column = "boolean_value";
+  std::vector<std::string> classes;
+  bool multiclass() const { return !classes.empty(); }
+};
+// chart::Error when the head's size and finetune.yaml disagree.
+HeadClasses head_classes(const Pretrained& p);
+
 // One collated batch's probabilities, without gradients (the model is expected in eval mode).
+// A multi-class head is a chart::Error here: its rows take predict_class_probabilities.
 std::vector<double> classify_batch(ClinicalTransformer& model, const data::ExampleBatch& batch, const DeviceChoice& dev);
 
 // Batched, in eval mode and without gradients; the model's train/eval mode is restored.
 std::vector<double> predict_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                           const std::vector<data::Example>& examples, int64_t context,
                                           int64_t batch_size, const DeviceChoice& dev);
+
+// Each example's probability of every class of a multi-class head (softmax), [N][C]; batched,
+// in eval mode, without gradients.
+std::vector<std::vector<double>> predict_class_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
+                                                             const std::vector<data::Example>& examples, int64_t context,
+                                                             int64_t batch_size, const DeviceChoice& dev);
 
 // The context a fine-tuned model reads: finetune.context, or the checkpoint's model.context.
 int64_t finetune_context(const Config& cfg);

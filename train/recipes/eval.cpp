@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <optional>
 #include <thread>
 
 #include <fmt/ranges.h>
@@ -23,6 +24,7 @@
 #include "train/checkpoint/governance.h"
 #include "train/checkpoint/model_card.h"
 #include "train/recipes/classify.h"
+#include "train/recipes/eval_multiclass.h"
 #include "train/recipes/eval_subgroups.h"
 #include "train/interop/load_pretrained.h"
 #include "train/report/eval_report.h"
@@ -56,12 +58,6 @@ Json evaluation_json(const BinaryEvaluation& e) {
 // The run directory a checkpoint belongs to (run/checkpoints/step_N -> run).
 fs::path run_of(const fs::path& checkpoint) { return checkpoint.parent_path().parent_path(); }
 
-std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
-  return buf;
-}
 
 // The task's name: task.name, else the checkpoint's, else the labels' (or predictions') file or folder name.
 std::string task_of(const Config& cfg, const std::string& checkpoint_task) {
@@ -154,29 +150,18 @@ void add_training_runs(const Pretrained& pre, ReportInputs& report) {
   }
 }
 
-// A fine-tuned checkpoint run on the label rows of eval.split.
-Scored score_checkpoint(Config& cfg, ReportInputs& report) {
+// A fine-tuned checkpoint run on the label rows of eval.split (open_evaluated_checkpoint's).
+Scored score_checkpoint(Config& cfg, Pretrained pre, ReportInputs& report) {
   const auto& ec = cfg.eval;
-  if (cfg.task.labels.empty()) throw Error("task.labels is not set", "pass --set task.labels=LABELS_DIR_OR_FILE");
-  Pretrained pre = load_pretrained(cfg.init.checkpoint);
-  if (!pre.tensors.count("cls_head.weight"))
-    throw Error(fmt::format("{} is not a fine-tuned checkpoint (it has no classification head)", pre.dir.string()),
-                "fine-tune it with chart finetune first, or score zero-shot predictions with eval.predictions=FILE");
-  if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
-  cfg.model = checkpoint_model(pre, cfg.model);
-  cfg.finetune.context = pre.config.finetune.context;
   Scored s{{}, pre.dir.string(), task_of(cfg, trained_task(pre)), ec.split, pre.dir, cfg.data.dir, {}, {}, {}};
-  // The head predicts the task it was fine-tuned on; labels of another task are scored only when asked.
-  const std::string trained = trained_task(pre);
-  const std::string given = cfg.task.name.empty() ? data::task_name_of(cfg.task.labels) : cfg.task.name;
-  if (!trained.empty() && given != trained && !ec.other_task)
-    throw Error(fmt::format("{}: labels of task '{}', but checkpoint {} was fine-tuned on task '{}' ({})", cfg.task.labels,
-                            given, pre.dir.string(), trained, pre.config.task.labels),
-                fmt::format("pass the labels of '{}' (an external site's labels of it: --set task.name={}), or "
-                            "--set eval.other_task=true to score the head on another task", trained, trained));
   auto ds = data::TokenDataset::open(cfg.data.dir);
   check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
-  auto labels = data::read_labels(cfg.task.labels);
+  data::LabelSet set = data::read_label_set(cfg.task.labels);
+  if (set.multiclass())
+    throw Error(fmt::format("{}: multi-class labels ({}), but checkpoint {} has a boolean head", cfg.task.labels,
+                            set.column, pre.dir.string()),
+                "evaluate it on boolean_value labels of its task, or fine-tune a head on these labels");
+  auto& labels = set.rows;
   data::add_true_probabilities(data::read_oracle(cfg.task.labels), labels);
   auto examples = data::make_examples(ds, labels, cfg.task.labels);
   const auto& ex = examples.by_split[ec.split];
@@ -344,6 +329,36 @@ Json subgroups_json(const SubgroupReport& r) {
 
 }  // namespace
 
+Pretrained open_evaluated_checkpoint(Config& cfg) {
+  const auto& ec = cfg.eval;
+  if (cfg.task.labels.empty()) throw Error("task.labels is not set", "pass --set task.labels=LABELS_DIR_OR_FILE");
+  Pretrained pre = load_pretrained(cfg.init.checkpoint);
+  if (!pre.tensors.count("cls_head.weight"))
+    throw Error(fmt::format("{} is not a fine-tuned checkpoint (it has no classification head)", pre.dir.string()),
+                "fine-tune it with chart finetune first, or score zero-shot predictions with eval.predictions=FILE");
+  if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
+  cfg.model = checkpoint_model(pre, cfg.model);
+  cfg.finetune.context = pre.config.finetune.context;
+  // The head predicts the task it was fine-tuned on; labels of another task are scored only when asked.
+  const std::string trained = trained_task(pre);
+  const std::string given = cfg.task.name.empty() ? data::task_name_of(cfg.task.labels) : cfg.task.name;
+  if (!trained.empty() && given != trained && !ec.other_task)
+    throw Error(fmt::format("{}: labels of task '{}', but checkpoint {} was fine-tuned on task '{}' ({})", cfg.task.labels,
+                            given, pre.dir.string(), trained, pre.config.task.labels),
+                fmt::format("pass the labels of '{}' (an external site's labels of it: --set task.name={}), or "
+                            "--set eval.other_task=true to score the head on another task", trained, trained));
+  return pre;
+}
+
+std::string now_utc() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  return buf;
+}
+
+std::string evaluated_task(const Config& cfg, const Pretrained& pre) { return task_of(cfg, trained_task(pre)); }
+
 std::string few_cases_warning(int64_t n, int64_t n_positive) {
   const int64_t fewer = std::min(n_positive, n - n_positive);
   if (fewer >= kFewCases) return "";
@@ -361,8 +376,13 @@ int run_eval(const Config& cfg_in) {
   set_cpu_threads(cfg.train.threads);
   parse_threshold_rule(ec.threshold_rule, ec.threshold);  // a bad rule fails before any scoring
   governance_section(cfg.card.governance);                // and so does a bad governance file
+  std::optional<Pretrained> pre;
+  if (ec.predictions.empty()) {
+    pre = open_evaluated_checkpoint(cfg);
+    if (const HeadClasses head = head_classes(*pre); head.multiclass()) return run_multiclass_eval(cfg, std::move(*pre), head);
+  }
   ReportInputs report;
-  Scored scored = ec.predictions.empty() ? score_checkpoint(cfg, report) : score_predictions_file(cfg, report);
+  Scored scored = pre ? score_checkpoint(cfg, std::move(*pre), report) : score_predictions_file(cfg, report);
   const auto& preds = scored.preds;
   const std::string& task = scored.task;
   const std::string& source = scored.source;

@@ -7,15 +7,26 @@
 //                         and the oracle's metrics when the labels carry true probabilities
 //   report.html           ROC, precision-recall and calibration curves, loss curves of the
 //                         fine-tuning and pretraining runs, the metrics table
+// A head fine-tuned on integer or categorical labels is evaluated as a multi-class task
+// (eval_multiclass.h).
 #pragma once
 #include <cstdint>
 #include <string>
 
 #include "core/config.h"
+#include "train/checkpoint/pretrained.h"
 
 namespace chart {
 
 int run_eval(const Config& config);
+
+// Shared by the boolean and multi-class evaluations. The fine-tuned checkpoint of init.checkpoint,
+// its data.dir, model and context set in cfg; labels of another task than its head's are a
+// chart::Error unless eval.other_task.
+Pretrained open_evaluated_checkpoint(Config& cfg);
+// task.name, else the checkpoint's task, else the labels' name.
+std::string evaluated_task(const Config& cfg, const Pretrained& pre);
+std::string now_utc();  // "2026-12-06 13:05 UTC", for reports
 
 // Fewer than this many positive (or negative) rows: metrics are reported with a warning in the
 // log, eval.json ("warnings") and report.html, and fine-tuning says what early stopping rests on.

@@ -25,6 +25,12 @@ namespace chart {
 
 struct ClassCounts {
   int64_t n = 0, positives = 0;
+  std::vector<int64_t> per_class;  // multi-class tasks: rows of each class
+  int64_t classes_present() const {
+    int64_t k = 0;
+    for (int64_t c : per_class) k += c > 0;
+    return k;
+  }
 };
 
 struct FinetuneRun {
@@ -33,6 +39,8 @@ struct FinetuneRun {
   data::TokenDataset ds;
   int64_t context = 0;  // tokens up to prediction_time that the classifier reads
   std::string task;
+  std::string label_column = "boolean_value";  // or integer_value / categorical_value (multi-class)
+  std::vector<std::string> classes;            // a multi-class task's, in head order; empty for boolean
   std::string config_yaml;
   data::ExampleSplits examples;
   ClassCounts train_counts, tuning_counts;
@@ -41,7 +49,8 @@ struct FinetuneRun {
   ClinicalTransformer model{nullptr};
   std::vector<torch::Tensor> trainable;
   std::unique_ptr<torch::optim::AdamW> optimizer;  // groups: decay, no decay, head
-  torch::Tensor pos_weight;
+  torch::Tensor pos_weight;      // boolean tasks
+  torch::Tensor class_weights;   // multi-class tasks: [C]
   torch::Tensor probe_features, probe_labels;  // probe: the frozen backbone's features, once
   std::unique_ptr<RunLock> lock;  // one writer per run.dir
   std::unique_ptr<MetricsLog> metrics;
@@ -65,11 +74,13 @@ struct FinetuneRun {
       : cfg(std::move(c)), pre(std::move(p)), ds(std::move(d)) {}
   const std::vector<data::Example>& train_examples() { return examples.by_split["train"]; }
   const std::vector<data::Example>& tuning_examples() { return examples.by_split["tuning"]; }
+  bool multiclass() const { return !classes.empty(); }
 };
 
 // The pretrained checkpoint, the dataset and the examples, checked against each other.
 std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg);
-// The pretrained backbone with a one-logit head; what trains depends on finetune.recipe.
+// The pretrained backbone with a head (one logit, or one per class of a multi-class task); what
+// trains depends on finetune.recipe.
 void build_classifier(FinetuneRun& r);
 void make_finetune_optimizer(FinetuneRun& r);
 void compute_probe_features(FinetuneRun& r);  // probe only
@@ -84,7 +95,8 @@ void skip_finetune_step(FinetuneRun& r, double loss, double grad_norm);
 void write_finetune_metrics(FinetuneRun& r, const std::string& split,
                             const std::vector<std::pair<std::string, double>>& values);
 void log_finetune_if_due(FinetuneRun& r, double lr);
-// Tuning AUROC every train.eval_every steps; keeps the best weights; true when patience ran out.
+// Tuning AUROC (macro over classes for a multi-class task) every train.eval_every steps; keeps the
+// best weights; true when patience ran out.
 bool tune_and_check_patience(FinetuneRun& r);
 // The best weights (LoRA merged), finetune.yaml and the model card, as a weights-only checkpoint.
 void save_finetuned(FinetuneRun& r);

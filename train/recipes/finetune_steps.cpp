@@ -2,6 +2,8 @@
 #include <chrono>
 #include <cmath>
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 #include "core/faults.h"
 #include "core/files.h"
@@ -19,15 +21,20 @@
 #include "train/recipes/finetune_run.h"
 #include "train/recipes/classify.h"
 #include "train/validation/binary_metrics.h"
+#include "train/validation/multiclass_metrics.h"
 
 namespace chart {
 namespace fs = std::filesystem;
 namespace {
 
-ClassCounts count(const std::vector<data::Example>& ex) {
+ClassCounts count(const std::vector<data::Example>& ex, size_t classes) {
   ClassCounts c;
   c.n = static_cast<int64_t>(ex.size());
-  for (const auto& e : ex) c.positives += e.row.label;
+  c.per_class.assign(classes, 0);
+  for (const auto& e : ex) {
+    c.positives += e.row.label;
+    if (e.row.class_index >= 0) ++c.per_class[size_t(e.row.class_index)];
+  }
   return c;
 }
 
@@ -60,8 +67,19 @@ void restore(const std::vector<torch::Tensor>& params, const std::vector<torch::
 
 bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
+// Tuning macro AUROC and mean log loss of a multi-class head.
+std::pair<double, double> tune_classes(FinetuneRun& r) {
+  const auto& ex = r.tuning_examples();
+  auto p = predict_class_probabilities(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev);
+  std::vector<int> y;
+  for (const auto& e : ex) y.push_back(e.row.class_index);
+  const MulticlassMetrics m = multiclass_metrics(p, y, static_cast<int64_t>(r.classes.size()));
+  return {m.macro_auroc, m.log_loss};
+}
+
 // Tuning AUROC and mean (unweighted) log loss of the current weights.
 std::pair<double, double> tune(FinetuneRun& r) {
+  if (r.multiclass()) return tune_classes(r);
   const auto& ex = r.tuning_examples();
   auto p = predict_probabilities(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev);
   std::vector<int> y;
@@ -82,7 +100,12 @@ std::string finetune_summary_yaml(const FinetuneRun& r) {
       r.task, r.cfg.task.labels, r.cfg.finetune.recipe, r.best_step, r.step,
       r.can_tune ? fmt::format("{}", r.best_auroc) : "null", r.can_tune ? fmt::format("{}", r.best_loss) : "null",
       r.train_counts.n, r.train_counts.positives, r.tuning_counts.n, r.tuning_counts.positives, r.context,
-      r.pre.dir.string());
+      r.pre.dir.string()) +
+         // JSON strings and arrays are YAML flow scalars and sequences: class names are quoted safely.
+         fmt::format("label_column: {}\n", r.label_column) +
+         (r.multiclass() ? fmt::format("classes: {}\ntrain_per_class: {}\ntuning_per_class: {}\n", Json(r.classes).dump(),
+                                       Json(r.train_counts.per_class).dump(), Json(r.tuning_counts.per_class).dump())
+                         : "");
 }
 
 // The fine-tuning data and task, the tuning result, and the pretrained model's own card as its base.
@@ -99,6 +122,12 @@ ModelCard finetune_card(const FinetuneRun& r) {
   task["train_positive"] = r.train_counts.positives;
   task["tuning_rows"] = r.tuning_counts.n;
   task["tuning_positive"] = r.tuning_counts.positives;
+  task["label_column"] = r.label_column;
+  if (r.multiclass()) {
+    task["classes"] = r.classes;
+    task["train_per_class"] = r.train_counts.per_class;
+    task["tuning_per_class"] = r.tuning_counts.per_class;
+  }
   task["best_step"] = r.best_step;
   task["steps_run"] = r.step;
   task["pretrained_checkpoint"] = r.pre.dir.string();
@@ -122,6 +151,51 @@ ModelCard finetune_card(const FinetuneRun& r) {
   fill_model_card(card, *r.model, r.config_yaml, r.best_step, r.best_tokens, r.ds.vocab_hash());
   card.set_section("data_coverage", dump_json(data::coverage_summary(r.cfg.data.dir, "train", 10)));
   return card;
+}
+
+// A multi-class task needs two classes in train; early stopping two in tuning. A class without
+// train rows is kept (the head has an output for it) and said.
+void check_class_counts(FinetuneRun& r) {
+  const ClassCounts& ct = r.train_counts;
+  if (r.classes.size() < 2)
+    fail("{}: {} holds one class only ('{}'): a classifier needs two or more", r.cfg.task.labels, r.label_column,
+         r.classes.front());
+  if (ct.classes_present() < 2)
+    fail("{}: the train split's {} label rows hold {} class(es) of {}: fine-tuning needs two or more", r.cfg.task.labels,
+         ct.n, ct.classes_present(), r.classes.size());
+  for (size_t c = 0; c < r.classes.size(); ++c)
+    if (ct.per_class[c] == 0)
+      warn("finetune: class '{}' has no train rows (it appears only in other splits): the head cannot learn it",
+           r.classes[c]);
+  const ClassCounts& cu = r.tuning_counts;
+  r.can_tune = r.cfg.train.eval_every > 0 && cu.classes_present() >= 2;
+  if (!r.can_tune)
+    warn("finetune: no early stopping ({} tuning rows in {} class(es); train.eval_every {})", cu.n,
+         cu.classes_present(), r.cfg.train.eval_every);
+  for (size_t c = 0; c < r.classes.size(); ++c)
+    if (ct.per_class[c] > 0 && ct.per_class[c] < kFewCases)
+      warn("finetune: class '{}' has only {} train rows: its probabilities rest on very few patients", r.classes[c],
+           ct.per_class[c]);
+  r.dev = choose_device(r.cfg.train.device, r.cfg.train.precision);
+}
+
+// finetune.class_weighting=balanced weighs class c by n / (C n_c), as sklearn's "balanced" does.
+void set_class_weights(FinetuneRun& r) {
+  const ClassCounts& c = r.train_counts;
+  const double C = static_cast<double>(r.classes.size());
+  std::vector<float> w;
+  for (int64_t k : c.per_class)
+    w.push_back(r.cfg.finetune.class_weighting == "balanced" && k > 0 ? float(double(c.n) / (C * double(k))) : 1.0f);
+  r.class_weights = torch::tensor(w, torch::dtype(torch::kFloat32)).to(r.dev.device);
+  int64_t n_trainable = 0;
+  for (const auto& t : r.trainable) n_trainable += t.numel();
+  std::vector<std::string> counts;
+  for (size_t k = 0; k < r.classes.size(); ++k)
+    counts.push_back(fmt::format("{} {} (weight {:.2f})", r.classes[k], c.per_class[k], w[k]));
+  info("finetune: {} recipe on {} ({} trainable of {} parameters), task {}: {} classes of {}; train {} rows ({}), "
+       "tuning {}, context {}",
+       r.cfg.finetune.recipe, r.dev.describe(), n_trainable, r.model->parameter_count(), r.task, r.classes.size(),
+       r.label_column, c.n, fmt::join(counts, ", "), r.tuning_counts.n, r.context);
 }
 
 }  // namespace
@@ -151,9 +225,16 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   r->context = finetune_context(r->cfg);
   r->task = task_name(r->cfg);
   r->config_yaml = config_to_yaml(r->cfg);
-  r->examples = data::make_examples(r->ds, data::read_labels(r->cfg.task.labels), r->cfg.task.labels);
-  r->train_counts = count(r->train_examples());
-  r->tuning_counts = count(r->tuning_examples());
+  data::LabelSet labels = data::read_label_set(r->cfg.task.labels);
+  r->label_column = labels.column;
+  r->classes = labels.classes;
+  r->examples = data::make_examples(r->ds, labels.rows, r->cfg.task.labels);
+  r->train_counts = count(r->train_examples(), r->classes.size());
+  r->tuning_counts = count(r->tuning_examples(), r->classes.size());
+  if (r->multiclass()) {
+    check_class_counts(*r);
+    return r;
+  }
   const ClassCounts& ct = r->train_counts;
   if (ct.positives == 0 || ct.positives == ct.n)
     fail("{}: the train split has {} label rows, {} positive: fine-tuning needs both classes", r->cfg.task.labels,
@@ -175,7 +256,7 @@ void build_classifier(FinetuneRun& r) {
   const auto& fc = r.cfg.finetune;
   torch::manual_seed(static_cast<uint64_t>(r.cfg.train.seed));
   r.model = ClinicalTransformer(r.cfg.model, r.pre.vocab_size);
-  r.model->add_classifier(1);
+  r.model->add_classifier(r.multiclass() ? static_cast<int64_t>(r.classes.size()) : 1);
   copy_pretrained_weights(r.pre, *r.model, {"cls_head."});
   r.model->to(r.dev.device);
   // The pretraining heads play no part in a classifier.
@@ -188,6 +269,10 @@ void build_classifier(FinetuneRun& r) {
   for (const auto& p : r.model->parameters())
     if (p.requires_grad()) r.trainable.push_back(p);
   r.best_weights = snapshot(r.trainable);  // the best so far: where training starts
+  if (r.multiclass()) {
+    set_class_weights(r);
+    return;
+  }
   const ClassCounts& c = r.train_counts;
   const double pos_weight =
       fc.class_weighting == "balanced" ? double(c.n - c.positives) / double(c.positives) : 1.0;
@@ -262,7 +347,7 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
     AutocastGuard autocast(r.dev);
     if (r.cfg.finetune.recipe == "probe") {
       auto ix = torch::tensor(idx, torch::kInt64).to(d);
-      logits = r.model->cls_head(r.probe_features.index_select(0, ix)).select(1, 0);
+      logits = r.model->cls_head(r.probe_features.index_select(0, ix));
       y = r.probe_labels.index_select(0, ix);
     } else {
       std::vector<data::Example> batch;
@@ -271,11 +356,19 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
         r.tokens_seen += std::min<int64_t>(batch.back().n_tokens, r.context);
       }
       auto b = data::collate(r.ds, batch, 0, batch.size(), r.context);
-      logits = r.model->classify(b.tokens.to(d), b.ages.to(d), b.segments.to(d), b.last_index.to(d)).select(1, 0);
+      logits = r.model->classify(b.tokens.to(d), b.ages.to(d), b.segments.to(d), b.last_index.to(d));
       y = b.labels.to(d);
     }
   }
-  auto loss = torch::binary_cross_entropy_with_logits(logits.to(torch::kFloat32), y, {}, r.pos_weight);
+  logits = logits.to(torch::kFloat32);
+  if (!r.multiclass()) logits = logits.select(1, 0);
+  // The objective (class-weighted) and, logged beside it, the plain loss on the tuning loss's scale.
+  auto objective = [&](const torch::Tensor& z, bool weighted) {
+    if (r.multiclass()) return torch::nn::functional::cross_entropy(
+        z, y.to(torch::kLong), torch::nn::functional::CrossEntropyFuncOptions().weight(weighted ? r.class_weights : torch::Tensor()));
+    return torch::binary_cross_entropy_with_logits(z, y, {}, weighted ? r.pos_weight : torch::Tensor());
+  };
+  auto loss = objective(logits, true);
   if (r.fault_steps.count(r.step + 1)) loss = loss * std::numeric_limits<double>::quiet_NaN();
   loss.backward();
   const double clip = r.cfg.train.grad_clip > 0 ? r.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
@@ -291,7 +384,7 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
   r.seen += r.cfg.train.batch_size;
   r.loss_sum += weighted;
   // Logged unweighted too, on the scale of the tuning loss.
-  r.plain_sum += torch::binary_cross_entropy_with_logits(logits.detach().to(torch::kFloat32), y).item<double>();
+  r.plain_sum += objective(logits.detach(), false).item<double>();
   ++r.loss_n;
 }
 
@@ -341,7 +434,8 @@ bool tune_and_check_patience(FinetuneRun& r) {
   auto [auroc, loss] = tune(r);
   write_finetune_metrics(r, "tuning", {{"loss", loss}, {"auroc", auroc}});
   const bool better = auroc > r.best_auroc || (auroc == r.best_auroc && loss < r.best_loss);
-  info("finetune: step {} tuning AUROC {:.4f} loss {:.4f}{}", r.step, auroc, loss, better ? " (best)" : "");
+  info("finetune: step {} tuning {}AUROC {:.4f} loss {:.4f}{}", r.step, r.multiclass() ? "macro " : "", auroc, loss,
+       better ? " (best)" : "");
   if (better) {
     r.best_auroc = auroc, r.best_loss = loss, r.best_step = r.step, r.best_tokens = r.tokens_seen, r.since_best = 0;
     r.best_weights = snapshot(r.trainable);

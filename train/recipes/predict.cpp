@@ -101,6 +101,20 @@ std::vector<data::Prediction> predict_with_head(const Config& cfg, const Pretrai
   return out;
 }
 
+// A multi-class head: each row's probability of every class (data::write_class_predictions).
+void predict_classes(const Config& cfg, const Pretrained& pre, const HeadClasses& hc, const data::TokenDataset& ds,
+                     const std::vector<data::Example>& ex, const fs::path& file) {
+  const DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
+  ClinicalTransformer model = load_classifier(pre, dev);
+  auto p = predict_class_probabilities(model, ds, ex, finetune_context(pre.config), cfg.predict.batch_size, dev);
+  std::vector<data::LabelRow> rows;
+  for (const auto& e : ex) {
+    rows.push_back(e.row);
+    rows.back().has_label = false;  // a boolean_value in the prediction times is not this task's label
+  }
+  data::write_class_predictions(file, rows, p, hc.column, hc.classes);
+}
+
 }  // namespace
 
 int run_predict(const Config& cfg_in) {
@@ -129,6 +143,19 @@ int run_predict(const Config& cfg_in) {
   j["rows"] = ex.size();
   std::vector<data::Prediction> preds;
   std::unique_ptr<GenerateRun> run;
+  if (const HeadClasses hc = head ? head_classes(pre) : HeadClasses{}; hc.multiclass()) {
+    info("predict: task {} (the checkpoint's head, {} classes of {}) for {} prediction times ({}) of {}", task,
+         hc.classes.size(), hc.column, ex.size(), times_source, cfg.data.dir);
+    j["method"] = "fine-tuned head (multi-class)";
+    j["task"] = task;
+    j["classes"] = hc.classes;
+    j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    write_file_atomic(out / "config.yaml", config_to_yaml(cfg));
+    write_file_atomic(out / "predict.json", dump_json(j));
+    predict_classes(cfg, pre, hc, ds, ex, out / "predictions.parquet");  // last: it marks the run done
+    info("predict: wrote {} ({} rows)", (out / "predictions.parquet").string(), ex.size());
+    return 0;
+  }
   if (head) {
     info("predict: task {} (the checkpoint's head) for {} prediction times ({}) of {}", task,
          ex.size(), times_source, cfg.data.dir);
