@@ -1,5 +1,7 @@
 #include "data/examples.h"
 
+#include <cmath>
+
 #include <unordered_map>
 
 #include "core/error.h"
@@ -98,7 +100,10 @@ ExampleBatch collate(const TokenDataset& ds, const std::vector<Example>& example
     const TokenShard& sh = ds.shards(ex.split)[ex.ref.shard];
     const SubjectEntry& e = sh.subject(ex.ref.entry);
     fill_row(b, r, sh.tokens() + e.token_start, sh.times() + e.token_start, ex.n_tokens, e.birth_us);
-    b.labels[r] = ex.row.class_index >= 0 ? float(ex.row.class_index) : ex.row.label ? 1.0f : 0.0f;
+    b.labels[r] = ex.row.class_index >= 0      ? float(ex.row.class_index)
+                  : std::isfinite(ex.row.value) ? float(ex.row.value)
+                  : ex.row.label                ? 1.0f
+                                                : 0.0f;
   }
   return b;
 }

@@ -45,7 +45,7 @@ struct ExampleBatch {
   torch::Tensor ages;        // [B, L] float32, years
   torch::Tensor segments;    // [B, L] int32, 0 on tokens, -1 on padding
   torch::Tensor last_index;  // [B] int64, position of each prefix's last token
-  torch::Tensor labels;      // [B] float32: 0 or 1, or a multi-class row's class index
+  torch::Tensor labels;      // [B] float32: 0 or 1, a multi-class row's class index, or a float target
 };
 
 // B rows of L positions, all padding (labels 0).

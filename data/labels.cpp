@@ -135,9 +135,6 @@ std::string value_column(const arrow::Table& t, const fs::path& file) {
   if (present.empty())
     fail("{}: no label column (boolean_value, integer_value or categorical_value; columns: {})", file.string(),
          fmt::join(t.ColumnNames(), ", "));
-  if (present[0] == "float_value")
-    throw Error(fmt::format("{}: labels with 'float_value' (regression) are not supported yet", file.string()),
-                "binarise the label (e.g. value > threshold) into a boolean_value column, or bin it into integer_value classes");
   return present[0];
 }
 
@@ -162,6 +159,24 @@ std::vector<LabelRow> read_class_columns(const arrow::Table& t, const fs::path& 
   return rows;
 }
 
+// Rows of a regression label file: float_value (float32, or float64 from other tools), finite.
+std::vector<LabelRow> read_value_columns(const arrow::Table& t, const fs::path& file) {
+  auto sid = column(t, "subject_id", arrow::Type::INT64, file);
+  auto ptime = column(t, "prediction_time", arrow::Type::TIMESTAMP, file);
+  no_nulls(sid, "subject_id", file);
+  no_nulls(ptime, "prediction_time", file);
+  const std::vector<double> v = float_column(t, "float_value", file);
+  std::vector<LabelRow> rows(static_cast<size_t>(t.num_rows()));
+  for (int64_t i = 0; i < t.num_rows(); ++i) {
+    LabelRow& r = rows[static_cast<size_t>(i)];
+    r.subject_id = static_cast<const arrow::Int64Array&>(*sid).Value(i);
+    r.prediction_time_us = to_micros(static_cast<const arrow::TimestampArray&>(*ptime), i);
+    r.value = v[static_cast<size_t>(i)];
+    if (!std::isfinite(r.value)) fail("{} row {}: float_value {} is not finite", file.string(), i, r.value);
+  }
+  return rows;
+}
+
 // Integers by value ("-1" < "2" < "10"), other text by its bytes.
 bool class_before(const std::string& a, const std::string& b, bool integer) {
   return integer ? std::stoll(a) < std::stoll(b) : a < b;
@@ -179,11 +194,13 @@ LabelSet read_label_set(const fs::path& path) {
     if (!first && c != set.column)
       fail("{}: labels in '{}', but other files of {} hold '{}'", file.string(), c, path.string(), set.column);
     set.column = c, first = false;
-    auto rows = c == "boolean_value" ? read_label_columns(*t, file) : read_class_columns(*t, file, c, values);
+    auto rows = c == "boolean_value" ? read_label_columns(*t, file)
+                : c == "float_value"     ? read_value_columns(*t, file)
+                                         : read_class_columns(*t, file, c, values);
     set.rows.insert(set.rows.end(), rows.begin(), rows.end());
   }
   if (set.rows.empty()) fail("labels {} hold no rows", path.string());
-  if (set.column == "boolean_value") return set;
+  if (set.column == "boolean_value" || set.regression()) return set;
   set.classes = values;
   const bool integer = set.column == "integer_value";
   std::sort(set.classes.begin(), set.classes.end(), [&](auto& a, auto& b) { return class_before(a, b, integer); });
@@ -331,6 +348,24 @@ int argmax_of(const std::vector<double>& p) {
 }
 
 }  // namespace
+
+void write_value_predictions(const fs::path& path, const std::vector<LabelRow>& rows, const std::vector<double>& predicted) {
+  if (rows.size() != predicted.size()) fail("{}: {} rows but {} predictions", path.string(), rows.size(), predicted.size());
+  const bool labelled = rows.empty() || rows.front().has_label;
+  TableBuilder t(path);
+  auto& sid = t.add<arrow::Int64Builder>(arrow::field("subject_id", arrow::int64(), false));
+  auto& ptime = t.add_timestamp("prediction_time", false);
+  arrow::FloatBuilder* value = labelled ? &t.add<arrow::FloatBuilder>(arrow::field("float_value", arrow::float32(), false)) : nullptr;
+  auto& pred = t.add<arrow::FloatBuilder>(arrow::field("predicted_float_value", arrow::float32(), false));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].has_label != labelled) fail("{}: labelled and unlabelled rows in one predictions file", path.string());
+    t.append(sid, rows[i].subject_id);
+    t.append(ptime, rows[i].prediction_time_us);
+    if (value) t.append(*value, static_cast<float>(rows[i].value));
+    t.append(pred, static_cast<float>(predicted[i]));
+  }
+  t.write();
+}
 
 void write_class_predictions(const fs::path& path, const std::vector<LabelRow>& rows,
                              const std::vector<std::vector<double>>& probabilities, const std::string& column_name,

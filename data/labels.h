@@ -2,7 +2,8 @@
 //
 // Labels (meds.LabelSchema): subject_id int64, prediction_time timestamp, and one value column:
 // boolean_value bool (a binary task), or integer_value int64 / categorical_value string (a
-// multi-class task, read with read_label_set). float_value (regression) is not supported yet.
+// multi-class task) or float_value float32/float64 (a regression task), the last three read with
+// read_label_set.
 // A label path is one parquet file or a directory searched recursively for *.parquet.
 // The oracle (`chart synth`'s true probabilities) lives outside the label files, which MEDS
 // allows no extra column: for labels under .../labels/REST, the file or directory .../oracle/REST
@@ -26,6 +27,7 @@ struct LabelRow {
   bool label = false;
   bool has_label = true;  // false: a prediction time without an outcome (chart predict)
   int32_t class_index = -1;  // multi-class labels: the row's class in LabelSet::classes
+  double value = std::numeric_limits<double>::quiet_NaN();  // float labels: the target
   double true_probability = std::numeric_limits<double>::quiet_NaN();  // NaN when not known
 };
 
@@ -37,10 +39,11 @@ std::vector<LabelRow> read_labels(const std::filesystem::path& path);
 // strings by their bytes; each row's class_index points into them. A path whose files disagree
 // on the value column, or a file with more than one, is a chart::Error naming the file.
 struct LabelSet {
-  std::string column = "boolean_value";  // the value column: boolean_value, integer_value or categorical_value
+  std::string column = "boolean_value";  // boolean_value, integer_value, categorical_value or float_value
   std::vector<std::string> classes;      // empty for boolean labels
   std::vector<LabelRow> rows;
   bool multiclass() const { return !classes.empty(); }
+  bool regression() const { return column == "float_value"; }
 };
 LabelSet read_label_set(const std::filesystem::path& path);
 
@@ -85,6 +88,11 @@ std::vector<Prediction> read_predictions(const std::filesystem::path& path);
 // meds-evaluation has no multi-class schema; `by_class_dir`, when not empty, also gets one file
 // per class, NN_<class>.parquet, in its PredictionSchema (this class vs the rest: boolean_value = the row is of it,
 // predicted_boolean_probability = its probability, predicted_boolean_value = it is the most probable).
+// Regression predictions: subject_id, prediction_time, float_value (the target, float32; left out
+// for unlabelled rows) and predicted_float_value (float32).
+void write_value_predictions(const std::filesystem::path& path, const std::vector<LabelRow>& rows,
+                             const std::vector<double>& predicted);
+
 void write_class_predictions(const std::filesystem::path& path, const std::vector<LabelRow>& rows,
                              const std::vector<std::vector<double>>& probabilities, const std::string& column,
                              const std::vector<std::string>& classes, const std::filesystem::path& by_class_dir = {});

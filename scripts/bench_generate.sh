@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Zero-shot generation throughput, side by side in one run on the same model, prompts and sample
 # counts: chart's engine (infer/), chart's previous batched loop, and Hugging Face transformers
-# generate() on chart's lossless export (docs/perf.md).
+# generate() on chart's lossless export, with its KV cache and without (every token recomputes
+# the whole sequence, as ETHOS samples); each path's peak resident memory (docs/perf.md).
 #   scripts/bench_generate.sh [EXAMPLES] [SAMPLES] [NEW_TOKENS] [SLOTS] [TRAIN_STEPS]
 # Builds its own data and model in a temporary directory: `chart synth` (2000 subjects), labels,
 # prepare, a short small.yaml run without the age encoding (so the export is lossless);
@@ -27,3 +28,5 @@ echo "# $(date -u +%F) $(nproc) cores, $threads threads; small.yaml (time_encodi
 build/bench_generate configs/small.yaml "$w/prompts.txt" "${sets[@]}" 2>/dev/null
 "$py" scripts/bench_hf_generate.py "$w/hf" "$w/prompts.txt" --samples "$samples" --new-tokens "$new_tokens" \
   --slots "$slots" --threads "$threads" 2>/dev/null
+"$py" scripts/bench_hf_generate.py "$w/hf" "$w/prompts.txt" --samples "$samples" --new-tokens "$new_tokens" \
+  --slots "$slots" --threads "$threads" --no-cache 2>/dev/null

@@ -4,7 +4,11 @@ tests/bench_generate.cpp: the same prompts, `samples` sampled continuations of e
 
   python scripts/bench_hf_generate.py EXPORT_DIR PROMPTS --samples 20 --new-tokens 32 --slots 256
 
-Prints one line: tokens generated, seconds, tokens/s, patients/s (scripts/bench_generate.sh).
+--no-cache runs generate(use_cache=False): every new token recomputes the whole sequence, as
+ETHOS's sampler does (it keeps no KV cache).
+
+Prints one line: tokens generated, seconds, tokens/s, patients/s, peak resident memory during
+generation and its growth over the loaded model (scripts/bench_generate.sh).
 """
 import argparse
 import os
@@ -17,6 +21,19 @@ import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 
+def status_mib(key):  # /proc/self/status: VmRSS now, VmHWM the peak since the last reset
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak_mib():  # writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return status_mib("VmRSS")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("export_dir")
@@ -25,6 +42,7 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--slots", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-cache", action="store_true", help="recompute the whole sequence per token (ETHOS)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -34,6 +52,7 @@ def main():
     model.generation_config.eos_token_id = None  # no EOS: every row samples exactly new_tokens
     per_batch = max(1, args.slots // args.samples)
     generated = 0
+    rss0 = reset_peak_mib()
     t0 = time.perf_counter()
     with torch.no_grad():
         for b in range(0, len(prompts), per_batch):
@@ -46,12 +65,14 @@ def main():
                 mask[i, width - len(p):] = 1
             out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=0, temperature=1.0,
                                  num_return_sequences=args.samples, max_new_tokens=args.new_tokens,
-                                 pad_token_id=0, bad_words_ids=[[0], [1]])
+                                 pad_token_id=0, bad_words_ids=[[0], [1]], use_cache=not args.no_cache)
             generated += (out.size(1) - width) * out.size(0)
     secs = time.perf_counter() - t0
-    print(f"bench_generate hf-generate fixed        examples {len(prompts)} samples {args.samples} tokens {generated} "
+    peak = status_mib("VmHWM")
+    name = "hf-no-cache" if args.no_cache else "hf-generate"
+    print(f"bench_generate {name:<10} fixed        examples {len(prompts)} samples {args.samples} tokens {generated} "
           f"seconds {secs:.2f} tokens/s {generated / secs:.0f} patients/s {len(prompts) / secs:.3f} "
-          f"(transformers {transformers.__version__})")
+          f"peak_rss_mib {peak:.0f} (+{peak - rss0:.0f}) (transformers {transformers.__version__})")
 
 
 if __name__ == "__main__":

@@ -88,9 +88,9 @@ ServedModel::ServedModel(std::string task, const std::string& checkpoint, const 
   if (!zero_shot_ && !head)
     fail("serve.models: {} has no classification head (a pretrained checkpoint): to serve task {} zero-shot, say "
          "what it scores, e.g. --set 'serve.zero_shot=[{}=MEDS_DEATH@365d]'", checkpoint_, task_, task_);
-  if (head && head_classes(pre_).multiclass())
-    fail("serve.models: {} has a multi-class head ({} classes); chart serve answers boolean tasks (one risk each) only",
-         checkpoint_, head_classes(pre_).classes.size());
+  if (const HeadClasses hc = head ? head_classes(pre_) : HeadClasses{}; hc.multiclass() || hc.regression())
+    fail("serve.models: {} has a {} head; chart serve answers boolean tasks (one risk each) only", checkpoint_,
+         hc.regression() ? "regression" : fmt::format("multi-class ({} classes)", hc.classes.size()));
   if (zero_shot_) {
     open_sampler(cfg);
   } else {

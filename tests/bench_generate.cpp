@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <string>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -18,6 +19,21 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Resident memory from /proc/self/status, MiB: "VmRSS" now, "VmHWM" the peak since the last reset.
+double status_mib(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) / 1024.0;  // kB
+  return 0;
+}
+
+// Writing 5 to clear_refs resets the peak to the current RSS (Linux >= 4.0), so each path's
+// peak is its own, not the process's so far.
+double reset_peak_mib() {
+  std::ofstream("/proc/self/clear_refs") << "5";
+  return status_mib("VmRSS");
 }
 
 void bench(const Config& cfg, const std::string& engine, bool fixed_length) {
@@ -31,6 +47,7 @@ void bench(const Config& cfg, const std::string& engine, bool fixed_length) {
     r.horizon_us = int64_t(1) << 62;
   }
   torch::NoGradGuard no_grad;
+  const double rss0 = reset_peak_mib();
   const double t0 = now_s();
   if (engine == "batched") {
     run_batched(r);
@@ -52,9 +69,11 @@ void bench(const Config& cfg, const std::string& engine, bool fixed_length) {
     r.generated = r.engine.generated;
   }
   const double secs = now_s() - t0;
+  const double peak = status_mib("VmHWM");
   std::printf("bench_generate %-10s %-12s examples %zu samples %ld tokens %ld seconds %.2f tokens/s %.0f patients/s %.3f",
               engine.c_str(), fixed_length ? "fixed" : "zero-shot", r.examples.size(), long(r.K), long(r.generated), secs,
               double(r.generated) / secs, double(r.examples.size()) / secs);
+  std::printf(" peak_rss_mib %.0f (+%.0f)", peak, peak - rss0);
   if (engine == "continuous")
     std::printf(" prefills %ld windows %ld", long(r.engine.prefills), long(r.engine.windows));
   std::printf("\n");

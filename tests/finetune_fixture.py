@@ -7,7 +7,8 @@
                             OUT/categorical (categorical_value: "died" when the subject dies later,
                             else "older" or "younger" than the survivors' median age at
                             prediction_time) and OUT/integer (integer_value: the tertile of the age at
-                            prediction_time, 0, 1 or 2); both learnable, and not by one class alone
+                            prediction_time, 0, 1 or 2); both learnable, and not by one class alone;
+                            and OUT/float (float_value: the age at prediction_time in years)
   perturb MEDS LABELS OUT WHEN
                             a copy of MEDS in which every held_out subject's events are changed
                             WHEN = after: only events strictly after the subject's prediction_time
@@ -73,6 +74,7 @@ def make_class_labels(meds, out):
         "categorical": ("categorical_value", pa.string(),
                         ["died" if d else ("older" if a >= median else "younger") for _, _, d, a in rows]),
         "integer": ("integer_value", pa.int64(), [int(a >= cuts[0]) + int(a >= cuts[1]) for _, _, _, a in rows]),
+        "float": ("float_value", pa.float32(), [a / 365.25 for _, _, _, a in rows]),
     }
     for name, (column, kind, values) in sets.items():
         d = pathlib.Path(out, name)

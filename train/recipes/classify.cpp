@@ -28,6 +28,8 @@ HeadClasses head_classes(const Pretrained& p) {
       YAML::Node f = YAML::Load(read_file(yaml));
       if (f["label_column"]) h.column = f["label_column"].as<std::string>();
       if (f["classes"]) h.classes = f["classes"].as<std::vector<std::string>>();
+      if (f["target_mean"]) h.target_mean = f["target_mean"].as<double>();
+      if (f["target_std"]) h.target_std = f["target_std"].as<double>();
     } catch (const YAML::Exception& e) {
       fail("{}: not a valid finetune.yaml: {}", yaml.string(), e.what());
     }
@@ -78,6 +80,22 @@ std::vector<std::vector<double>> predict_class_probabilities(ClinicalTransformer
                  .contiguous();
     const int64_t C = p.size(1);
     for (int64_t r = 0; r < p.size(0); ++r) out.emplace_back(p.data_ptr<double>() + r * C, p.data_ptr<double>() + (r + 1) * C);
+  }
+  if (was_training) model->train();
+  return out;
+}
+
+std::vector<double> predict_values(ClinicalTransformer& model, const data::TokenDataset& ds,
+                                   const std::vector<data::Example>& examples, int64_t context, int64_t batch_size,
+                                   const DeviceChoice& dev, const HeadClasses& head) {
+  const bool was_training = model->is_training();
+  model->eval();
+  std::vector<double> out;
+  out.reserve(examples.size());
+  for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
+    auto z = batch_logits(model, data::collate(ds, examples, i, end, context), dev).select(1, 0).to(torch::kFloat64).cpu().contiguous();
+    for (int64_t r = 0; r < z.size(0); ++r) out.push_back(head.target_mean + head.target_std * z.data_ptr<double>()[r]);
   }
   if (was_training) model->train();
   return out;

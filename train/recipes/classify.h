@@ -21,7 +21,9 @@ ClinicalTransformer load_classifier(const Pretrained& p, const DeviceChoice& dev
 struct HeadClasses {
   std::string column = "boolean_value";
   std::vector<std::string> classes;
+  double target_mean = 0, target_std = 1;  // a regression head predicts (target - mean) / std
   bool multiclass() const { return !classes.empty(); }
+  bool regression() const { return column == "float_value"; }
 };
 // chart::Error when the head's size and finetune.yaml disagree.
 HeadClasses head_classes(const Pretrained& p);
@@ -40,6 +42,11 @@ std::vector<double> predict_probabilities(ClinicalTransformer& model, const data
 std::vector<std::vector<double>> predict_class_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                                              const std::vector<data::Example>& examples, int64_t context,
                                                              int64_t batch_size, const DeviceChoice& dev);
+
+// Each example's predicted value from a regression head (its output, un-standardised), [N].
+std::vector<double> predict_values(ClinicalTransformer& model, const data::TokenDataset& ds,
+                                   const std::vector<data::Example>& examples, int64_t context, int64_t batch_size,
+                                   const DeviceChoice& dev, const HeadClasses& head);
 
 // The context a fine-tuned model reads: finetune.context, or the checkpoint's model.context.
 int64_t finetune_context(const Config& cfg);

@@ -25,6 +25,7 @@
 #include "train/checkpoint/model_card.h"
 #include "train/recipes/classify.h"
 #include "train/recipes/eval_multiclass.h"
+#include "train/recipes/eval_regression.h"
 #include "train/recipes/eval_subgroups.h"
 #include "train/interop/load_pretrained.h"
 #include "train/report/eval_report.h"
@@ -157,8 +158,9 @@ Scored score_checkpoint(Config& cfg, Pretrained pre, ReportInputs& report) {
   auto ds = data::TokenDataset::open(cfg.data.dir);
   check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
   data::LabelSet set = data::read_label_set(cfg.task.labels);
-  if (set.multiclass())
-    throw Error(fmt::format("{}: multi-class labels ({}), but checkpoint {} has a boolean head", cfg.task.labels,
+  if (set.multiclass() || set.regression())
+    throw Error(fmt::format("{}: {} labels ({}), but checkpoint {} has a boolean head", cfg.task.labels,
+                            set.regression() ? "regression" : "multi-class",
                             set.column, pre.dir.string()),
                 "evaluate it on boolean_value labels of its task, or fine-tune a head on these labels");
   auto& labels = set.rows;
@@ -379,7 +381,9 @@ int run_eval(const Config& cfg_in) {
   std::optional<Pretrained> pre;
   if (ec.predictions.empty()) {
     pre = open_evaluated_checkpoint(cfg);
-    if (const HeadClasses head = head_classes(*pre); head.multiclass()) return run_multiclass_eval(cfg, std::move(*pre), head);
+    const HeadClasses head = head_classes(*pre);
+    if (head.multiclass()) return run_multiclass_eval(cfg, std::move(*pre), head);
+    if (head.regression()) return run_regression_eval(cfg, std::move(*pre), head);
   }
   ReportInputs report;
   Scored scored = pre ? score_checkpoint(cfg, std::move(*pre), report) : score_predictions_file(cfg, report);

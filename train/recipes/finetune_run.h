@@ -41,6 +41,7 @@ struct FinetuneRun {
   std::string task;
   std::string label_column = "boolean_value";  // or integer_value / categorical_value (multi-class)
   std::vector<std::string> classes;            // a multi-class task's, in head order; empty for boolean
+  double target_mean = 0, target_std = 1;      // a regression task's train targets: the head predicts z-scores
   std::string config_yaml;
   data::ExampleSplits examples;
   ClassCounts train_counts, tuning_counts;
@@ -75,6 +76,7 @@ struct FinetuneRun {
   const std::vector<data::Example>& train_examples() { return examples.by_split["train"]; }
   const std::vector<data::Example>& tuning_examples() { return examples.by_split["tuning"]; }
   bool multiclass() const { return !classes.empty(); }
+  bool regression() const { return label_column == "float_value"; }
 };
 
 // The pretrained checkpoint, the dataset and the examples, checked against each other.
@@ -95,7 +97,7 @@ void skip_finetune_step(FinetuneRun& r, double loss, double grad_norm);
 void write_finetune_metrics(FinetuneRun& r, const std::string& split,
                             const std::vector<std::pair<std::string, double>>& values);
 void log_finetune_if_due(FinetuneRun& r, double lr);
-// Tuning AUROC (macro over classes for a multi-class task) every train.eval_every steps; keeps the
+// Tuning AUROC (macro over classes for a multi-class task, R² for a regression task) every train.eval_every steps; keeps the
 // best weights; true when patience ran out.
 bool tune_and_check_patience(FinetuneRun& r);
 // The best weights (LoRA merged), finetune.yaml and the model card, as a weights-only checkpoint.

@@ -22,6 +22,7 @@
 #include "train/recipes/classify.h"
 #include "train/validation/binary_metrics.h"
 #include "train/validation/multiclass_metrics.h"
+#include "train/validation/regression_metrics.h"
 
 namespace chart {
 namespace fs = std::filesystem;
@@ -77,9 +78,26 @@ std::pair<double, double> tune_classes(FinetuneRun& r) {
   return {m.macro_auroc, m.log_loss};
 }
 
+HeadClasses head_of(const FinetuneRun& r) {
+  HeadClasses h;
+  h.column = r.label_column, h.classes = r.classes, h.target_mean = r.target_mean, h.target_std = r.target_std;
+  return h;
+}
+
+// Tuning R² and RMSE of a regression head.
+std::pair<double, double> tune_values(FinetuneRun& r) {
+  const auto& ex = r.tuning_examples();
+  auto p = predict_values(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev, head_of(r));
+  std::vector<double> y;
+  for (const auto& e : ex) y.push_back(e.row.value);
+  const RegressionMetrics m = regression_metrics(p, y);
+  return {m.r2, m.rmse};
+}
+
 // Tuning AUROC and mean (unweighted) log loss of the current weights.
 std::pair<double, double> tune(FinetuneRun& r) {
   if (r.multiclass()) return tune_classes(r);
+  if (r.regression()) return tune_values(r);
   const auto& ex = r.tuning_examples();
   auto p = predict_probabilities(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev);
   std::vector<int> y;
@@ -94,18 +112,20 @@ std::pair<double, double> tune(FinetuneRun& r) {
 
 std::string finetune_summary_yaml(const FinetuneRun& r) {
   return fmt::format(
-      "task: {}\nlabels: {}\nrecipe: {}\nbest_step: {}\nsteps_run: {}\ntuning_auroc: {}\ntuning_loss: {}\n"
+      "task: {}\nlabels: {}\nrecipe: {}\nbest_step: {}\nsteps_run: {}\ntuning_{}: {}\ntuning_{}: {}\n"
       "train_rows: {}\ntrain_positive: {}\ntuning_rows: {}\ntuning_positive: {}\ncontext: {}\n"
       "pretrained_checkpoint: {}\n",
-      r.task, r.cfg.task.labels, r.cfg.finetune.recipe, r.best_step, r.step,
-      r.can_tune ? fmt::format("{}", r.best_auroc) : "null", r.can_tune ? fmt::format("{}", r.best_loss) : "null",
+      r.task, r.cfg.task.labels, r.cfg.finetune.recipe, r.best_step, r.step, r.regression() ? "r2" : "auroc",
+      r.can_tune ? fmt::format("{}", r.best_auroc) : "null", r.regression() ? "rmse" : "loss",
+      r.can_tune ? fmt::format("{}", r.best_loss) : "null",
       r.train_counts.n, r.train_counts.positives, r.tuning_counts.n, r.tuning_counts.positives, r.context,
       r.pre.dir.string()) +
          // JSON strings and arrays are YAML flow scalars and sequences: class names are quoted safely.
          fmt::format("label_column: {}\n", r.label_column) +
          (r.multiclass() ? fmt::format("classes: {}\ntrain_per_class: {}\ntuning_per_class: {}\n", Json(r.classes).dump(),
                                        Json(r.train_counts.per_class).dump(), Json(r.tuning_counts.per_class).dump())
-                         : "");
+                         : "") +
+         (r.regression() ? fmt::format("target_mean: {}\ntarget_std: {}\n", r.target_mean, r.target_std) : "");
 }
 
 // The fine-tuning data and task, the tuning result, and the pretrained model's own card as its base.
@@ -123,6 +143,7 @@ ModelCard finetune_card(const FinetuneRun& r) {
   task["tuning_rows"] = r.tuning_counts.n;
   task["tuning_positive"] = r.tuning_counts.positives;
   task["label_column"] = r.label_column;
+  if (r.regression()) task["target_mean"] = r.target_mean, task["target_std"] = r.target_std;
   if (r.multiclass()) {
     task["classes"] = r.classes;
     task["train_per_class"] = r.train_counts.per_class;
@@ -134,13 +155,16 @@ ModelCard finetune_card(const FinetuneRun& r) {
   card.set_section("task", task.dump());
   card.set_section("governance", governance_section(r.cfg.card.governance));
   if (r.can_tune) {
-    card.set_metric("tuning_auroc", r.best_auroc);
-    card.set_metric("tuning_loss", r.best_loss);
+    // What early stopping followed: AUROC and log loss, or R² and RMSE for a regression head.
+    const char* score = r.regression() ? "r2" : "auroc";
+    const char* loss = r.regression() ? "rmse" : "loss";
+    card.set_metric(std::string("tuning_") + score, r.best_auroc);
+    card.set_metric(std::string("tuning_") + loss, r.best_loss);
     Json ev;
     ev["split"] = "tuning";
     ev["step"] = r.best_step;
-    ev["auroc"] = r.best_auroc;
-    ev["loss"] = r.best_loss;
+    ev[score] = r.best_auroc;
+    ev[loss] = r.best_loss;
     ev["n"] = r.tuning_counts.n;
     card.set_section("evaluation", ev.dump());
   }
@@ -176,6 +200,25 @@ void check_class_counts(FinetuneRun& r) {
     if (ct.per_class[c] > 0 && ct.per_class[c] < kFewCases)
       warn("finetune: class '{}' has only {} train rows: its probabilities rest on very few patients", r.classes[c],
            ct.per_class[c]);
+  r.dev = choose_device(r.cfg.train.device, r.cfg.train.precision);
+}
+
+// A regression head learns z-scores of the train targets (so one learning rate suits any unit);
+// it needs two train rows that differ, and early stopping two tuning rows.
+void standardise_targets(FinetuneRun& r) {
+  const auto& ex = r.train_examples();
+  double sum = 0, sq = 0;
+  for (const auto& e : ex) sum += e.row.value;
+  const double n = static_cast<double>(ex.size());
+  r.target_mean = n > 0 ? sum / n : 0;
+  for (const auto& e : ex) sq += (e.row.value - r.target_mean) * (e.row.value - r.target_mean);
+  r.target_std = n > 1 ? std::sqrt(sq / (n - 1)) : 0;
+  if (!(r.target_std > 0))
+    fail("{}: the train split's {} float_value labels do not vary: a regression head needs targets that differ",
+         r.cfg.task.labels, ex.size());
+  r.can_tune = r.cfg.train.eval_every > 0 && r.tuning_counts.n >= 2;
+  if (!r.can_tune)
+    warn("finetune: no early stopping ({} tuning rows; train.eval_every {})", r.tuning_counts.n, r.cfg.train.eval_every);
   r.dev = choose_device(r.cfg.train.device, r.cfg.train.precision);
 }
 
@@ -235,6 +278,10 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
     check_class_counts(*r);
     return r;
   }
+  if (r->regression()) {
+    standardise_targets(*r);
+    return r;
+  }
   const ClassCounts& ct = r->train_counts;
   if (ct.positives == 0 || ct.positives == ct.n)
     fail("{}: the train split has {} label rows, {} positive: fine-tuning needs both classes", r->cfg.task.labels,
@@ -271,6 +318,12 @@ void build_classifier(FinetuneRun& r) {
   r.best_weights = snapshot(r.trainable);  // the best so far: where training starts
   if (r.multiclass()) {
     set_class_weights(r);
+    return;
+  }
+  if (r.regression()) {
+    info("finetune: {} recipe on {}, task {}: regression on float_value, train {} rows (mean {:.4g}, sd {:.4g}), "
+         "tuning {}, context {}",
+         fc.recipe, r.dev.describe(), r.task, r.train_counts.n, r.target_mean, r.target_std, r.tuning_counts.n, r.context);
     return;
   }
   const ClassCounts& c = r.train_counts;
@@ -364,6 +417,7 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
   if (!r.multiclass()) logits = logits.select(1, 0);
   // The objective (class-weighted) and, logged beside it, the plain loss on the tuning loss's scale.
   auto objective = [&](const torch::Tensor& z, bool weighted) {
+    if (r.regression()) return torch::mse_loss(z, (y - r.target_mean) / r.target_std);
     if (r.multiclass()) return torch::nn::functional::cross_entropy(
         z, y.to(torch::kLong), torch::nn::functional::CrossEntropyFuncOptions().weight(weighted ? r.class_weights : torch::Tensor()));
     return torch::binary_cross_entropy_with_logits(z, y, {}, weighted ? r.pos_weight : torch::Tensor());
@@ -434,7 +488,8 @@ bool tune_and_check_patience(FinetuneRun& r) {
   auto [auroc, loss] = tune(r);
   write_finetune_metrics(r, "tuning", {{"loss", loss}, {"auroc", auroc}});
   const bool better = auroc > r.best_auroc || (auroc == r.best_auroc && loss < r.best_loss);
-  info("finetune: step {} tuning {}AUROC {:.4f} loss {:.4f}{}", r.step, r.multiclass() ? "macro " : "", auroc, loss,
+  info("finetune: step {} tuning {} {:.4f} {} {:.4f}{}", r.step, r.regression() ? "R²" : r.multiclass() ? "macro AUROC" : "AUROC",
+       auroc, r.regression() ? "RMSE" : "loss", loss,
        better ? " (best)" : "");
   if (better) {
     r.best_auroc = auroc, r.best_loss = loss, r.best_step = r.step, r.best_tokens = r.tokens_seen, r.since_best = 0;
@@ -442,7 +497,8 @@ bool tune_and_check_patience(FinetuneRun& r) {
     return false;
   }
   if (r.cfg.finetune.patience > 0 && ++r.since_best >= r.cfg.finetune.patience) {
-    info("finetune: no better tuning AUROC in {} evaluations; stopping at step {}", r.cfg.finetune.patience, r.step);
+    info("finetune: no better tuning {} in {} evaluations; stopping at step {}", r.regression() ? "R²" : "AUROC",
+         r.cfg.finetune.patience, r.step);
     return true;
   }
   return false;
@@ -461,7 +517,7 @@ void save_finetuned(FinetuneRun& r) {
                                      {{"finetune.yaml", finetune_summary_yaml(r)}, {"model_card.json", card_json},
                                       {"MODEL_CARD.md", model_card_markdown(card_json)}});
   info("finetune: saved {} (step {}{})", saved.string(), r.best_step,
-       r.can_tune ? fmt::format(", tuning AUROC {:.4f}", r.best_auroc) : "");
+       r.can_tune ? fmt::format(", tuning {} {:.4f}", r.regression() ? "R²" : "AUROC", r.best_auroc) : "");
 }
 
 }  // namespace chart

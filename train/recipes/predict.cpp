@@ -115,6 +115,20 @@ void predict_classes(const Config& cfg, const Pretrained& pre, const HeadClasses
   data::write_class_predictions(file, rows, p, hc.column, hc.classes);
 }
 
+// A regression head: each row's predicted value (data::write_value_predictions).
+void predict_values_to(const Config& cfg, const Pretrained& pre, const HeadClasses& hc, const data::TokenDataset& ds,
+                       const std::vector<data::Example>& ex, const fs::path& file) {
+  const DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
+  ClinicalTransformer model = load_classifier(pre, dev);
+  auto v = predict_values(model, ds, ex, finetune_context(pre.config), cfg.predict.batch_size, dev, hc);
+  std::vector<data::LabelRow> rows;
+  for (const auto& e : ex) {
+    rows.push_back(e.row);
+    rows.back().has_label = false;
+  }
+  data::write_value_predictions(file, rows, v);
+}
+
 }  // namespace
 
 int run_predict(const Config& cfg_in) {
@@ -143,16 +157,18 @@ int run_predict(const Config& cfg_in) {
   j["rows"] = ex.size();
   std::vector<data::Prediction> preds;
   std::unique_ptr<GenerateRun> run;
-  if (const HeadClasses hc = head ? head_classes(pre) : HeadClasses{}; hc.multiclass()) {
-    info("predict: task {} (the checkpoint's head, {} classes of {}) for {} prediction times ({}) of {}", task,
-         hc.classes.size(), hc.column, ex.size(), times_source, cfg.data.dir);
-    j["method"] = "fine-tuned head (multi-class)";
+  if (const HeadClasses hc = head ? head_classes(pre) : HeadClasses{}; hc.multiclass() || hc.regression()) {
+    info("predict: task {} (the checkpoint's head, {}) for {} prediction times ({}) of {}", task,
+         hc.regression() ? "regression" : fmt::format("{} classes of {}", hc.classes.size(), hc.column), ex.size(),
+         times_source, cfg.data.dir);
+    j["method"] = hc.regression() ? "fine-tuned head (regression)" : "fine-tuned head (multi-class)";
     j["task"] = task;
-    j["classes"] = hc.classes;
+    if (hc.multiclass()) j["classes"] = hc.classes;
     j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     write_file_atomic(out / "config.yaml", config_to_yaml(cfg));
     write_file_atomic(out / "predict.json", dump_json(j));
-    predict_classes(cfg, pre, hc, ds, ex, out / "predictions.parquet");  // last: it marks the run done
+    if (hc.regression()) predict_values_to(cfg, pre, hc, ds, ex, out / "predictions.parquet");  // last: marks the run done
+    else predict_classes(cfg, pre, hc, ds, ex, out / "predictions.parquet");
     info("predict: wrote {} ({} rows)", (out / "predictions.parquet").string(), ex.size());
     return 0;
   }

@@ -1,8 +1,9 @@
-// Multi-class tasks: integer and categorical MEDS labels fine-tune a head with one output per
-// class, and `chart eval` scores it per class. The metrics against scikit-learn's numbers, label
-// reading (class order, bad files), and end to end on `chart synth` data: a three-class task
-// learns clearly above chance, predictions come in the shapes promised (meds-evaluation's for each
-// class against the rest), and heads and labels of the other kind are refused.
+// Every MEDS label type beyond boolean: integer and categorical labels fine-tune a head with one
+// output per class, float labels a regression head, and `chart eval` scores each. The metrics
+// against scikit-learn's numbers, label reading (class order, bad files), and end to end on
+// `chart synth` data: a three-class task learns clearly above chance and a regression head
+// explains most of a learnable target, predictions come in the shapes promised (meds-evaluation's
+// for each class against the rest), and heads and labels of the other kind are refused.
 #include <gtest/gtest.h>
 
 #include <arrow/api.h>
@@ -17,6 +18,7 @@
 #include "finetune_pipeline.h"
 #include "test_util.h"
 #include "train/validation/multiclass_metrics.h"
+#include "train/validation/regression_metrics.h"
 
 namespace chart {
 namespace {
@@ -47,6 +49,21 @@ TEST(MulticlassMetrics, MatchScikitLearn) {
   EXPECT_GE(e.accuracy.hi, m.accuracy);
   EXPECT_THROW(multiclass_metrics(p, {0, 1, 2, 1, 0, 1, 2, 3}, 3), Error);  // a class out of range
   EXPECT_THROW(multiclass_metrics({{0.5, 0.5}}, {0}, 3), Error);           // a row of the wrong width
+}
+
+// By hand (sklearn agrees): every error is 0.5, so MAE = RMSE = 0.5; SSE 1, SST 5, R² 0.8.
+TEST(RegressionMetrics, MatchScikitLearn) {
+  const std::vector<double> t = {1, 2, 3, 4}, p = {1.5, 2.5, 2.5, 4.5};
+  const RegressionMetrics m = regression_metrics(p, t);
+  EXPECT_DOUBLE_EQ(m.mae, 0.5);
+  EXPECT_DOUBLE_EQ(m.rmse, 0.5);
+  EXPECT_DOUBLE_EQ(m.r2, 0.8);
+  EXPECT_TRUE(std::isnan(regression_metrics({1, 2}, {3, 3}).r2));  // constant targets: no R²
+  EXPECT_THROW(regression_metrics({1, NAN}, {1, 2}), Error);
+  const auto bins = regression_calibration(p, t, 2);
+  ASSERT_EQ(bins.size(), 2u);
+  EXPECT_DOUBLE_EQ(bins[0].mean_observed, 1.5);  // the two lowest predictions (rows 0 and 1; ties keep order)
+  EXPECT_DOUBLE_EQ(bins[1].mean_predicted, 3.5);
 }
 
 void write_labels(const fs::path& file, const std::string& column, const std::vector<std::string>& values) {
@@ -102,8 +119,10 @@ TEST(MulticlassLabels, ClassesInOrderAndBadFilesNamed) {
   write_labels(dir / "both.parquet", "both", {"1", "2"});
   EXPECT_NE(error_of([&] { data::read_label_set(dir / "both.parquet"); }).find("more than one label column"),
             std::string::npos);
-  write_labels(dir / "float.parquet", "float_value", {"1.5"});
-  EXPECT_NE(error_of([&] { data::read_label_set(dir / "float.parquet"); }).find("float_value"), std::string::npos);
+  write_labels(dir / "float.parquet", "float_value", {"1.5", "-2"});
+  const data::LabelSet floats = data::read_label_set(dir / "float.parquet");
+  EXPECT_TRUE(floats.regression());
+  EXPECT_DOUBLE_EQ(floats.rows[1].value, -2.0);
   const std::string boolean_only = error_of([&] { data::read_labels(dir / "int.parquet"); });
   EXPECT_NE(boolean_only.find("int.parquet"), std::string::npos);
   EXPECT_NE(boolean_only.find("multi-class"), std::string::npos) << boolean_only;
@@ -200,6 +219,41 @@ TEST(Multiclass, ThreeClassTasksLearnAboveChanceAndEvalWritesEveryShape) {
                                            (classes / "categorical").string(), (p.dir / "ev-wrong2").string()), &out), 1)
       << out;
   EXPECT_NE(out.find("multi-class labels (categorical_value), but checkpoint"), std::string::npos) << out;
+}
+
+TEST(Regression, AFloatTargetIsLearnedAndEvalWritesItsShape) {
+  Pipeline p(800, 60);
+  const fs::path classes = p.dir / "classes", labels = classes / "float", ft = p.dir / "ft", ev = p.dir / "ev";
+  ASSERT_EQ(run(fmt::format("{} {} classes {} {}", python(), fixture_py(), p.meds.string(), classes.string())), 0);
+  std::string out;
+  ASSERT_EQ(testing::run_chart(fmt::format("finetune {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
+                                           "--set train.threads=2 --set finetune.context=64 --set train.steps=300 "
+                                           "--set train.eval_every=100",
+                                           testing::config("finetune/probe.yaml"), p.pretrain.string(), labels.string(),
+                                           ft.string()), &out), 0) << out;
+  ASSERT_EQ(testing::run_chart(fmt::format("eval {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
+                                           "--set eval.bootstrap=200 --set train.threads=2",
+                                           testing::config("finetune/full.yaml"), ft.string(), labels.string(), ev.string()),
+                               &out), 0) << out;
+  const Json j = parse_json(read_file(ev / "eval.json"), "eval.json");
+  std::fprintf(stderr, "float: held_out MAE %.2f years (train mean %.2f), R2 %.3f [%.3f, %.3f], n %.0f\n", number(j, "mae"),
+               number(j["model"], "train_mean_mae"), number(j, "r2"), j["model"]["r2_ci"][0].get<double>(),
+               j["model"]["r2_ci"][1].get<double>(), number(j, "n"));
+  EXPECT_EQ(j["task_type"], "regression");
+  EXPECT_GT(j["model"]["r2_ci"][0].get<double>(), 0.5) << j.dump();
+  EXPECT_LT(number(j, "mae"), 0.7 * number(j["model"], "train_mean_mae")) << j.dump();
+  auto t = data::read_parquet_table(ev / "predictions.parquet");
+  EXPECT_NE(t->GetColumnByName("float_value"), nullptr);
+  EXPECT_NE(t->GetColumnByName("predicted_float_value"), nullptr);
+  EXPECT_NE(read_file(ev / "report.html").find("class=\"regression-calibration\""), std::string::npos);
+  // predict writes the values without the target; a boolean head refuses float labels.
+  ASSERT_EQ(testing::run_chart(fmt::format("predict {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
+                                           "--set predict.split=held_out",
+                                           testing::config("finetune/full.yaml"), ft.string(), labels.string(),
+                                           (p.dir / "pred").string()), &out), 0) << out;
+  auto pt = data::read_parquet_table(p.dir / "pred" / "predictions.parquet");
+  EXPECT_EQ(pt->GetColumnByName("float_value"), nullptr);
+  EXPECT_EQ(pt->num_rows(), t->num_rows());
 }
 
 }  // namespace

@@ -1,0 +1,97 @@
+#include "train/recipes/eval_regression.h"
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "data/coverage.h"
+#include "data/examples.h"
+#include "data/labels.h"
+#include "train/checkpoint/governance.h"
+#include "train/checkpoint/model_card.h"
+#include "train/interop/load_pretrained.h"
+#include "train/recipes/eval.h"
+#include "train/report/regression_report.h"
+
+namespace chart {
+namespace fs = std::filesystem;
+namespace {
+
+Json interval(const Interval& ci) { return Json::array({ci.lo, ci.hi}); }
+
+Json regression_json(const RegressionReportInputs& r) {
+  const auto& m = r.model.point;
+  Json j{{"mae", m.mae}, {"mae_ci", interval(r.model.mae)}, {"rmse", m.rmse}, {"rmse_ci", interval(r.model.rmse)},
+         {"r2", m.r2}, {"r2_ci", interval(r.model.r2)}, {"mean_target", m.mean_target},
+         {"mean_prediction", m.mean_prediction}, {"n", m.n}, {"bootstrap", r.model.bootstrap_samples},
+         {"train_mean_mae", r.baseline_mae}, {"train_mean_rmse", r.baseline_rmse}};
+  j["calibration"] = Json::array();
+  for (const auto& b : r.calibration)
+    j["calibration"].push_back({{"mean_predicted", b.mean_predicted}, {"mean_observed", b.mean_observed}, {"n", b.n}});
+  return j;
+}
+
+}  // namespace
+
+int run_regression_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
+  const auto& ec = cfg.eval;
+  const std::string task = evaluated_task(cfg, pre);
+  auto ds = data::TokenDataset::open(cfg.data.dir);
+  check_vocab(pre, ds.vocab_hash(), cfg.data.dir);
+  const data::LabelSet set = data::read_label_set(cfg.task.labels);
+  if (!set.regression())
+    throw Error(fmt::format("{}: labels in '{}', but the head was fine-tuned on float_value labels", cfg.task.labels,
+                            set.column),
+                "pass float_value labels of its task");
+  auto examples = data::make_examples(ds, set.rows, cfg.task.labels);
+  const auto& ex = examples.by_split[ec.split];
+  if (ex.empty()) fail("{}: no label rows of subjects in the {} split of {}", cfg.task.labels, ec.split, cfg.data.dir);
+  info("eval: task {}: regression on float_value, {} label rows of the {} split of {}, checkpoint {}", task, ex.size(),
+       ec.split, cfg.data.dir, pre.dir.string());
+  DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
+  ClinicalTransformer model = load_classifier(pre, dev);
+  auto p = predict_values(model, ds, ex, finetune_context(cfg), ec.batch_size, dev, head);
+  std::vector<double> y, mean(ex.size(), head.target_mean);
+  std::vector<data::LabelRow> rows;
+  for (auto& q : p) q = static_cast<float>(q);  // scored as written: float32 in predictions.parquet
+  for (const auto& e : ex) y.push_back(static_cast<float>(e.row.value)), rows.push_back(e.row);
+  RegressionReportInputs report;
+  report.model = evaluate_regression(p, y, ec.bootstrap, static_cast<uint64_t>(cfg.train.seed));
+  const RegressionMetrics baseline = regression_metrics(mean, y);
+  report.baseline_mae = baseline.mae, report.baseline_rmse = baseline.rmse;
+  report.calibration = regression_calibration(p, y, static_cast<int>(cfg.eval.ece_bins));
+  const auto& m = report.model.point;
+  if (ex.size() < size_t(kFewCases))
+    report.warnings.push_back(fmt::format("only {} rows: every metric rests on very few patients", ex.size()));
+  if (!(m.rmse < baseline.rmse))
+    report.warnings.push_back(fmt::format("RMSE {:.4g} is no better than predicting the train mean for every row ({:.4g})",
+                                          m.rmse, baseline.rmse));
+  for (const auto& w : report.warnings) warn("eval: {}", w);
+  report.title = fmt::format("chart eval: {} ({} split, regression)", task, ec.split);
+  report.facts = {{"task", task}, {"checkpoint", pre.dir.string()}, {"labels", cfg.task.labels},
+                  {"label column", "float_value"},
+                  {"train targets", fmt::format("mean {:.4g}, sd {:.4g}", head.target_mean, head.target_std)},
+                  {"date", now_utc()}};
+
+  const fs::path out = cfg.run.dir;
+  fs::create_directories(out);
+  data::write_value_predictions(out / "predictions.parquet", rows, p);
+  Json ev{{"task", task}, {"task_type", "regression"}, {"split", ec.split}, {"source", pre.dir.string()},
+          {"label_column", "float_value"}, {"coverage", data::coverage_summary(cfg.data.dir, ec.split, 10)},
+          {"model", regression_json(report)}, {"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}, {"n", m.n},
+          {"warnings", report.warnings}};
+  const std::string json = dump_json(ev);
+  write_file_atomic(out / "eval.json", json);
+  if (fs::exists(pre.dir / "model_card.json"))
+    write_model_card_json(out, with_governance(with_model_card_section(read_model_card_json(pre.dir), "evaluation", json),
+                                               cfg.card.governance));
+  write_regression_report(out / "report.html", report);
+  info("eval: task {}: {} rows: MAE {:.4g} [{:.4g}, {:.4g}], RMSE {:.4g} (train mean {:.4g}), R² {:.4f} [{:.4f}, {:.4f}]",
+       task, m.n, m.mae, report.model.mae.lo, report.model.mae.hi, m.rmse, baseline.rmse, m.r2, report.model.r2.lo,
+       report.model.r2.hi);
+  info("eval: wrote {}, {}, {}", (out / "eval.json").string(), (out / "predictions.parquet").string(),
+       (out / "report.html").string());
+  return 0;
+}
+
+}  // namespace chart
