@@ -28,8 +28,9 @@ def data_files(meds):
     return sorted(pathlib.Path(meds, "data").rglob("*.parquet"))
 
 
-def make_labels(meds, out):
-    rows = {"subject_id": [], "prediction_time": [], "boolean_value": []}
+def labelled_subjects(meds):
+    """(subject, events, prediction_time, dies later) of every subject with two timed events:
+    prediction_time is the time of the middle one (births and deaths not counted)."""
     for f in data_files(meds):
         t = pq.read_table(f).to_pydict()
         by_subject = {}
@@ -41,9 +42,15 @@ def make_labels(meds, out):
                 continue
             pt = timed[len(timed) // 2][0]
             died = any(code == "MEDS_DEATH" and time is not None and time > pt for time, code in events)
-            rows["subject_id"].append(s)
-            rows["prediction_time"].append(pt)
-            rows["boolean_value"].append(died)
+            yield s, events, pt, died
+
+
+def make_labels(meds, out):
+    rows = {"subject_id": [], "prediction_time": [], "boolean_value": []}
+    for s, _, pt, died in labelled_subjects(meds):
+        rows["subject_id"].append(s)
+        rows["prediction_time"].append(pt)
+        rows["boolean_value"].append(died)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     schema = pa.schema([("subject_id", pa.int64()), ("prediction_time", pa.timestamp("us")),
@@ -53,18 +60,9 @@ def make_labels(meds, out):
 
 def make_class_labels(meds, out):
     rows = []  # (subject, prediction_time, died, age at prediction_time in days)
-    for f in data_files(meds):
-        t = pq.read_table(f).to_pydict()
-        by_subject = {}
-        for s, time, code in zip(t["subject_id"], t["time"], t["code"]):
-            by_subject.setdefault(s, []).append((time, code))
-        for s, events in by_subject.items():
-            births = [time for time, code in events if code == "MEDS_BIRTH" and time is not None]
-            timed = [e for e in events if e[0] is not None and e[1] not in ("MEDS_BIRTH", "MEDS_DEATH")]
-            if len(timed) < 2 or not births:
-                continue
-            pt = timed[len(timed) // 2][0]
-            died = any(code == "MEDS_DEATH" and time is not None and time > pt for time, code in events)
+    for s, events, pt, died in labelled_subjects(meds):
+        births = [time for time, code in events if code == "MEDS_BIRTH" and time is not None]
+        if births:
             rows.append((s, pt, died, (pt - births[0]).days))
     survivors = sorted(r[3] for r in rows if not r[2])
     median = survivors[len(survivors) // 2]

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <functional>
+
 #include "core/error.h"
 #include "core/files.h"
 #include "model/autocast.h"
@@ -15,6 +17,20 @@ torch::Tensor batch_logits(ClinicalTransformer& model, const data::ExampleBatch&
   AutocastGuard autocast(dev);
   return model->classify(b.tokens.to(dev.device), b.ages.to(dev.device), b.segments.to(dev.device),
                          b.last_index.to(dev.device));
+}
+
+// The head's logits [B, outputs] of each batch of examples, in eval mode and without gradients;
+// the model's train/eval mode is restored.
+void for_each_batch(ClinicalTransformer& model, const data::TokenDataset& ds, const std::vector<data::Example>& examples,
+                    int64_t context, int64_t batch_size, const DeviceChoice& dev,
+                    const std::function<void(const torch::Tensor&)>& take) {
+  const bool was_training = model->is_training();
+  model->eval();
+  for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
+    take(batch_logits(model, data::collate(ds, examples, i, end, context), dev).to(torch::kFloat64).cpu().contiguous());
+  }
+  if (was_training) model->train();
 }
 
 }  // namespace
@@ -53,51 +69,36 @@ std::vector<double> classify_batch(ClinicalTransformer& model, const data::Examp
 std::vector<double> predict_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                           const std::vector<data::Example>& examples, int64_t context,
                                           int64_t batch_size, const DeviceChoice& dev) {
-  const bool was_training = model->is_training();
-  model->eval();
   std::vector<double> out;
-  out.reserve(examples.size());
-  for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
-    const auto p = classify_batch(model, data::collate(ds, examples, i, end, context), dev);
-    out.insert(out.end(), p.begin(), p.end());
-  }
-  if (was_training) model->train();
+  for_each_batch(model, ds, examples, context, batch_size, dev, [&](const torch::Tensor& logits) {
+    if (logits.size(1) != 1)
+      fail("a multi-class head ({} classes) gives a probability per class, not one per row", logits.size(1));
+    auto p = torch::sigmoid(logits.select(1, 0)).contiguous();
+    out.insert(out.end(), p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+  });
   return out;
 }
 
 std::vector<std::vector<double>> predict_class_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                                              const std::vector<data::Example>& examples, int64_t context,
                                                              int64_t batch_size, const DeviceChoice& dev) {
-  const bool was_training = model->is_training();
-  model->eval();
   std::vector<std::vector<double>> out;
-  out.reserve(examples.size());
-  for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
-    auto p = torch::softmax(batch_logits(model, data::collate(ds, examples, i, end, context), dev).to(torch::kFloat64), 1)
-                 .cpu()
-                 .contiguous();
+  for_each_batch(model, ds, examples, context, batch_size, dev, [&](const torch::Tensor& logits) {
+    auto p = torch::softmax(logits, 1).contiguous();
     const int64_t C = p.size(1);
     for (int64_t r = 0; r < p.size(0); ++r) out.emplace_back(p.data_ptr<double>() + r * C, p.data_ptr<double>() + (r + 1) * C);
-  }
-  if (was_training) model->train();
+  });
   return out;
 }
 
 std::vector<double> predict_values(ClinicalTransformer& model, const data::TokenDataset& ds,
                                    const std::vector<data::Example>& examples, int64_t context, int64_t batch_size,
                                    const DeviceChoice& dev, const HeadClasses& head) {
-  const bool was_training = model->is_training();
-  model->eval();
   std::vector<double> out;
-  out.reserve(examples.size());
-  for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
-    auto z = batch_logits(model, data::collate(ds, examples, i, end, context), dev).select(1, 0).to(torch::kFloat64).cpu().contiguous();
+  for_each_batch(model, ds, examples, context, batch_size, dev, [&](const torch::Tensor& logits) {
+    auto z = logits.select(1, 0).contiguous();
     for (int64_t r = 0; r < z.size(0); ++r) out.push_back(head.target_mean + head.target_std * z.data_ptr<double>()[r]);
-  }
-  if (was_training) model->train();
+  });
   return out;
 }
 

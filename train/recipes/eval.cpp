@@ -359,6 +359,14 @@ std::string now_utc() {
   return buf;
 }
 
+void write_evaluation(const fs::path& out, const Json& eval, const fs::path& evaluated, const std::string& governance) {
+  const std::string json = dump_json(eval);
+  write_file_atomic(out / "eval.json", json);
+  if (!evaluated.empty() && fs::exists(evaluated / "model_card.json"))  // the card, with this evaluation
+    write_model_card_json(out, with_governance(with_model_card_section(read_model_card_json(evaluated), "evaluation", json),
+                                               governance));
+}
+
 std::string evaluated_task(const Config& cfg, const Pretrained& pre) { return task_of(cfg, trained_task(pre)); }
 
 std::string few_cases_warning(int64_t n, int64_t n_positive) {
@@ -428,11 +436,7 @@ int run_eval(const Config& cfg_in) {
   ev["n"] = m.n;
   ev["n_positive"] = m.n_pos;
   ev["warnings"] = report.warnings;
-  const std::string json = dump_json(ev);
-  write_file_atomic(out / "eval.json", json);
-  if (!evaluated.empty() && fs::exists(evaluated / "model_card.json"))  // the card, with this evaluation
-    write_model_card_json(out, with_governance(with_model_card_section(read_model_card_json(evaluated), "evaluation", json),
-                                               cfg.card.governance));
+  write_evaluation(out, ev, evaluated, cfg.card.governance);
   write_report(out / "report.html", report);
   info("eval: task {}: {} rows ({} positive): AUROC {:.4f} [{:.4f}, {:.4f}], AUPRC {:.4f}, Brier {:.4f}, ECE {:.4f}{}", task,
        m.n, m.n_pos, m.auroc, report.model.auroc.lo, report.model.auroc.hi, m.auprc, m.brier, m.ece,

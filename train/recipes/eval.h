@@ -11,9 +11,11 @@
 // (eval_multiclass.h).
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
 #include "core/config.h"
+#include "core/json.h"
 #include "train/checkpoint/pretrained.h"
 
 namespace chart {
@@ -27,6 +29,10 @@ Pretrained open_evaluated_checkpoint(Config& cfg);
 // task.name, else the checkpoint's task, else the labels' name.
 std::string evaluated_task(const Config& cfg, const Pretrained& pre);
 std::string now_utc();  // "2026-12-06 13:05 UTC", for reports
+// eval.json in out, and out/model_card.json: the evaluated checkpoint's card (when it has one)
+// with this evaluation and the governance answers (card.governance).
+void write_evaluation(const std::filesystem::path& out, const Json& eval, const std::filesystem::path& evaluated,
+                      const std::string& governance);
 
 // Fewer than this many positive (or negative) rows: metrics are reported with a warning in the
 // log, eval.json ("warnings") and report.html, and fine-tuning says what early stopping rests on.

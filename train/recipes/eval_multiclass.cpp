@@ -9,8 +9,6 @@
 #include "data/coverage.h"
 #include "data/examples.h"
 #include "data/labels.h"
-#include "train/checkpoint/governance.h"
-#include "train/checkpoint/model_card.h"
 #include "train/interop/load_pretrained.h"
 #include "train/recipes/eval.h"
 #include "train/report/multiclass_report.h"
@@ -120,11 +118,7 @@ int run_multiclass_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
   ev["log_loss"] = m.log_loss;
   ev["n"] = m.n;
   ev["warnings"] = report.warnings;
-  const std::string json = dump_json(ev);
-  write_file_atomic(out / "eval.json", json);
-  if (fs::exists(pre.dir / "model_card.json"))
-    write_model_card_json(out, with_governance(with_model_card_section(read_model_card_json(pre.dir), "evaluation", json),
-                                               cfg.card.governance));
+  write_evaluation(out, ev, pre.dir, cfg.card.governance);
   write_multiclass_report(out / "report.html", report);
   info("eval: task {}: {} rows, {} classes: accuracy {:.4f} [{:.4f}, {:.4f}] (most frequent class {:.4f}), macro AUROC "
        "{:.4f} [{:.4f}, {:.4f}], micro AUROC {:.4f}, log loss {:.4f}",

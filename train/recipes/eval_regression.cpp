@@ -7,8 +7,6 @@
 #include "data/coverage.h"
 #include "data/examples.h"
 #include "data/labels.h"
-#include "train/checkpoint/governance.h"
-#include "train/checkpoint/model_card.h"
 #include "train/interop/load_pretrained.h"
 #include "train/recipes/eval.h"
 #include "train/report/regression_report.h"
@@ -80,11 +78,7 @@ int run_regression_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
           {"label_column", "float_value"}, {"coverage", data::coverage_summary(cfg.data.dir, ec.split, 10)},
           {"model", regression_json(report)}, {"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}, {"n", m.n},
           {"warnings", report.warnings}};
-  const std::string json = dump_json(ev);
-  write_file_atomic(out / "eval.json", json);
-  if (fs::exists(pre.dir / "model_card.json"))
-    write_model_card_json(out, with_governance(with_model_card_section(read_model_card_json(pre.dir), "evaluation", json),
-                                               cfg.card.governance));
+  write_evaluation(out, ev, pre.dir, cfg.card.governance);
   write_regression_report(out / "report.html", report);
   info("eval: task {}: {} rows: MAE {:.4g} [{:.4g}, {:.4g}], RMSE {:.4g} (train mean {:.4g}), R² {:.4f} [{:.4f}, {:.4f}]",
        task, m.n, m.mae, report.model.mae.lo, report.model.mae.hi, m.rmse, baseline.rmse, m.r2, report.model.r2.lo,
