@@ -200,7 +200,6 @@ void check_class_counts(FinetuneRun& r) {
     if (ct.per_class[c] > 0 && ct.per_class[c] < kFewCases)
       warn("finetune: class '{}' has only {} train rows: its probabilities rest on very few patients", r.classes[c],
            ct.per_class[c]);
-  r.dev = choose_device(r.cfg.train.device, r.cfg.train.precision);
 }
 
 // A regression head learns z-scores of the train targets (so one learning rate suits any unit);
@@ -219,7 +218,6 @@ void standardise_targets(FinetuneRun& r) {
   r.can_tune = r.cfg.train.eval_every > 0 && r.tuning_counts.n >= 2;
   if (!r.can_tune)
     warn("finetune: no early stopping ({} tuning rows; train.eval_every {})", r.tuning_counts.n, r.cfg.train.eval_every);
-  r.dev = choose_device(r.cfg.train.device, r.cfg.train.precision);
 }
 
 // finetune.class_weighting=balanced weighs class c by n / (C n_c), as sklearn's "balanced" does.
@@ -274,6 +272,7 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   r->examples = data::make_examples(r->ds, labels.rows, r->cfg.task.labels);
   r->train_counts = count(r->train_examples(), r->classes.size());
   r->tuning_counts = count(r->tuning_examples(), r->classes.size());
+  r->dev = choose_device(r->cfg.train.device, r->cfg.train.precision);
   if (r->multiclass()) {
     check_class_counts(*r);
     return r;
@@ -295,7 +294,6 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
     if (const std::string w = few_cases_warning(c.n, c.positives); !w.empty() && c.positives > 0)
       warn("finetune: {} split: {}{}", split, w,
            std::string(split) == "tuning" && r->can_tune ? "; early stopping picks its step on them" : "");
-  r->dev = choose_device(r->cfg.train.device, r->cfg.train.precision);
   return r;
 }
 
