@@ -110,6 +110,12 @@ struct InitConfig {
 struct TaskConfig {
   std::string labels;  // a MEDS label directory or parquet file
   std::string name;    // for reports and the model card; "": the labels' directory name
+  // A time-to-event task: the time from each label row's prediction_time to the first of these
+  // codes in the subject's record ("X*" a prefix), censored at its last event (data/time_to_event.h);
+  // the label file then only gives prediction times. Empty: the labels' value column is the task.
+  std::vector<std::string> event_codes;
+  // The piecewise-exponential head's piece edges after 0 (the last piece is open-ended).
+  std::vector<std::string> time_pieces = {"30d", "90d", "180d", "365d", "730d", "1825d"};
 };
 
 // `chart finetune`: a classification head on a pretrained backbone. Steps, learning rate,
@@ -143,6 +149,9 @@ struct EvalConfig {
   // edges in years) and any static code family named by its prefix (e.g. "RACE//", "INSURANCE//").
   std::vector<std::string> subgroups = {"sex", "age"};
   std::vector<std::string> age_bands = {"18", "40", "65", "80"};
+  // A time-to-event head is scored at these horizons (AUROC, Brier, risk); the largest bounds the
+  // integrated Brier score and the concordance. chart predict writes the survival at each.
+  std::vector<std::string> horizons = {"180d", "365d", "730d"};
 };
 
 // `chart generate`: zero-shot risk by sampling future timelines from a pretrained model.

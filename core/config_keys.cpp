@@ -81,6 +81,8 @@ void bind(Binder& b, Config& c) {
   b.section("task", [&] {
     b.field("labels", c.task.labels);
     b.field("name", c.task.name);
+    b.field("event_codes", c.task.event_codes);
+    b.field("time_pieces", c.task.time_pieces);
   });
   b.section("finetune", [&] {
     auto& f = c.finetune;
@@ -106,6 +108,7 @@ void bind(Binder& b, Config& c) {
     b.field("other_task", e.other_task);
     b.field("subgroups", e.subgroups);
     b.field("age_bands", e.age_bands);
+    b.field("horizons", e.horizons);
   });
   b.section("generate", [&] {
     auto& g = c.generate;

@@ -73,6 +73,7 @@ ExampleBatch empty_batch(int64_t B, int64_t L) {
   b.segments = torch::full({B, L}, -1, torch::kInt32);
   b.last_index = torch::empty({B}, torch::kInt64);
   b.labels = torch::zeros({B}, torch::kFloat32);
+  b.events = torch::zeros({B}, torch::kFloat32);
   return b;
 }
 
@@ -104,6 +105,7 @@ ExampleBatch collate(const TokenDataset& ds, const std::vector<Example>& example
                   : std::isfinite(ex.row.value) ? float(ex.row.value)
                   : ex.row.label                ? 1.0f
                                                 : 0.0f;
+    b.events[r] = ex.row.label ? 1.0f : 0.0f;
   }
   return b;
 }

@@ -46,6 +46,8 @@ struct ExampleBatch {
   torch::Tensor segments;    // [B, L] int32, 0 on tokens, -1 on padding
   torch::Tensor last_index;  // [B] int64, position of each prefix's last token
   torch::Tensor labels;      // [B] float32: 0 or 1, a multi-class row's class index, or a float target
+                             // (a time-to-event row's days to its event or censoring)
+  torch::Tensor events;      // [B] float32: 1 when row.label is true (a time-to-event row's event seen)
 };
 
 // B rows of L positions, all padding (labels 0).

@@ -421,4 +421,32 @@ void write_class_predictions(const fs::path& path, const std::vector<LabelRow>& 
   }
 }
 
+void write_survival_predictions(const fs::path& path, const std::vector<LabelRow>& rows,
+                                const std::vector<std::string>& horizons, const std::vector<std::vector<double>>& survival) {
+  if (rows.size() != survival.size()) fail("{}: {} rows but {} predictions", path.string(), rows.size(), survival.size());
+  const bool labelled = rows.empty() || rows.front().has_label;
+  TableBuilder t(path);
+  auto& sid = t.add<arrow::Int64Builder>(arrow::field("subject_id", arrow::int64(), false));
+  auto& ptime = t.add_timestamp("prediction_time", false);
+  arrow::FloatBuilder* days = nullptr;
+  arrow::BooleanBuilder* seen = nullptr;
+  if (labelled) {
+    days = &t.add<arrow::FloatBuilder>(arrow::field("time_to_event_days", arrow::float32(), false));
+    seen = &t.add<arrow::BooleanBuilder>(arrow::field("event_observed", arrow::boolean(), false));
+  }
+  std::vector<arrow::FloatBuilder*> s;
+  for (const auto& h : horizons)
+    s.push_back(&t.add<arrow::FloatBuilder>(arrow::field("predicted_survival//" + h, arrow::float32(), false)));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].has_label != labelled) fail("{}: labelled and unlabelled rows in one predictions file", path.string());
+    if (survival[i].size() != horizons.size()) fail("{}: row {}: {} survival values for {} horizons", path.string(), i, survival[i].size(), horizons.size());
+    t.append(sid, rows[i].subject_id);
+    t.append(ptime, rows[i].prediction_time_us);
+    if (days) t.append(*days, static_cast<float>(rows[i].value));
+    if (seen) t.append(*seen, rows[i].label);
+    for (size_t h = 0; h < horizons.size(); ++h) t.append(*s[h], static_cast<float>(survival[i][h]));
+  }
+  t.write();
+}
+
 }  // namespace chart::data

@@ -97,4 +97,11 @@ void write_class_predictions(const std::filesystem::path& path, const std::vecto
                              const std::vector<std::vector<double>>& probabilities, const std::string& column,
                              const std::vector<std::string>& classes, const std::filesystem::path& by_class_dir = {});
 
+// Time-to-event predictions: subject_id, prediction_time, time_to_event_days (float32: to the event
+// or the censoring) and event_observed (bool), both left out for unlabelled rows, and one float32
+// column per horizon, "predicted_survival//<horizon>" (the probability of no event by then).
+void write_survival_predictions(const std::filesystem::path& path, const std::vector<LabelRow>& rows,
+                                const std::vector<std::string>& horizons,
+                                const std::vector<std::vector<double>>& survival);
+
 }  // namespace chart::data

@@ -123,4 +123,27 @@ Vocab Vocab::parse(const std::string& text, const std::string& name) {
   return v;
 }
 
+bool code_matches(const std::string& token, const std::string& pattern) {
+  if (!pattern.empty() && pattern.back() == '*') return token.rfind(pattern.substr(0, pattern.size() - 1), 0) == 0;
+  return token == pattern;
+}
+
+std::vector<uint8_t> code_token_mask(const Vocab& vocab, const std::vector<std::string>& patterns,
+                                     const std::string& what) {
+  std::vector<uint8_t> mask(vocab.size(), 0);
+  for (const auto& p : patterns) {
+    bool any = false;
+    for (uint32_t id = 0; id < vocab.size(); ++id) {
+      if (vocab.kind(id) != TokenKind::kCode || !code_matches(vocab.token(id), p)) continue;
+      mask[id] = 1;
+      any = true;
+    }
+    if (!any)
+      throw Error(fmt::format("{}: no token of the vocabulary matches '{}'", what, p),
+                  "name codes as they appear in vocab.tsv of the token dataset (a trailing * matches a prefix); a code "
+                  "seen in fewer than prepare.min_subjects train subjects has no token of its own");
+  }
+  return mask;
+}
+
 }  // namespace chart::data

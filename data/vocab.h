@@ -16,6 +16,15 @@ namespace chart::data {
 
 enum class TokenKind { kSpecial, kTime, kQuantile, kCode };
 
+class Vocab;
+
+// A code pattern: the code itself, or "X*" for every code starting with X.
+bool code_matches(const std::string& code, const std::string& pattern);
+// mask[id] = 1 for code tokens matching one of `patterns`. A pattern no token matches is a
+// chart::Error naming `what` (the config key) and the pattern.
+std::vector<uint8_t> code_token_mask(const Vocab& vocab, const std::vector<std::string>& patterns,
+                                     const std::string& what);
+
 class Vocab {
  public:
   static constexpr uint32_t kPad = 0, kBos = 1, kUnk = 2;

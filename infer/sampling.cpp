@@ -9,20 +9,11 @@
 
 namespace chart {
 
-namespace {
-
-bool matches(const std::string& token, const std::string& pattern) {
-  if (!pattern.empty() && pattern.back() == '*') return token.rfind(pattern.substr(0, pattern.size() - 1), 0) == 0;
-  return token == pattern;
-}
-
-}  // namespace
-
 TokenRoles token_roles(const data::Vocab& vocab, const GenerateConfig& g) {
   const size_t V = vocab.size();
   TokenRoles r;
   r.advance_us.assign(V, 0);
-  r.outcome.assign(V, 0);
+  r.outcome = data::code_token_mask(vocab, g.outcome_codes, "generate.outcome_codes");
   r.stop.assign(V, 0);
   for (uint32_t id = 0; id < V; ++id) {
     const std::string& name = vocab.token(id);
@@ -39,15 +30,7 @@ TokenRoles token_roles(const data::Vocab& vocab, const GenerateConfig& g) {
       }
     }
     if (vocab.kind(id) != data::TokenKind::kCode) continue;
-    for (const auto& p : g.outcome_codes) r.outcome[id] |= matches(name, p);
-    for (const auto& p : g.stop_codes) r.stop[id] |= matches(name, p);
-  }
-  for (const auto& p : g.outcome_codes) {
-    bool any = false;
-    for (uint32_t id = 0; id < V; ++id) any |= vocab.kind(id) == data::TokenKind::kCode && matches(vocab.token(id), p);
-    if (!any)
-      throw Error(fmt::format("generate.outcome_codes: no token of the vocabulary matches '{}'", p),
-                  "name codes as they appear in vocab.tsv of the token dataset (a trailing * matches a prefix)");
+    for (const auto& p : g.stop_codes) r.stop[id] |= data::code_matches(name, p);
   }
   r.banned = torch::zeros({static_cast<int64_t>(V)}, torch::kBool);
   r.banned[data::Vocab::kPad] = true;

@@ -88,9 +88,9 @@ ServedModel::ServedModel(std::string task, const std::string& checkpoint, const 
   if (!zero_shot_ && !head)
     fail("serve.models: {} has no classification head (a pretrained checkpoint): to serve task {} zero-shot, say "
          "what it scores, e.g. --set 'serve.zero_shot=[{}=MEDS_DEATH@365d]'", checkpoint_, task_, task_);
-  if (const HeadClasses hc = head ? head_classes(pre_) : HeadClasses{}; hc.multiclass() || hc.regression())
+  if (const HeadClasses hc = head ? head_classes(pre_) : HeadClasses{}; hc.multiclass() || hc.regression() || hc.time_to_event())
     fail("serve.models: {} has a {} head; chart serve answers boolean tasks (one risk each) only", checkpoint_,
-         hc.regression() ? "regression" : fmt::format("multi-class ({} classes)", hc.classes.size()));
+         hc.describe());
   if (zero_shot_) {
     open_sampler(cfg);
   } else {

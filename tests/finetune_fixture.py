@@ -9,6 +9,10 @@
                             prediction_time) and OUT/integer (integer_value: the tertile of the age at
                             prediction_time, 0, 1 or 2); both learnable, and not by one class alone;
                             and OUT/float (float_value: the age at prediction_time in years)
+  times MEDS PREDICTIONS     checks a time-to-event predictions.parquet (chart eval, event MEDS_DEATH)
+                            against MEDS itself: each row's time_to_event_days is the time from
+                            prediction_time to the first MEDS_DEATH after it, else to the subject's
+                            last timed event (event_observed false)
   perturb MEDS LABELS OUT WHEN
                             a copy of MEDS in which every held_out subject's events are changed
                             WHEN = after: only events strictly after the subject's prediction_time
@@ -130,12 +134,36 @@ def perturb(meds, labels, out, when):
         sys.exit("perturb: nothing changed")
 
 
+def check_times(meds, predictions):
+    times = {}
+    for f in data_files(meds):
+        t = pq.read_table(f).to_pydict()
+        for s, time, code in zip(t["subject_id"], t["time"], t["code"]):
+            if time is not None:
+                times.setdefault(s, []).append((time, code))
+    p = pq.read_table(predictions).to_pydict()
+    bad = 0
+    for s, pt, days, seen in zip(p["subject_id"], p["prediction_time"], p["time_to_event_days"], p["event_observed"]):
+        events = sorted(times[s])
+        deaths = [t for t, code in events if code == "MEDS_DEATH" and t > pt]
+        end = deaths[0] if deaths else events[-1][0]
+        want = (end - pt).total_seconds() / 86400
+        if bool(deaths) != seen or abs(want - days) > 1e-3 * max(1.0, want):
+            bad += 1
+            print(f"subject {s} at {pt}: chart says {days:.4f} days, event {seen}; MEDS says {want:.4f}, {bool(deaths)}")
+    if bad or not p["subject_id"]:
+        sys.exit(f"times: {bad} of {len(p['subject_id'])} rows disagree with {meds}")
+    print(f"times: {len(p['subject_id'])} rows agree, {sum(p['event_observed'])} with the event")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "labels":
         make_labels(sys.argv[2], sys.argv[3])
     elif cmd == "classes":
         make_class_labels(sys.argv[2], sys.argv[3])
+    elif cmd == "times":
+        check_times(sys.argv[2], sys.argv[3])
     elif cmd == "perturb":
         perturb(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     else:

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 
 #include "core/error.h"
@@ -46,15 +48,28 @@ HeadClasses head_classes(const Pretrained& p) {
       if (f["classes"]) h.classes = f["classes"].as<std::vector<std::string>>();
       if (f["target_mean"]) h.target_mean = f["target_mean"].as<double>();
       if (f["target_std"]) h.target_std = f["target_std"].as<double>();
+      if (f["event_codes"]) h.event_codes = f["event_codes"].as<std::vector<std::string>>();
+      if (f["time_pieces"]) h.time_pieces = f["time_pieces"].as<std::vector<std::string>>();
     } catch (const YAML::Exception& e) {
       fail("{}: not a valid finetune.yaml: {}", yaml.string(), e.what());
     }
   }
-  const int64_t expected = h.multiclass() ? static_cast<int64_t>(h.classes.size()) : 1;
-  if (outputs != expected)
-    fail("{}: the head has {} outputs but finetune.yaml names {} class(es): the checkpoint is inconsistent", p.dir.string(),
-         outputs, h.multiclass() ? h.classes.size() : size_t(1));
+  if (outputs != h.outputs())
+    fail("{}: the head has {} outputs but finetune.yaml names {} {}: the checkpoint is inconsistent", p.dir.string(),
+         outputs, h.outputs(), h.time_to_event() ? "time piece(s)" : "class(es)");
   return h;
+}
+
+std::string HeadClasses::describe() const {
+  if (time_to_event()) return "time to event";
+  if (regression()) return "regression";
+  if (multiclass()) return fmt::format("multi-class ({} classes of {})", classes.size(), column);
+  return "boolean";
+}
+
+int64_t HeadClasses::outputs() const {
+  if (time_to_event()) return static_cast<int64_t>(time_pieces.size()) + 1;
+  return multiclass() ? static_cast<int64_t>(classes.size()) : 1;
 }
 
 std::vector<double> classify_batch(ClinicalTransformer& model, const data::ExampleBatch& b, const DeviceChoice& dev) {
@@ -79,15 +94,27 @@ std::vector<double> predict_probabilities(ClinicalTransformer& model, const data
   return out;
 }
 
+std::vector<std::vector<double>> predict_outputs(ClinicalTransformer& model, const data::TokenDataset& ds,
+                                                 const std::vector<data::Example>& examples, int64_t context,
+                                                 int64_t batch_size, const DeviceChoice& dev) {
+  std::vector<std::vector<double>> out;
+  for_each_batch(model, ds, examples, context, batch_size, dev, [&](const torch::Tensor& z) {
+    const int64_t K = z.size(1);
+    for (int64_t r = 0; r < z.size(0); ++r) out.emplace_back(z.data_ptr<double>() + r * K, z.data_ptr<double>() + (r + 1) * K);
+  });
+  return out;
+}
+
 std::vector<std::vector<double>> predict_class_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                                              const std::vector<data::Example>& examples, int64_t context,
                                                              int64_t batch_size, const DeviceChoice& dev) {
-  std::vector<std::vector<double>> out;
-  for_each_batch(model, ds, examples, context, batch_size, dev, [&](const torch::Tensor& logits) {
-    auto p = torch::softmax(logits, 1).contiguous();
-    const int64_t C = p.size(1);
-    for (int64_t r = 0; r < p.size(0); ++r) out.emplace_back(p.data_ptr<double>() + r * C, p.data_ptr<double>() + (r + 1) * C);
-  });
+  auto out = predict_outputs(model, ds, examples, context, batch_size, dev);
+  for (auto& z : out) {  // softmax
+    const double top = *std::max_element(z.begin(), z.end());
+    double sum = 0;
+    for (double& v : z) sum += v = std::exp(v - top);
+    for (double& v : z) v /= sum;
+  }
   return out;
 }
 

@@ -22,8 +22,13 @@ struct HeadClasses {
   std::string column = "boolean_value";
   std::vector<std::string> classes;
   double target_mean = 0, target_std = 1;  // a regression head predicts (target - mean) / std
+  // A time-to-event head (column "time_to_event"): its event codes and piece edges (task.*).
+  std::vector<std::string> event_codes, time_pieces;
   bool multiclass() const { return !classes.empty(); }
   bool regression() const { return column == "float_value"; }
+  bool time_to_event() const { return !event_codes.empty(); }
+  int64_t outputs() const;
+  std::string describe() const;  // "regression", "multi-class (3 classes of integer_value)", "time to event", "boolean"
 };
 // chart::Error when the head's size and finetune.yaml disagree.
 HeadClasses head_classes(const Pretrained& p);
@@ -42,6 +47,11 @@ std::vector<double> predict_probabilities(ClinicalTransformer& model, const data
 std::vector<std::vector<double>> predict_class_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                                              const std::vector<data::Example>& examples, int64_t context,
                                                              int64_t batch_size, const DeviceChoice& dev);
+
+// Each example's raw head outputs [N][outputs] (batched, eval mode, no gradients).
+std::vector<std::vector<double>> predict_outputs(ClinicalTransformer& model, const data::TokenDataset& ds,
+                                                 const std::vector<data::Example>& examples, int64_t context,
+                                                 int64_t batch_size, const DeviceChoice& dev);
 
 // Each example's predicted value from a regression head (its output, un-standardised), [N].
 std::vector<double> predict_values(ClinicalTransformer& model, const data::TokenDataset& ds,

@@ -26,6 +26,7 @@
 #include "train/recipes/classify.h"
 #include "train/recipes/eval_multiclass.h"
 #include "train/recipes/eval_regression.h"
+#include "train/recipes/eval_time_to_event.h"
 #include "train/recipes/eval_subgroups.h"
 #include "train/interop/load_pretrained.h"
 #include "train/report/eval_report.h"
@@ -392,6 +393,7 @@ int run_eval(const Config& cfg_in) {
     const HeadClasses head = head_classes(*pre);
     if (head.multiclass()) return run_multiclass_eval(cfg, std::move(*pre), head);
     if (head.regression()) return run_regression_eval(cfg, std::move(*pre), head);
+    if (head.time_to_event()) return run_time_to_event_eval(cfg, std::move(*pre), head);
   }
   ReportInputs report;
   Scored scored = pre ? score_checkpoint(cfg, std::move(*pre), report) : score_predictions_file(cfg, report);

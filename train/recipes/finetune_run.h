@@ -42,6 +42,8 @@ struct FinetuneRun {
   std::string label_column = "boolean_value";  // or integer_value / categorical_value (multi-class)
   std::vector<std::string> classes;            // a multi-class task's, in head order; empty for boolean
   double target_mean = 0, target_std = 1;      // a regression task's train targets: the head predicts z-scores
+  std::vector<double> edges;                   // a time-to-event task's piece edges in days (task.time_pieces)
+  std::vector<double> horizons;                // and the horizons (eval.horizons) its tuning C_td is cut at
   std::string config_yaml;
   data::ExampleSplits examples;
   ClassCounts train_counts, tuning_counts;
@@ -52,7 +54,7 @@ struct FinetuneRun {
   std::unique_ptr<torch::optim::AdamW> optimizer;  // groups: decay, no decay, head
   torch::Tensor pos_weight;      // boolean tasks
   torch::Tensor class_weights;   // multi-class tasks: [C]
-  torch::Tensor probe_features, probe_labels;  // probe: the frozen backbone's features, once
+  torch::Tensor probe_features, probe_labels, probe_events;  // probe: the frozen backbone's features, once
   std::unique_ptr<RunLock> lock;  // one writer per run.dir
   std::unique_ptr<MetricsLog> metrics;
   std::optional<Progress> progress;
@@ -77,11 +79,16 @@ struct FinetuneRun {
   const std::vector<data::Example>& tuning_examples() { return examples.by_split["tuning"]; }
   bool multiclass() const { return !classes.empty(); }
   bool regression() const { return label_column == "float_value"; }
+  bool time_to_event() const { return label_column == "time_to_event"; }
+  // The names of what early stopping follows and of the loss beside it, in logs, finetune.yaml and the card.
+  const char* tuning_score() const { return regression() ? "r2" : time_to_event() ? "c_td" : "auroc"; }
+  const char* tuning_loss() const { return regression() ? "rmse" : time_to_event() ? "nll" : "loss"; }
 };
 
 // The pretrained checkpoint, the dataset and the examples, checked against each other.
 std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg);
-// The pretrained backbone with a head (one logit, or one per class of a multi-class task); what
+// The pretrained backbone with a head (one logit, one per class of a multi-class task, or one log
+// hazard per time piece of a time-to-event task); what
 // trains depends on finetune.recipe.
 void build_classifier(FinetuneRun& r);
 void make_finetune_optimizer(FinetuneRun& r);
@@ -97,7 +104,8 @@ void skip_finetune_step(FinetuneRun& r, double loss, double grad_norm);
 void write_finetune_metrics(FinetuneRun& r, const std::string& split,
                             const std::vector<std::pair<std::string, double>>& values);
 void log_finetune_if_due(FinetuneRun& r, double lr);
-// Tuning AUROC (macro over classes for a multi-class task, R² for a regression task) every train.eval_every steps; keeps the
+// Tuning AUROC (macro over classes for a multi-class task, R² for a regression task, C_td for a
+// time-to-event task) every train.eval_every steps; keeps the
 // best weights; true when patience ran out.
 bool tune_and_check_patience(FinetuneRun& r);
 // The best weights (LoRA merged), finetune.yaml and the model card, as a weights-only checkpoint.

@@ -11,6 +11,7 @@
 #include "core/mix.h"
 #include "data/coverage.h"
 #include "data/labels.h"
+#include "data/time_to_event.h"
 #include "model/autocast.h"
 #include "train/checkpoint/checkpoint.h"
 #include "train/checkpoint/governance.h"
@@ -20,6 +21,7 @@
 #include "train/recipes/eval.h"
 #include "train/recipes/finetune_run.h"
 #include "train/recipes/classify.h"
+#include "train/recipes/time_to_event.h"
 #include "train/validation/binary_metrics.h"
 #include "train/validation/multiclass_metrics.h"
 #include "train/validation/regression_metrics.h"
@@ -94,10 +96,29 @@ std::pair<double, double> tune_values(FinetuneRun& r) {
   return {m.r2, m.rmse};
 }
 
+// Tuning C_td (cut at the largest eval horizon, as chart eval cuts it) and mean negative
+// log-likelihood of a time-to-event head.
+std::pair<double, double> tune_survival(FinetuneRun& r) {
+  const auto& ex = r.tuning_examples();
+  const PiecewiseHazards p =
+      predict_hazards(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev, r.edges);
+  const auto obs = observations(ex);
+  std::vector<float> z, t, d;
+  for (size_t i = 0; i < ex.size(); ++i) {
+    for (double h : p.hazard[i]) z.push_back(float(std::log(h)));
+    t.push_back(float(obs[i].time)), d.push_back(obs[i].event);
+  }
+  const int64_t n = int64_t(ex.size()), K = int64_t(r.edges.size());
+  const double nll = piecewise_exponential_nll(torch::tensor(z).view({n, K}), torch::tensor(t), torch::tensor(d), r.edges)
+                         .item<double>();
+  return {survival_metrics(p, obs, r.horizons).c_td, nll};
+}
+
 // Tuning AUROC and mean (unweighted) log loss of the current weights.
 std::pair<double, double> tune(FinetuneRun& r) {
   if (r.multiclass()) return tune_classes(r);
   if (r.regression()) return tune_values(r);
+  if (r.time_to_event()) return tune_survival(r);
   const auto& ex = r.tuning_examples();
   auto p = predict_probabilities(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev);
   std::vector<int> y;
@@ -115,8 +136,8 @@ std::string finetune_summary_yaml(const FinetuneRun& r) {
       "task: {}\nlabels: {}\nrecipe: {}\nbest_step: {}\nsteps_run: {}\ntuning_{}: {}\ntuning_{}: {}\n"
       "train_rows: {}\ntrain_positive: {}\ntuning_rows: {}\ntuning_positive: {}\ncontext: {}\n"
       "pretrained_checkpoint: {}\n",
-      r.task, r.cfg.task.labels, r.cfg.finetune.recipe, r.best_step, r.step, r.regression() ? "r2" : "auroc",
-      r.can_tune ? fmt::format("{}", r.best_auroc) : "null", r.regression() ? "rmse" : "loss",
+      r.task, r.cfg.task.labels, r.cfg.finetune.recipe, r.best_step, r.step, r.tuning_score(),
+      r.can_tune ? fmt::format("{}", r.best_auroc) : "null", r.tuning_loss(),
       r.can_tune ? fmt::format("{}", r.best_loss) : "null",
       r.train_counts.n, r.train_counts.positives, r.tuning_counts.n, r.tuning_counts.positives, r.context,
       r.pre.dir.string()) +
@@ -125,7 +146,10 @@ std::string finetune_summary_yaml(const FinetuneRun& r) {
          (r.multiclass() ? fmt::format("classes: {}\ntrain_per_class: {}\ntuning_per_class: {}\n", Json(r.classes).dump(),
                                        Json(r.train_counts.per_class).dump(), Json(r.tuning_counts.per_class).dump())
                          : "") +
-         (r.regression() ? fmt::format("target_mean: {}\ntarget_std: {}\n", r.target_mean, r.target_std) : "");
+         (r.regression() ? fmt::format("target_mean: {}\ntarget_std: {}\n", r.target_mean, r.target_std) : "") +
+         (r.time_to_event() ? fmt::format("event_codes: {}\ntime_pieces: {}\n", Json(r.cfg.task.event_codes).dump(),
+                                          Json(r.cfg.task.time_pieces).dump())
+                            : "");
 }
 
 // The fine-tuning data and task, the tuning result, and the pretrained model's own card as its base.
@@ -144,6 +168,7 @@ ModelCard finetune_card(const FinetuneRun& r) {
   task["tuning_positive"] = r.tuning_counts.positives;
   task["label_column"] = r.label_column;
   if (r.regression()) task["target_mean"] = r.target_mean, task["target_std"] = r.target_std;
+  if (r.time_to_event()) task["event_codes"] = r.cfg.task.event_codes, task["time_pieces"] = r.cfg.task.time_pieces;
   if (r.multiclass()) {
     task["classes"] = r.classes;
     task["train_per_class"] = r.train_counts.per_class;
@@ -155,9 +180,9 @@ ModelCard finetune_card(const FinetuneRun& r) {
   card.set_section("task", task.dump());
   card.set_section("governance", governance_section(r.cfg.card.governance));
   if (r.can_tune) {
-    // What early stopping followed: AUROC and log loss, or R² and RMSE for a regression head.
-    const char* score = r.regression() ? "r2" : "auroc";
-    const char* loss = r.regression() ? "rmse" : "loss";
+    // What early stopping followed: AUROC and log loss, R² and RMSE, or C_td and the NLL.
+    const char* score = r.tuning_score();
+    const char* loss = r.tuning_loss();
     card.set_metric(std::string("tuning_") + score, r.best_auroc);
     card.set_metric(std::string("tuning_") + loss, r.best_loss);
     Json ev;
@@ -220,6 +245,36 @@ void standardise_targets(FinetuneRun& r) {
     warn("finetune: no early stopping ({} tuning rows; train.eval_every {})", r.tuning_counts.n, r.cfg.train.eval_every);
 }
 
+// The head starts at the train rows' own piece hazards (its bias), so the first steps learn
+// who is at higher risk rather than the overall rate.
+void start_at_train_hazards(FinetuneRun& r) {
+  torch::NoGradGuard no_grad;
+  const auto h = piece_hazards(r.train_examples(), r.edges);
+  for (size_t k = 0; k < h.size(); ++k) r.model->cls_head->bias[int64_t(k)] = std::log(h[k]);
+}
+
+// A time-to-event task: prediction times from the labels, times to the event codes from the
+// record; fine-tuning needs train events, early stopping tuning ones.
+void open_time_to_event(FinetuneRun& r) {
+  const auto& tc = r.cfg.task;
+  r.label_column = "time_to_event";
+  r.edges = data::piece_edges_days(tc.time_pieces, "task.time_pieces");
+  r.horizons = data::piece_edges_days(r.cfg.eval.horizons, "eval.horizons");
+  r.horizons.erase(r.horizons.begin());
+  const auto events = data::code_token_mask(r.ds.vocab(), tc.event_codes, "task.event_codes");
+  r.examples = data::make_examples(r.ds, data::read_prediction_times(tc.labels), tc.labels);
+  for (auto& [split, ex] : r.examples.by_split) data::add_times_to_event(r.ds, ex, events);
+  r.train_counts = count(r.train_examples(), 0);
+  r.tuning_counts = count(r.tuning_examples(), 0);
+  if (r.train_counts.positives == 0)
+    fail("{}: none of the train split's {} prediction times is followed by one of [{}] in its record: a time-to-event "
+         "head needs events to learn from", tc.labels, r.train_counts.n, fmt::join(tc.event_codes, ", "));
+  r.can_tune = r.cfg.train.eval_every > 0 && r.tuning_counts.positives > 0 && r.tuning_counts.n >= 2;
+  if (!r.can_tune)
+    warn("finetune: no early stopping ({} tuning rows, {} with an event; train.eval_every {})", r.tuning_counts.n,
+         r.tuning_counts.positives, r.cfg.train.eval_every);
+}
+
 // finetune.class_weighting=balanced weighs class c by n / (C n_c), as sklearn's "balanced" does.
 void set_class_weights(FinetuneRun& r) {
   const ClassCounts& c = r.train_counts;
@@ -266,13 +321,17 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   r->context = finetune_context(r->cfg);
   r->task = task_name(r->cfg);
   r->config_yaml = config_to_yaml(r->cfg);
+  r->dev = choose_device(r->cfg.train.device, r->cfg.train.precision);
+  if (!r->cfg.task.event_codes.empty()) {
+    open_time_to_event(*r);
+    return r;
+  }
   data::LabelSet labels = data::read_label_set(r->cfg.task.labels);
   r->label_column = labels.column;
   r->classes = labels.classes;
   r->examples = data::make_examples(r->ds, labels.rows, r->cfg.task.labels);
   r->train_counts = count(r->train_examples(), r->classes.size());
   r->tuning_counts = count(r->tuning_examples(), r->classes.size());
-  r->dev = choose_device(r->cfg.train.device, r->cfg.train.precision);
   if (r->multiclass()) {
     check_class_counts(*r);
     return r;
@@ -301,8 +360,11 @@ void build_classifier(FinetuneRun& r) {
   const auto& fc = r.cfg.finetune;
   torch::manual_seed(static_cast<uint64_t>(r.cfg.train.seed));
   r.model = ClinicalTransformer(r.cfg.model, r.pre.vocab_size);
-  r.model->add_classifier(r.multiclass() ? static_cast<int64_t>(r.classes.size()) : 1);
+  r.model->add_classifier(r.multiclass()      ? static_cast<int64_t>(r.classes.size())
+                          : r.time_to_event() ? static_cast<int64_t>(r.edges.size())
+                                              : 1);
   copy_pretrained_weights(r.pre, *r.model, {"cls_head."});
+  if (r.time_to_event()) start_at_train_hazards(r);
   r.model->to(r.dev.device);
   // The pretraining heads play no part in a classifier.
   for (auto& p : r.model->named_parameters())
@@ -316,6 +378,13 @@ void build_classifier(FinetuneRun& r) {
   r.best_weights = snapshot(r.trainable);  // the best so far: where training starts
   if (r.multiclass()) {
     set_class_weights(r);
+    return;
+  }
+  if (r.time_to_event()) {
+    info("finetune: {} recipe on {}, task {}: time to [{}] in {} pieces, train {} rows ({} with the event), tuning {} "
+         "({}), context {}",
+         fc.recipe, r.dev.describe(), r.task, fmt::join(r.cfg.task.event_codes, ", "), r.edges.size(), r.train_counts.n,
+         r.train_counts.positives, r.tuning_counts.n, r.tuning_counts.positives, r.context);
     return;
   }
   if (r.regression()) {
@@ -360,7 +429,7 @@ void compute_probe_features(FinetuneRun& r) {
   torch::NoGradGuard no_grad;
   r.model->eval();
   const auto& ex = r.train_examples();
-  std::vector<torch::Tensor> f, y;
+  std::vector<torch::Tensor> f, y, ev;
   for (const auto& e : ex) r.tokens_seen += std::min<int64_t>(e.n_tokens, r.context);
   for (size_t i = 0; i < ex.size(); i += 256) {
     auto b = data::collate(r.ds, ex, i, std::min(ex.size(), i + 256), r.context);
@@ -369,9 +438,11 @@ void compute_probe_features(FinetuneRun& r) {
     f.push_back(r.model->features(b.tokens.to(d), b.ages.to(d), b.segments.to(d), b.last_index.to(d))
                     .to(torch::kFloat32));
     y.push_back(b.labels.to(d));
+    ev.push_back(b.events.to(d));
   }
   r.probe_features = torch::cat(f);
   r.probe_labels = torch::cat(y);
+  r.probe_events = torch::cat(ev);
   r.model->train();
 }
 
@@ -393,13 +464,14 @@ std::vector<int64_t> next_batch(FinetuneRun& r) {
 void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
   const auto d = r.dev.device;
   r.optimizer->zero_grad();
-  torch::Tensor logits, y;
+  torch::Tensor logits, y, events;
   {
     AutocastGuard autocast(r.dev);
     if (r.cfg.finetune.recipe == "probe") {
       auto ix = torch::tensor(idx, torch::kInt64).to(d);
       logits = r.model->cls_head(r.probe_features.index_select(0, ix));
       y = r.probe_labels.index_select(0, ix);
+      events = r.probe_events.index_select(0, ix);
     } else {
       std::vector<data::Example> batch;
       for (int64_t i : idx) {
@@ -409,13 +481,15 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
       auto b = data::collate(r.ds, batch, 0, batch.size(), r.context);
       logits = r.model->classify(b.tokens.to(d), b.ages.to(d), b.segments.to(d), b.last_index.to(d));
       y = b.labels.to(d);
+      events = b.events.to(d);
     }
   }
   logits = logits.to(torch::kFloat32);
-  if (!r.multiclass()) logits = logits.select(1, 0);
+  if (!r.multiclass() && !r.time_to_event()) logits = logits.select(1, 0);
   // The objective (class-weighted) and, logged beside it, the plain loss on the tuning loss's scale.
   auto objective = [&](const torch::Tensor& z, bool weighted) {
     if (r.regression()) return torch::mse_loss(z, (y - r.target_mean) / r.target_std);
+    if (r.time_to_event()) return piecewise_exponential_nll(z, y, events, r.edges);
     if (r.multiclass()) return torch::nn::functional::cross_entropy(
         z, y.to(torch::kLong), torch::nn::functional::CrossEntropyFuncOptions().weight(weighted ? r.class_weights : torch::Tensor()));
     return torch::binary_cross_entropy_with_logits(z, y, {}, weighted ? r.pos_weight : torch::Tensor());
@@ -484,10 +558,10 @@ bool tune_and_check_patience(FinetuneRun& r) {
   const auto& tc = r.cfg.train;
   if (!r.can_tune || !(r.step % tc.eval_every == 0 || r.step == tc.steps)) return false;
   auto [auroc, loss] = tune(r);
-  write_finetune_metrics(r, "tuning", {{"loss", loss}, {"auroc", auroc}});
+  write_finetune_metrics(r, "tuning", {{"loss", loss}, {r.time_to_event() ? "c_td" : "auroc", auroc}});
   const bool better = auroc > r.best_auroc || (auroc == r.best_auroc && loss < r.best_loss);
-  info("finetune: step {} tuning {} {:.4f} {} {:.4f}{}", r.step, r.regression() ? "R²" : r.multiclass() ? "macro AUROC" : "AUROC",
-       auroc, r.regression() ? "RMSE" : "loss", loss,
+  info("finetune: step {} tuning {} {:.4f} {} {:.4f}{}", r.step, r.regression() ? "R²" : r.multiclass() ? "macro AUROC" : r.time_to_event() ? "C_td" : "AUROC",
+       auroc, r.regression() ? "RMSE" : r.time_to_event() ? "NLL" : "loss", loss,
        better ? " (best)" : "");
   if (better) {
     r.best_auroc = auroc, r.best_loss = loss, r.best_step = r.step, r.best_tokens = r.tokens_seen, r.since_best = 0;
@@ -495,7 +569,7 @@ bool tune_and_check_patience(FinetuneRun& r) {
     return false;
   }
   if (r.cfg.finetune.patience > 0 && ++r.since_best >= r.cfg.finetune.patience) {
-    info("finetune: no better tuning {} in {} evaluations; stopping at step {}", r.regression() ? "R²" : "AUROC",
+    info("finetune: no better tuning {} in {} evaluations; stopping at step {}", r.tuning_score(),
          r.cfg.finetune.patience, r.step);
     return true;
   }
@@ -515,7 +589,7 @@ void save_finetuned(FinetuneRun& r) {
                                      {{"finetune.yaml", finetune_summary_yaml(r)}, {"model_card.json", card_json},
                                       {"MODEL_CARD.md", model_card_markdown(card_json)}});
   info("finetune: saved {} (step {}{})", saved.string(), r.best_step,
-       r.can_tune ? fmt::format(", tuning {} {:.4f}", r.regression() ? "R²" : "AUROC", r.best_auroc) : "");
+       r.can_tune ? fmt::format(", tuning {} {:.4f}", r.tuning_score(), r.best_auroc) : "");
 }
 
 }  // namespace chart

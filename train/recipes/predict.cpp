@@ -12,10 +12,12 @@
 #include "data/examples.h"
 #include "data/labels.h"
 #include "data/prepare.h"
+#include "data/time_to_event.h"
 #include "model/device.h"
 #include "train/interop/load_pretrained.h"
 #include "train/interop/vocab_source.h"
 #include "train/recipes/classify.h"
+#include "train/recipes/time_to_event.h"
 #include "train/recipes/generate_run.h"
 #include "train/recipes/risk_tables.h"
 
@@ -129,6 +131,26 @@ void predict_values_to(const Config& cfg, const Pretrained& pre, const HeadClass
   data::write_value_predictions(file, rows, v);
 }
 
+// A time-to-event head: each row's survival at eval.horizons (data::write_survival_predictions).
+void predict_survival_to(const Config& cfg, const Pretrained& pre, const HeadClasses& hc, const data::TokenDataset& ds,
+                         const std::vector<data::Example>& ex, const fs::path& file) {
+  const DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
+  ClinicalTransformer model = load_classifier(pre, dev);
+  const auto edges = data::piece_edges_days(hc.time_pieces, pre.dir.string() + " finetune.yaml time_pieces");
+  std::vector<double> days = data::piece_edges_days(cfg.eval.horizons, "eval.horizons");
+  days.erase(days.begin());
+  const auto p = predict_hazards(model, ds, ex, finetune_context(pre.config), cfg.predict.batch_size, dev, edges);
+  std::vector<data::LabelRow> rows;
+  std::vector<std::vector<double>> survival;
+  for (size_t i = 0; i < ex.size(); ++i) {
+    rows.push_back(ex[i].row);
+    rows.back().has_label = false;
+    survival.emplace_back();
+    for (double d : days) survival.back().push_back(p.survival(i, d));
+  }
+  data::write_survival_predictions(file, rows, cfg.eval.horizons, survival);
+}
+
 }  // namespace
 
 int run_predict(const Config& cfg_in) {
@@ -157,17 +179,20 @@ int run_predict(const Config& cfg_in) {
   j["rows"] = ex.size();
   std::vector<data::Prediction> preds;
   std::unique_ptr<GenerateRun> run;
-  if (const HeadClasses hc = head ? head_classes(pre) : HeadClasses{}; hc.multiclass() || hc.regression()) {
-    info("predict: task {} (the checkpoint's head, {}) for {} prediction times ({}) of {}", task,
-         hc.regression() ? "regression" : fmt::format("{} classes of {}", hc.classes.size(), hc.column), ex.size(),
+  if (const HeadClasses hc = head ? head_classes(pre) : HeadClasses{}; hc.multiclass() || hc.regression() || hc.time_to_event()) {
+    info("predict: task {} (the checkpoint's head, {}) for {} prediction times ({}) of {}", task, hc.describe(), ex.size(),
          times_source, cfg.data.dir);
-    j["method"] = hc.regression() ? "fine-tuned head (regression)" : "fine-tuned head (multi-class)";
+    j["method"] = hc.regression()      ? "fine-tuned head (regression)"
+                  : hc.time_to_event() ? "fine-tuned head (time to event)"
+                                       : "fine-tuned head (multi-class)";
     j["task"] = task;
     if (hc.multiclass()) j["classes"] = hc.classes;
+    if (hc.time_to_event()) j["event_codes"] = hc.event_codes, j["horizons"] = cfg.eval.horizons;
     j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     write_file_atomic(out / "config.yaml", config_to_yaml(cfg));
     write_file_atomic(out / "predict.json", dump_json(j));
     if (hc.regression()) predict_values_to(cfg, pre, hc, ds, ex, out / "predictions.parquet");  // last: marks the run done
+    else if (hc.time_to_event()) predict_survival_to(cfg, pre, hc, ds, ex, out / "predictions.parquet");
     else predict_classes(cfg, pre, hc, ds, ex, out / "predictions.parquet");
     info("predict: wrote {} ({} rows)", (out / "predictions.parquet").string(), ex.size());
     return 0;
