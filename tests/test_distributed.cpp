@@ -30,6 +30,7 @@
 #include "train/checkpoint/pretrained.h"
 #include "train/checkpoint/optimizer_state.h"
 #include "train/distributed/flat_layout.h"
+#include "tests/finetune_pipeline.h"
 #include "tests/token_fixture.h"
 #include "tests/test_util.h"
 #include "train/distributed/dist.h"
@@ -534,6 +535,35 @@ TEST(Distributed, LaunchMistakesAreClearErrors) {
     EXPECT_NE(log.find("cannot serve the rendezvous store"), std::string::npos) << log;
     EXPECT_NE(log.find("choose another MASTER_PORT"), std::string::npos) << log;
   }
+}
+
+// Fine-tuning on 2 ranks: each takes half of every batch and the gradients are summed, so the
+// run matches one rank holding the whole batch (losses, the tuning AUROC that picks the step, the
+// saved weights); rank 0 alone writes. (Measured: 3e-8 in loss, 7e-9 in weights; half a batch
+// lost or counted twice moves the loss by ~1e-2.)
+TEST(Distributed, FinetuneTwoRanksMatchOneRank) {
+  Pipeline p(400, 20);
+  const std::string args = fmt::format(
+      "finetune {} --set init.checkpoint={} --set task.labels={} --set train.threads=1 --set finetune.context=64 "
+      "--set train.steps=10 --set train.batch_size=8 --set train.eval_every=5 --set train.log_every=1",
+      testing::config("finetune/full.yaml"), p.pretrain.string(), p.labels.string());
+  std::string out, logs;
+  ASSERT_EQ(testing::run_chart(args + " --set run.dir=" + (p.dir / "one").string(), &out), 0) << out;
+  auto rc = run_ranks(2, args + " --set run.dir=" + (p.dir / "two").string(), p.dir / "rank", &logs);
+  ASSERT_EQ(rc, (std::vector<int>{0, 0})) << logs;
+  EXPECT_NE(logs.find("2 ranks (torchrun), gloo process group: each step's batch of 8 is split 4 per rank"),
+            std::string::npos) << logs;
+  const auto l1 = losses(p.dir / "one"), l2 = losses(p.dir / "two");
+  ASSERT_EQ(l1.size(), l2.size());
+  for (const auto& [key, loss] : l1) EXPECT_NEAR(l2.at(key), loss, 1e-6) << key.first << " " << key.second;
+  EXPECT_EQ(read_file(p.dir / "one/checkpoints/latest"), read_file(p.dir / "two/checkpoints/latest"));
+  std::string step = read_file(p.dir / "one/checkpoints/latest");
+  step.erase(step.find_last_not_of("\n") + 1);
+  EXPECT_LT(max_weight_difference(p.dir / "one/checkpoints" / step, p.dir / "two/checkpoints" / step), 1e-6);
+  // A batch the ranks cannot share equally is refused before any work.
+  rc = run_ranks(2, args + " --set train.batch_size=7 --set run.dir=" + (p.dir / "odd").string(), p.dir / "odd", &logs);
+  EXPECT_NE(rc[0], 0) << logs;
+  EXPECT_NE(logs.find("train.batch_size 7 is not a multiple of the 2 ranks"), std::string::npos) << logs;
 }
 
 TEST(Distributed, LaunchEnvironment) {

@@ -19,6 +19,7 @@
 #include "model/transformer.h"
 #include "train/checkpoint/pretrained.h"
 #include "train/checkpoint/run_lock.h"
+#include "train/distributed/dist.h"
 #include "train/report/metrics_log.h"
 
 namespace chart {
@@ -49,14 +50,17 @@ struct FinetuneRun {
   ClassCounts train_counts, tuning_counts;
   bool can_tune = false;  // early stopping on tuning AUROC is possible
   DeviceChoice dev;
+  // Data parallelism (torchrun or srun ranks; inactive alone): every rank takes the same batch of
+  // example indices and runs its share of them (every world_size-th); the gradients are summed.
+  Dist* dist = nullptr;
   ClinicalTransformer model{nullptr};
   std::vector<torch::Tensor> trainable;
   std::unique_ptr<torch::optim::AdamW> optimizer;  // groups: decay, no decay, head
   torch::Tensor pos_weight;      // boolean tasks
   torch::Tensor class_weights;   // multi-class tasks: [C]
   torch::Tensor probe_features, probe_labels, probe_events;  // probe: the frozen backbone's features, once
-  std::unique_ptr<RunLock> lock;  // one writer per run.dir
-  std::unique_ptr<MetricsLog> metrics;
+  std::unique_ptr<RunLock> lock;  // one writer per run.dir (rank 0)
+  std::unique_ptr<MetricsLog> metrics;  // rank 0 only
   std::optional<Progress> progress;
   // The loop's position and the best tuning result so far.
   int64_t step = 0, epoch = 0, cursor = 0;
@@ -75,6 +79,7 @@ struct FinetuneRun {
 
   FinetuneRun(Config c, Pretrained p, data::TokenDataset d)
       : cfg(std::move(c)), pre(std::move(p)), ds(std::move(d)) {}
+  bool main() const { return dist == nullptr || dist->is_main(); }
   const std::vector<data::Example>& train_examples() { return examples.by_split["train"]; }
   const std::vector<data::Example>& tuning_examples() { return examples.by_split["tuning"]; }
   bool multiclass() const { return !classes.empty(); }
@@ -85,8 +90,9 @@ struct FinetuneRun {
   const char* tuning_loss() const { return regression() ? "rmse" : time_to_event() ? "nll" : "loss"; }
 };
 
-// The pretrained checkpoint, the dataset and the examples, checked against each other.
-std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg);
+// The pretrained checkpoint, the dataset and the examples, checked against each other; dev is
+// this rank's device, dist its process group (rank 0 alone takes the run lock and writes).
+std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg, const DeviceChoice& dev, Dist& dist);
 // The pretrained backbone with a head (one logit, one per class of a multi-class task, or one log
 // hazard per time piece of a time-to-event task); what
 // trains depends on finetune.recipe.

@@ -296,16 +296,18 @@ void set_class_weights(FinetuneRun& r) {
 
 }  // namespace
 
-std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
+std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in, const DeviceChoice& dev, Dist& dist) {
   Config cfg = cfg_in;
   if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
   if (cfg.task.labels.empty()) throw Error("task.labels is not set", "pass --set task.labels=LABELS_DIR_OR_FILE");
   const fs::path run_dir = cfg.run.dir;
-  auto lock = std::make_unique<RunLock>(run_dir, "chart finetune");
+  if (cfg.train.batch_size % dist.world_size() != 0)
+    fail("train.batch_size {} is not a multiple of the {} ranks: each rank takes an equal share of a batch",
+         cfg.train.batch_size, dist.world_size());
+  auto lock = dist.is_main() ? std::make_unique<RunLock>(run_dir, "chart finetune") : nullptr;
   if (fs::exists(run_dir / "checkpoints" / "latest"))
     throw Error(fmt::format("{} already holds a fine-tuned checkpoint", run_dir.string()),
                 "choose another run.dir, or remove the old run");
-  set_cpu_threads(cfg.train.threads);
   governance_section(cfg.card.governance);  // a bad governance file fails now, not after the training
   Pretrained pre = load_pretrained(cfg.init.checkpoint);
   if (cfg.data.dir.empty()) cfg.data.dir = pre.config.data.dir;
@@ -313,6 +315,7 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   auto ds = data::TokenDataset::open(cfg.data.dir);
   auto r = std::make_unique<FinetuneRun>(cfg, std::move(pre), std::move(ds));
   r->lock = std::move(lock);
+  r->dist = &dist;
   r->fault_steps = nonfinite_fault_steps();
   check_vocab(r->pre, r->ds.vocab_hash(), r->cfg.data.dir);
   if (r->pre.vocab_size != static_cast<int64_t>(r->ds.vocab().size()))
@@ -321,7 +324,7 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in) {
   r->context = finetune_context(r->cfg);
   r->task = task_name(r->cfg);
   r->config_yaml = config_to_yaml(r->cfg);
-  r->dev = choose_device(r->cfg.train.device, r->cfg.train.precision);
+  r->dev = dev;
   if (!r->cfg.task.event_codes.empty()) {
     open_time_to_event(*r);
     return r;
@@ -461,23 +464,42 @@ std::vector<int64_t> next_batch(FinetuneRun& r) {
   return idx;
 }
 
+// Sums the trainable parameters' gradients across ranks, in one flat buffer.
+void sync_gradients(FinetuneRun& r) {
+  if (!r.dist->active()) return;
+  std::vector<torch::Tensor> flat;
+  for (auto& p : r.trainable) flat.push_back(p.grad().defined() ? p.grad().reshape(-1) : torch::zeros({p.numel()}, p.options()));
+  torch::Tensor all = torch::cat(flat);
+  r.dist->all_reduce_sum(all);
+  int64_t at = 0;
+  for (auto& p : r.trainable) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    p.grad().copy_(all.slice(0, at, at + p.numel()).view_as(p));
+    at += p.numel();
+  }
+}
+
 void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
   const auto d = r.dev.device;
   r.optimizer->zero_grad();
+  // This rank's share of the batch: every world_size-th index, weighted by its share of the rows,
+  // so the ranks' summed gradients are those of the whole batch's mean loss.
+  std::vector<int64_t> mine;
+  for (size_t i = static_cast<size_t>(r.dist->rank()); i < idx.size(); i += static_cast<size_t>(r.dist->world_size()))
+    mine.push_back(idx[i]);
+  const double share = double(mine.size()) / double(idx.size());
   torch::Tensor logits, y, events;
   {
     AutocastGuard autocast(r.dev);
     if (r.cfg.finetune.recipe == "probe") {
-      auto ix = torch::tensor(idx, torch::kInt64).to(d);
+      auto ix = torch::tensor(mine, torch::kInt64).to(d);
       logits = r.model->cls_head(r.probe_features.index_select(0, ix));
       y = r.probe_labels.index_select(0, ix);
       events = r.probe_events.index_select(0, ix);
     } else {
       std::vector<data::Example> batch;
-      for (int64_t i : idx) {
-        batch.push_back(r.train_examples()[static_cast<size_t>(i)]);
-        r.tokens_seen += std::min<int64_t>(batch.back().n_tokens, r.context);
-      }
+      for (int64_t i : idx) r.tokens_seen += std::min<int64_t>(r.train_examples()[static_cast<size_t>(i)].n_tokens, r.context);
+      for (int64_t i : mine) batch.push_back(r.train_examples()[static_cast<size_t>(i)]);
       auto b = data::collate(r.ds, batch, 0, batch.size(), r.context);
       logits = r.model->classify(b.tokens.to(d), b.ages.to(d), b.segments.to(d), b.last_index.to(d));
       y = b.labels.to(d);
@@ -494,12 +516,15 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
         z, y.to(torch::kLong), torch::nn::functional::CrossEntropyFuncOptions().weight(weighted ? r.class_weights : torch::Tensor()));
     return torch::binary_cross_entropy_with_logits(z, y, {}, weighted ? r.pos_weight : torch::Tensor());
   };
-  auto loss = objective(logits, true);
+  auto loss = objective(logits, true) * share;
   if (r.fault_steps.count(r.step + 1)) loss = loss * std::numeric_limits<double>::quiet_NaN();
   loss.backward();
+  // The whole batch's losses (one collective), then its gradients: the same on every rank.
+  const auto totals = r.dist->sum({loss.item<double>(), objective(logits.detach(), false).item<double>() * share});
+  sync_gradients(r);
   const double clip = r.cfg.train.grad_clip > 0 ? r.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
   const double grad_norm = torch::nn::utils::clip_grad_norm_(r.trainable, clip);
-  const double weighted = loss.item<double>();
+  const double weighted = totals[0];
   ++r.step;
   if (!std::isfinite(weighted) || !std::isfinite(grad_norm)) {
     skip_finetune_step(r, weighted, grad_norm);
@@ -509,8 +534,7 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
   r.optimizer->step();
   r.seen += r.cfg.train.batch_size;
   r.loss_sum += weighted;
-  // Logged unweighted too, on the scale of the tuning loss.
-  r.plain_sum += objective(logits.detach(), false).item<double>();
+  r.plain_sum += totals[1];  // unweighted, on the scale of the tuning loss
   ++r.loss_n;
 }
 
@@ -530,6 +554,7 @@ void skip_finetune_step(FinetuneRun& r, double loss, double grad_norm) {
 
 void write_finetune_metrics(FinetuneRun& r, const std::string& split,
                             const std::vector<std::pair<std::string, double>>& values) {
+  if (!r.metrics) return;  // not rank 0
   if (!r.metrics->write(r.step, split, values))
     throw Error(fmt::format("finetune: {}; stopped at step {} (nothing saved)", r.metrics->failure(), r.step),
                 "free space on run.dir's storage (or fix its permissions) and run again");
@@ -548,7 +573,7 @@ void log_finetune_if_due(FinetuneRun& r, double lr) {
   const double n = static_cast<double>(std::max<int64_t>(1, r.loss_n));
   write_finetune_metrics(r, "train", {{"loss", r.plain_sum / n}, {"weighted_loss", r.loss_sum / n}, {"lr", lr},
                                      {"examples_per_s", r.seen / std::max(1e-9, secs)}});
-  r.progress->update(r.step, fmt::format("loss {:.4f} | lr {:.2e}", r.plain_sum / n, lr));
+  if (r.progress) r.progress->update(r.step, fmt::format("loss {:.4f} | lr {:.2e}", r.plain_sum / n, lr));
   r.loss_sum = r.plain_sum = 0;
   r.loss_n = r.seen = 0;
   r.log_start = std::chrono::steady_clock::now();
@@ -577,6 +602,7 @@ bool tune_and_check_patience(FinetuneRun& r) {
 }
 
 void save_finetuned(FinetuneRun& r) {
+  if (!r.main()) return;  // the ranks hold the same weights; rank 0 writes them
   if (r.can_tune) restore(r.trainable, r.best_weights);
   if (!r.can_tune) r.best_step = r.step, r.best_tokens = r.tokens_seen;
   if (r.cfg.finetune.recipe == "lora") r.model->merge_lora();
