@@ -116,6 +116,9 @@ struct TaskConfig {
   std::vector<std::string> event_codes;
   // The piecewise-exponential head's piece edges after 0 (the last piece is open-ended).
   std::vector<std::string> time_pieces = {"30d", "90d", "180d", "365d", "730d", "1825d"};
+  // Multi-task fine-tuning: "NAME=LABELS" per task, one head each on a shared backbone
+  // (train/recipes/finetune_multitask.h); task.labels and task.name are then unused.
+  std::vector<std::string> multi;
 };
 
 // `chart finetune`: a classification head on a pretrained backbone. Steps, learning rate,

@@ -83,6 +83,7 @@ void bind(Binder& b, Config& c) {
     b.field("name", c.task.name);
     b.field("event_codes", c.task.event_codes);
     b.field("time_pieces", c.task.time_pieces);
+    b.field("multi", c.task.multi);
   });
   b.section("finetune", [&] {
     auto& f = c.finetune;

@@ -88,6 +88,9 @@ ServedModel::ServedModel(std::string task, const std::string& checkpoint, const 
   if (!zero_shot_ && !head)
     fail("serve.models: {} has no classification head (a pretrained checkpoint): to serve task {} zero-shot, say "
          "what it scores, e.g. --set 'serve.zero_shot=[{}=MEDS_DEATH@365d]'", checkpoint_, task_, task_);
+  if (head && !head_tasks(pre_).empty())
+    fail("serve.models: {} is a multi-task checkpoint (tasks [{}]); chart serve answers single-task heads", checkpoint_,
+         fmt::join(head_tasks(pre_), ", "));
   if (const HeadClasses hc = head ? head_classes(pre_) : HeadClasses{}; hc.multiclass() || hc.regression() || hc.time_to_event())
     fail("serve.models: {} has a {} head; chart serve answers boolean tasks (one risk each) only", checkpoint_,
          hc.describe());

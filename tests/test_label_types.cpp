@@ -1,5 +1,6 @@
 // Every MEDS label type beyond boolean: integer and categorical labels fine-tune a head with one
-// output per class, float labels a regression head, and `chart eval` scores each. The metrics
+// output per class, float labels a regression head, and `chart eval` scores each; several label
+// sets fine-tune one backbone with a head each (task.multi). The metrics
 // against scikit-learn's numbers, label reading (class order, bad files), and end to end on
 // `chart synth` data: a three-class task learns clearly above chance and a regression head
 // explains most of a learnable target, predictions come in the shapes promised (meds-evaluation's
@@ -254,6 +255,62 @@ TEST(Regression, AFloatTargetIsLearnedAndEvalWritesItsShape) {
   auto pt = data::read_parquet_table(p.dir / "pred" / "predictions.parquet");
   EXPECT_EQ(pt->GetColumnByName("float_value"), nullptr);
   EXPECT_EQ(pt->num_rows(), t->num_rows());
+}
+
+// One run, three tasks of three kinds on one backbone: each head learns its task as a run of its
+// own would, finetune.yaml lists the heads' slices, and eval and predict take each by name.
+TEST(Multitask, OneBackboneLearnsEveryTaskAndEvalTakesEachByName) {
+  Pipeline p(800, 60);
+  const fs::path classes = p.dir / "classes", ft = p.dir / "ft";
+  ASSERT_EQ(run(fmt::format("{} {} classes {} {}", python(), fixture_py(), p.meds.string(), classes.string())), 0);
+  std::string out;
+  ASSERT_EQ(testing::run_chart(fmt::format("finetune {} --set init.checkpoint={} --set 'task.multi=[death={},age={},group={}]' "
+                                           "--set run.dir={} --set train.threads=2 --set finetune.context=64 "
+                                           "--set train.steps=300 --set train.eval_every=100",
+                                           testing::config("finetune/probe.yaml"), p.pretrain.string(), p.labels.string(),
+                                           (classes / "float").string(), (classes / "categorical").string(), ft.string()),
+                               &out), 0) << out;
+  EXPECT_NE(out.find("3 tasks on one backbone: death (1 outputs at 0), age (1 outputs at 1), group (3 outputs at 2)"),
+            std::string::npos) << out;
+  const std::string summary = read_file(ft / "checkpoints" / "step_300" / "finetune.yaml");
+  EXPECT_NE(summary.find("\"name\":\"group\""), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"offset\":2"), std::string::npos) << summary;
+  const std::string metrics = read_file(ft / "metrics.jsonl");
+  EXPECT_NE(metrics.find("\"age/r2\""), std::string::npos);
+  EXPECT_NE(metrics.find("\"group/auroc\""), std::string::npos);
+  auto eval = [&](const std::string& task, const fs::path& labels) {
+    const fs::path ev = p.dir / ("ev-" + task);
+    EXPECT_EQ(testing::run_chart(fmt::format("eval {} --set init.checkpoint={} --set task.name={} --set task.labels={} "
+                                             "--set run.dir={} --set eval.bootstrap=200 --set train.threads=2",
+                                             testing::config("finetune/full.yaml"), ft.string(), task, labels.string(),
+                                             ev.string()), &out), 0) << out;
+    return parse_json(read_file(ev / "eval.json"), "eval.json");
+  };
+  const Json death = eval("death", p.labels), age = eval("age", classes / "float"), group = eval("group", classes / "categorical");
+  std::fprintf(stderr, "multi-task held_out: death AUROC %.3f, age R² %.3f [%.3f, %.3f], group macro AUROC %.3f [%.3f, %.3f]\n",
+               number(death, "auroc"), number(age, "r2"), age["model"]["r2_ci"][0].get<double>(),
+               age["model"]["r2_ci"][1].get<double>(), number(group, "macro_auroc"),
+               group["model"]["macro_auroc_ci"][0].get<double>(), group["model"]["macro_auroc_ci"][1].get<double>());
+  EXPECT_GT(number(death, "auroc"), 0.7) << death.dump();
+  EXPECT_GT(age["model"]["r2_ci"][0].get<double>(), 0.5) << age.dump();
+  EXPECT_GT(group["model"]["macro_auroc_ci"][0].get<double>(), 0.6) << group.dump();
+  // Without a task name the checkpoint says which tasks it holds.
+  EXPECT_EQ(testing::run_chart(fmt::format("eval {} --set init.checkpoint={} --set task.labels={} --set run.dir={}",
+                                           testing::config("finetune/full.yaml"), ft.string(), p.labels.string(),
+                                           (p.dir / "ev-none").string()), &out), 1) << out;
+  EXPECT_NE(out.find("is a multi-task checkpoint of tasks [death, age, group], not 'labels'"), std::string::npos) << out;
+  // chart predict takes a task by name: the multi-class head's shape.
+  ASSERT_EQ(testing::run_chart(fmt::format("predict {} --set init.checkpoint={} --set task.name=group --set task.labels={} "
+                                           "--set run.dir={} --set predict.split=held_out",
+                                           testing::config("finetune/full.yaml"), ft.string(), p.labels.string(),
+                                           (p.dir / "pred").string()), &out), 0) << out;
+  auto pt = data::read_parquet_table(p.dir / "pred" / "predictions.parquet");
+  EXPECT_NE(pt->GetColumnByName("predicted_probability//died"), nullptr) << pt->schema()->ToString();
+  // A malformed entry is named.
+  EXPECT_EQ(testing::run_chart(fmt::format("finetune {} --set init.checkpoint={} --set 'task.multi=[death]' --set run.dir={}",
+                                           testing::config("finetune/probe.yaml"), p.pretrain.string(),
+                                           (p.dir / "ft-bad").string()), &out), 1) << out;
+  EXPECT_NE(out.find("task.multi: 'death' is not NAME=LABELS"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <functional>
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 #include "core/files.h"
 #include "model/autocast.h"
@@ -24,26 +26,60 @@ torch::Tensor batch_logits(ClinicalTransformer& model, const data::ExampleBatch&
 // The head's logits [B, outputs] of each batch of examples, in eval mode and without gradients;
 // the model's train/eval mode is restored.
 void for_each_batch(ClinicalTransformer& model, const data::TokenDataset& ds, const std::vector<data::Example>& examples,
-                    int64_t context, int64_t batch_size, const DeviceChoice& dev,
+                    int64_t context, int64_t batch_size, const DeviceChoice& dev, HeadSlice slice,
                     const std::function<void(const torch::Tensor&)>& take) {
   const bool was_training = model->is_training();
   model->eval();
   for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(examples.size(), i + static_cast<size_t>(batch_size));
-    take(batch_logits(model, data::collate(ds, examples, i, end, context), dev).to(torch::kFloat64).cpu().contiguous());
+    torch::Tensor z = batch_logits(model, data::collate(ds, examples, i, end, context), dev);
+    if (slice.width >= 0) z = z.slice(1, slice.offset, slice.offset + slice.width);
+    take(z.to(torch::kFloat64).cpu().contiguous());
   }
   if (was_training) model->train();
 }
 
 }  // namespace
 
-HeadClasses head_classes(const Pretrained& p) {
+namespace {
+
+YAML::Node finetune_yaml(const Pretrained& p) {
+  const auto yaml = p.dir / "finetune.yaml";
+  if (!std::filesystem::exists(yaml)) return YAML::Node();
+  try {
+    return YAML::Load(read_file(yaml));
+  } catch (const YAML::Exception& e) {
+    fail("{}: not a valid finetune.yaml: {}", yaml.string(), e.what());
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> head_tasks(const Pretrained& p) {
+  std::vector<std::string> names;
+  const YAML::Node f = finetune_yaml(p);
+  if (f && f["tasks"])
+    for (const auto& t : f["tasks"]) names.push_back(t["name"].as<std::string>());
+  return names;
+}
+
+HeadClasses head_classes(const Pretrained& p, const std::string& task) {
   HeadClasses h;
   const int64_t outputs = p.tensors.count("cls_head.weight") ? p.tensors.at("cls_head.weight").size(0) : 1;
   const auto yaml = p.dir / "finetune.yaml";
-  if (std::filesystem::exists(yaml)) {
+  if (YAML::Node f = finetune_yaml(p)) {
     try {
-      YAML::Node f = YAML::Load(read_file(yaml));
+      if (f["tasks"]) {  // multi-task: the entry of `task`
+        const std::vector<std::string> names = head_tasks(p);
+        const auto it = std::find(names.begin(), names.end(), task);
+        if (it == names.end())
+          throw Error(fmt::format("{} is a multi-task checkpoint of tasks [{}]{}", p.dir.string(), fmt::join(names, ", "),
+                                  task.empty() ? "" : fmt::format(", not '{}'", task)),
+                      fmt::format("name one with --set task.name=TASK (e.g. task.name={})", names.front()));
+        f = f["tasks"][static_cast<size_t>(it - names.begin())];
+        h.task = task;
+        h.offset = f["offset"].as<int64_t>();
+      }
       if (f["label_column"]) h.column = f["label_column"].as<std::string>();
       if (f["classes"]) h.classes = f["classes"].as<std::vector<std::string>>();
       if (f["target_mean"]) h.target_mean = f["target_mean"].as<double>();
@@ -53,6 +89,12 @@ HeadClasses head_classes(const Pretrained& p) {
     } catch (const YAML::Exception& e) {
       fail("{}: not a valid finetune.yaml: {}", yaml.string(), e.what());
     }
+  }
+  if (!h.task.empty()) {
+    if (h.offset < 0 || h.offset + h.outputs() > outputs)
+      fail("{}: task {} takes outputs {}..{} of a head of {}: the checkpoint is inconsistent", p.dir.string(), h.task,
+           h.offset, h.offset + h.outputs() - 1, outputs);
+    return h;
   }
   if (outputs != h.outputs())
     fail("{}: the head has {} outputs but finetune.yaml names {} {}: the checkpoint is inconsistent", p.dir.string(),
@@ -83,9 +125,9 @@ std::vector<double> classify_batch(ClinicalTransformer& model, const data::Examp
 
 std::vector<double> predict_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                           const std::vector<data::Example>& examples, int64_t context,
-                                          int64_t batch_size, const DeviceChoice& dev) {
+                                          int64_t batch_size, const DeviceChoice& dev, HeadSlice slice) {
   std::vector<double> out;
-  for_each_batch(model, ds, examples, context, batch_size, dev, [&](const torch::Tensor& logits) {
+  for_each_batch(model, ds, examples, context, batch_size, dev, slice, [&](const torch::Tensor& logits) {
     if (logits.size(1) != 1)
       fail("a multi-class head ({} classes) gives a probability per class, not one per row", logits.size(1));
     auto p = torch::sigmoid(logits.select(1, 0)).contiguous();
@@ -96,9 +138,9 @@ std::vector<double> predict_probabilities(ClinicalTransformer& model, const data
 
 std::vector<std::vector<double>> predict_outputs(ClinicalTransformer& model, const data::TokenDataset& ds,
                                                  const std::vector<data::Example>& examples, int64_t context,
-                                                 int64_t batch_size, const DeviceChoice& dev) {
+                                                 int64_t batch_size, const DeviceChoice& dev, HeadSlice slice) {
   std::vector<std::vector<double>> out;
-  for_each_batch(model, ds, examples, context, batch_size, dev, [&](const torch::Tensor& z) {
+  for_each_batch(model, ds, examples, context, batch_size, dev, slice, [&](const torch::Tensor& z) {
     const int64_t K = z.size(1);
     for (int64_t r = 0; r < z.size(0); ++r) out.emplace_back(z.data_ptr<double>() + r * K, z.data_ptr<double>() + (r + 1) * K);
   });
@@ -107,8 +149,9 @@ std::vector<std::vector<double>> predict_outputs(ClinicalTransformer& model, con
 
 std::vector<std::vector<double>> predict_class_probabilities(ClinicalTransformer& model, const data::TokenDataset& ds,
                                                              const std::vector<data::Example>& examples, int64_t context,
-                                                             int64_t batch_size, const DeviceChoice& dev) {
-  auto out = predict_outputs(model, ds, examples, context, batch_size, dev);
+                                                             int64_t batch_size, const DeviceChoice& dev,
+                                                             HeadSlice slice) {
+  auto out = predict_outputs(model, ds, examples, context, batch_size, dev, slice);
   for (auto& z : out) {  // softmax
     const double top = *std::max_element(z.begin(), z.end());
     double sum = 0;
@@ -122,7 +165,7 @@ std::vector<double> predict_values(ClinicalTransformer& model, const data::Token
                                    const std::vector<data::Example>& examples, int64_t context, int64_t batch_size,
                                    const DeviceChoice& dev, const HeadClasses& head) {
   std::vector<double> out;
-  for_each_batch(model, ds, examples, context, batch_size, dev, [&](const torch::Tensor& logits) {
+  for_each_batch(model, ds, examples, context, batch_size, dev, head.slice(), [&](const torch::Tensor& logits) {
     auto z = logits.select(1, 0).contiguous();
     for (int64_t r = 0; r < z.size(0); ++r) out.push_back(head.target_mean + head.target_std * z.data_ptr<double>()[r]);
   });

@@ -173,14 +173,15 @@ Scored score_checkpoint(Config& cfg, Pretrained pre, ReportInputs& report) {
        cfg.data.dir, cfg.task.labels, pre.dir.string());
   DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
   ClinicalTransformer model = load_classifier(pre, dev);
-  auto p = predict_probabilities(model, ds, ex, finetune_context(cfg), ec.batch_size, dev);
+  const HeadSlice slice = head_classes(pre, s.task).slice();
+  auto p = predict_probabilities(model, ds, ex, finetune_context(cfg), ec.batch_size, dev, slice);
   // Scored as written: predictions.parquet holds float32 (PredictionSchema), so a file re-scored
   // with eval.predictions gives these numbers exactly.
   for (size_t i = 0; i < ex.size(); ++i) s.preds.push_back({ex[i].row, static_cast<float>(p[i])});
   // The tuning split too, to choose the operating threshold on rows other than those evaluated.
   const auto& tuning = examples.by_split["tuning"];
   if (ec.split != "tuning" && !tuning.empty() && ec.threshold_rule != "fixed") {
-    const auto tp = predict_probabilities(model, ds, tuning, finetune_context(cfg), ec.batch_size, dev);
+    const auto tp = predict_probabilities(model, ds, tuning, finetune_context(cfg), ec.batch_size, dev, slice);
     for (size_t i = 0; i < tuning.size(); ++i)
       s.tuning_p.push_back(static_cast<float>(tp[i])), s.tuning_y.push_back(tuning[i].row.label);
   }
@@ -390,7 +391,7 @@ int run_eval(const Config& cfg_in) {
   std::optional<Pretrained> pre;
   if (ec.predictions.empty()) {
     pre = open_evaluated_checkpoint(cfg);
-    const HeadClasses head = head_classes(*pre);
+    const HeadClasses head = head_classes(*pre, evaluated_task(cfg, *pre));
     if (head.multiclass()) return run_multiclass_eval(cfg, std::move(*pre), head);
     if (head.regression()) return run_regression_eval(cfg, std::move(*pre), head);
     if (head.time_to_event()) return run_time_to_event_eval(cfg, std::move(*pre), head);

@@ -73,7 +73,7 @@ int run_multiclass_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
        pre.dir.string());
   DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
   ClinicalTransformer model = load_classifier(pre, dev);
-  auto p = predict_class_probabilities(model, ds, ex, finetune_context(cfg), ec.batch_size, dev);
+  auto p = predict_class_probabilities(model, ds, ex, finetune_context(cfg), ec.batch_size, dev, head.slice());
   for (auto& row : p)  // scored as written: float32 in predictions.parquet
     for (double& q : row) q = static_cast<float>(q);
   std::vector<int> y;

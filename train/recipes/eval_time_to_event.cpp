@@ -90,7 +90,7 @@ int run_time_to_event_eval(Config& cfg, Pretrained pre, const HeadClasses& head)
        fmt::join(head.event_codes, ", "), ex.size(), ec.split, cfg.data.dir, pre.dir.string());
   DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
   ClinicalTransformer model = load_classifier(pre, dev);
-  PiecewiseHazards p = predict_hazards(model, ds, ex, finetune_context(cfg), ec.batch_size, dev, edges);
+  PiecewiseHazards p = predict_hazards(model, ds, ex, finetune_context(cfg), ec.batch_size, dev, edges, head.slice());
   for (auto& row : p.hazard)
     for (double& h : row) h = static_cast<float>(h);  // as a float head gives them
   SurvivalReportInputs report;

@@ -8,6 +8,8 @@
 #include "core/files.h"
 #include "train/distributed/launch_env.h"
 #include "train/pretrain/optimizer.h"
+#include "train/checkpoint/run_lock.h"
+#include "train/recipes/finetune_multitask.h"
 #include "train/recipes/finetune_run.h"
 
 namespace chart {
@@ -56,7 +58,11 @@ int run_finetune(const Config& cfg) {
   Dist dist(env, cfg.dist, dev.device);
   int rc = 0;
   try {
-    rc = finetune_loop(*open_finetune_run(cfg, dev, dist));
+    if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
+    // One writer per run.dir: rank 0 holds the lock, the others write nothing.
+    const auto lock = dist.is_main() ? std::make_unique<RunLock>(cfg.run.dir, "chart finetune") : nullptr;
+    rc = cfg.task.multi.empty() ? finetune_loop(*open_finetune_run(cfg, dev, dist))
+                                : multitask_loop(open_multitask_run(cfg, dev, dist));
   } catch (const Error& e) {
     dist.report_failure(e.what());
     throw;

@@ -73,7 +73,8 @@ bool starts_with(const std::string& s, const char* prefix) { return s.rfind(pref
 // Tuning macro AUROC and mean log loss of a multi-class head.
 std::pair<double, double> tune_classes(FinetuneRun& r) {
   const auto& ex = r.tuning_examples();
-  auto p = predict_class_probabilities(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev);
+  auto p = predict_class_probabilities(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev,
+                                       r.head);
   std::vector<int> y;
   for (const auto& e : ex) y.push_back(e.row.class_index);
   const MulticlassMetrics m = multiclass_metrics(p, y, static_cast<int64_t>(r.classes.size()));
@@ -83,6 +84,7 @@ std::pair<double, double> tune_classes(FinetuneRun& r) {
 HeadClasses head_of(const FinetuneRun& r) {
   HeadClasses h;
   h.column = r.label_column, h.classes = r.classes, h.target_mean = r.target_mean, h.target_std = r.target_std;
+  h.offset = r.head.offset;
   return h;
 }
 
@@ -101,7 +103,7 @@ std::pair<double, double> tune_values(FinetuneRun& r) {
 std::pair<double, double> tune_survival(FinetuneRun& r) {
   const auto& ex = r.tuning_examples();
   const PiecewiseHazards p =
-      predict_hazards(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev, r.edges);
+      predict_hazards(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev, r.edges, r.head);
   const auto obs = observations(ex);
   std::vector<float> z, t, d;
   for (size_t i = 0; i < ex.size(); ++i) {
@@ -120,7 +122,7 @@ std::pair<double, double> tune(FinetuneRun& r) {
   if (r.regression()) return tune_values(r);
   if (r.time_to_event()) return tune_survival(r);
   const auto& ex = r.tuning_examples();
-  auto p = predict_probabilities(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev);
+  auto p = predict_probabilities(r.model, r.ds, ex, r.context, std::max<int64_t>(r.cfg.train.batch_size, 64), r.dev, r.head);
   std::vector<int> y;
   double loss = 0;
   for (size_t i = 0; i < p.size(); ++i) {
@@ -152,34 +154,17 @@ std::string finetune_summary_yaml(const FinetuneRun& r) {
                             : "");
 }
 
+}  // namespace
+
 // The fine-tuning data and task, the tuning result, and the pretrained model's own card as its base.
-ModelCard finetune_card(const FinetuneRun& r) {
+ModelCard finetune_card(const FinetuneRun& r, bool with_tuning) {
   ModelCard card;
   card.kind = "finetuned";
   card.data = data_lineage(r.cfg.data.dir, "train");
-  Json task;
-  task["name"] = r.task;
-  task["labels"] = r.cfg.task.labels;
-  task["recipe"] = r.cfg.finetune.recipe;
-  task["context"] = r.context;
-  task["train_rows"] = r.train_counts.n;
-  task["train_positive"] = r.train_counts.positives;
-  task["tuning_rows"] = r.tuning_counts.n;
-  task["tuning_positive"] = r.tuning_counts.positives;
-  task["label_column"] = r.label_column;
-  if (r.regression()) task["target_mean"] = r.target_mean, task["target_std"] = r.target_std;
-  if (r.time_to_event()) task["event_codes"] = r.cfg.task.event_codes, task["time_pieces"] = r.cfg.task.time_pieces;
-  if (r.multiclass()) {
-    task["classes"] = r.classes;
-    task["train_per_class"] = r.train_counts.per_class;
-    task["tuning_per_class"] = r.tuning_counts.per_class;
-  }
-  task["best_step"] = r.best_step;
-  task["steps_run"] = r.step;
-  task["pretrained_checkpoint"] = r.pre.dir.string();
+  const Json task = task_summary(r);
   card.set_section("task", task.dump());
   card.set_section("governance", governance_section(r.cfg.card.governance));
-  if (r.can_tune) {
+  if (r.can_tune && with_tuning) {
     // What early stopping followed: AUROC and log loss, R² and RMSE, or C_td and the NLL.
     const char* score = r.tuning_score();
     const char* loss = r.tuning_loss();
@@ -201,6 +186,32 @@ ModelCard finetune_card(const FinetuneRun& r) {
   card.set_section("data_coverage", dump_json(data::coverage_summary(r.cfg.data.dir, "train", 10)));
   return card;
 }
+
+Json task_summary(const FinetuneRun& r) {
+  Json task;
+  task["name"] = r.task;
+  task["labels"] = r.cfg.task.labels;
+  task["recipe"] = r.cfg.finetune.recipe;
+  task["context"] = r.context;
+  task["train_rows"] = r.train_counts.n;
+  task["train_positive"] = r.train_counts.positives;
+  task["tuning_rows"] = r.tuning_counts.n;
+  task["tuning_positive"] = r.tuning_counts.positives;
+  task["label_column"] = r.label_column;
+  if (r.regression()) task["target_mean"] = r.target_mean, task["target_std"] = r.target_std;
+  if (r.time_to_event()) task["event_codes"] = r.cfg.task.event_codes, task["time_pieces"] = r.cfg.task.time_pieces;
+  if (r.multiclass()) {
+    task["classes"] = r.classes;
+    task["train_per_class"] = r.train_counts.per_class;
+    task["tuning_per_class"] = r.tuning_counts.per_class;
+  }
+  task["best_step"] = r.best_step;
+  task["steps_run"] = r.step;
+  task["pretrained_checkpoint"] = r.pre.dir.string();
+  return task;
+}
+
+namespace {
 
 // A multi-class task needs two classes in train; early stopping two in tuning. A class without
 // train rows is kept (the head has an output for it) and said.
@@ -250,7 +261,7 @@ void standardise_targets(FinetuneRun& r) {
 void start_at_train_hazards(FinetuneRun& r) {
   torch::NoGradGuard no_grad;
   const auto h = piece_hazards(r.train_examples(), r.edges);
-  for (size_t k = 0; k < h.size(); ++k) r.model->cls_head->bias[int64_t(k)] = std::log(h[k]);
+  for (size_t k = 0; k < h.size(); ++k) r.model->cls_head->bias[r.head.offset + int64_t(k)] = std::log(h[k]);
 }
 
 // A time-to-event task: prediction times from the labels, times to the event codes from the
@@ -298,13 +309,11 @@ void set_class_weights(FinetuneRun& r) {
 
 std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in, const DeviceChoice& dev, Dist& dist) {
   Config cfg = cfg_in;
-  if (cfg.run.dir.empty()) throw Error("run.dir is not set", "pass --set run.dir=DIR");
   if (cfg.task.labels.empty()) throw Error("task.labels is not set", "pass --set task.labels=LABELS_DIR_OR_FILE");
   const fs::path run_dir = cfg.run.dir;
   if (cfg.train.batch_size % dist.world_size() != 0)
     fail("train.batch_size {} is not a multiple of the {} ranks: each rank takes an equal share of a batch",
          cfg.train.batch_size, dist.world_size());
-  auto lock = dist.is_main() ? std::make_unique<RunLock>(run_dir, "chart finetune") : nullptr;
   if (fs::exists(run_dir / "checkpoints" / "latest"))
     throw Error(fmt::format("{} already holds a fine-tuned checkpoint", run_dir.string()),
                 "choose another run.dir, or remove the old run");
@@ -314,7 +323,6 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in, const Devic
   cfg.model = checkpoint_model(pre, cfg.model);
   auto ds = data::TokenDataset::open(cfg.data.dir);
   auto r = std::make_unique<FinetuneRun>(cfg, std::move(pre), std::move(ds));
-  r->lock = std::move(lock);
   r->dist = &dist;
   r->fault_steps = nonfinite_fault_steps();
   check_vocab(r->pre, r->ds.vocab_hash(), r->cfg.data.dir);
@@ -360,14 +368,16 @@ std::unique_ptr<FinetuneRun> open_finetune_run(const Config& cfg_in, const Devic
 }
 
 void build_classifier(FinetuneRun& r) {
+  build_backbone(r, r.outputs());
+  add_task_head(r);
+}
+
+void build_backbone(FinetuneRun& r, int64_t outputs) {
   const auto& fc = r.cfg.finetune;
   torch::manual_seed(static_cast<uint64_t>(r.cfg.train.seed));
   r.model = ClinicalTransformer(r.cfg.model, r.pre.vocab_size);
-  r.model->add_classifier(r.multiclass()      ? static_cast<int64_t>(r.classes.size())
-                          : r.time_to_event() ? static_cast<int64_t>(r.edges.size())
-                                              : 1);
+  r.model->add_classifier(outputs);
   copy_pretrained_weights(r.pre, *r.model, {"cls_head."});
-  if (r.time_to_event()) start_at_train_hazards(r);
   r.model->to(r.dev.device);
   // The pretraining heads play no part in a classifier.
   for (auto& p : r.model->named_parameters())
@@ -378,6 +388,12 @@ void build_classifier(FinetuneRun& r) {
   for (auto& p : r.model->cls_head->parameters()) p.set_requires_grad(true);
   for (const auto& p : r.model->parameters())
     if (p.requires_grad()) r.trainable.push_back(p);
+  r.head = {0, r.outputs()};
+}
+
+void add_task_head(FinetuneRun& r) {
+  const auto& fc = r.cfg.finetune;
+  if (r.time_to_event()) start_at_train_hazards(r);
   r.best_weights = snapshot(r.trainable);  // the best so far: where training starts
   if (r.multiclass()) {
     set_class_weights(r);
@@ -480,14 +496,19 @@ void sync_gradients(FinetuneRun& r) {
 }
 
 void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
-  const auto d = r.dev.device;
   r.optimizer->zero_grad();
+  const auto [weighted, plain] = task_backward(r, idx, 1.0);
+  apply_step(r, weighted, plain);
+}
+
+std::pair<double, double> task_backward(FinetuneRun& r, const std::vector<int64_t>& idx, double scale) {
+  const auto d = r.dev.device;
   // This rank's share of the batch: every world_size-th index, weighted by its share of the rows,
   // so the ranks' summed gradients are those of the whole batch's mean loss.
   std::vector<int64_t> mine;
   for (size_t i = static_cast<size_t>(r.dist->rank()); i < idx.size(); i += static_cast<size_t>(r.dist->world_size()))
     mine.push_back(idx[i]);
-  const double share = double(mine.size()) / double(idx.size());
+  const double share = scale * double(mine.size()) / double(idx.size());
   torch::Tensor logits, y, events;
   {
     AutocastGuard autocast(r.dev);
@@ -506,7 +527,7 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
       events = b.events.to(d);
     }
   }
-  logits = logits.to(torch::kFloat32);
+  logits = logits.to(torch::kFloat32).slice(1, r.head.offset, r.head.offset + r.head.width);
   if (!r.multiclass() && !r.time_to_event()) logits = logits.select(1, 0);
   // The objective (class-weighted) and, logged beside it, the plain loss on the tuning loss's scale.
   auto objective = [&](const torch::Tensor& z, bool weighted) {
@@ -519,12 +540,15 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
   auto loss = objective(logits, true) * share;
   if (r.fault_steps.count(r.step + 1)) loss = loss * std::numeric_limits<double>::quiet_NaN();
   loss.backward();
-  // The whole batch's losses (one collective), then its gradients: the same on every rank.
+  // The whole batch's losses (one collective): the same on every rank.
   const auto totals = r.dist->sum({loss.item<double>(), objective(logits.detach(), false).item<double>() * share});
+  return {totals[0], totals[1]};
+}
+
+void apply_step(FinetuneRun& r, double weighted, double plain) {
   sync_gradients(r);
   const double clip = r.cfg.train.grad_clip > 0 ? r.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
   const double grad_norm = torch::nn::utils::clip_grad_norm_(r.trainable, clip);
-  const double weighted = totals[0];
   ++r.step;
   if (!std::isfinite(weighted) || !std::isfinite(grad_norm)) {
     skip_finetune_step(r, weighted, grad_norm);
@@ -534,7 +558,7 @@ void finetune_step(FinetuneRun& r, const std::vector<int64_t>& idx) {
   r.optimizer->step();
   r.seen += r.cfg.train.batch_size;
   r.loss_sum += weighted;
-  r.plain_sum += totals[1];  // unweighted, on the scale of the tuning loss
+  r.plain_sum += plain;  // unweighted, on the scale of the tuning loss
   ++r.loss_n;
 }
 
@@ -559,6 +583,8 @@ void write_finetune_metrics(FinetuneRun& r, const std::string& split,
     throw Error(fmt::format("finetune: {}; stopped at step {} (nothing saved)", r.metrics->failure(), r.step),
                 "free space on run.dir's storage (or fix its permissions) and run again");
 }
+
+std::pair<double, double> score_tuning(FinetuneRun& r) { return tune(r); }
 
 void set_finetune_learning_rate(torch::optim::Optimizer& opt, double lr, double head_lr_scale) {
   auto& g = opt.param_groups();
@@ -588,14 +614,17 @@ bool tune_and_check_patience(FinetuneRun& r) {
   info("finetune: step {} tuning {} {:.4f} {} {:.4f}{}", r.step, r.regression() ? "R²" : r.multiclass() ? "macro AUROC" : r.time_to_event() ? "C_td" : "AUROC",
        auroc, r.regression() ? "RMSE" : r.time_to_event() ? "NLL" : "loss", loss,
        better ? " (best)" : "");
-  if (better) {
-    r.best_auroc = auroc, r.best_loss = loss, r.best_step = r.step, r.best_tokens = r.tokens_seen, r.since_best = 0;
+  return track_best(r, auroc, loss, r.tuning_score(), r.tokens_seen);
+}
+
+bool track_best(FinetuneRun& r, double score, double loss, const std::string& what, int64_t tokens) {
+  if (score > r.best_auroc || (score == r.best_auroc && loss < r.best_loss)) {
+    r.best_auroc = score, r.best_loss = loss, r.best_step = r.step, r.best_tokens = tokens, r.since_best = 0;
     r.best_weights = snapshot(r.trainable);
     return false;
   }
   if (r.cfg.finetune.patience > 0 && ++r.since_best >= r.cfg.finetune.patience) {
-    info("finetune: no better tuning {} in {} evaluations; stopping at step {}", r.tuning_score(),
-         r.cfg.finetune.patience, r.step);
+    info("finetune: no better tuning {} in {} evaluations; stopping at step {}", what, r.cfg.finetune.patience, r.step);
     return true;
   }
   return false;
@@ -603,19 +632,28 @@ bool tune_and_check_patience(FinetuneRun& r) {
 
 void save_finetuned(FinetuneRun& r) {
   if (!r.main()) return;  // the ranks hold the same weights; rank 0 writes them
+  finalize_weights(r);
+  const auto saved = save_weights(r, finetune_summary_yaml(r), finetune_card(r));
+  info("finetune: saved {} (step {}{})", saved.string(), r.best_step,
+       r.can_tune ? fmt::format(", tuning {} {:.4f}", r.tuning_score(), r.best_auroc) : "");
+}
+
+void finalize_weights(FinetuneRun& r) {
   if (r.can_tune) restore(r.trainable, r.best_weights);
   if (!r.can_tune) r.best_step = r.step, r.best_tokens = r.tokens_seen;
   if (r.cfg.finetune.recipe == "lora") r.model->merge_lora();
   r.model->to(torch::kCPU);
+}
+
+fs::path save_weights(FinetuneRun& r, const std::string& summary_yaml, const ModelCard& card) {
   TrainerState st;
   st.step = r.best_step;
   st.vocab_hash = r.ds.vocab_hash();
-  const std::string card_json = model_card_json(finetune_card(r));
+  const std::string card_json = model_card_json(card);
   auto saved = save_model_checkpoint(r.cfg.run.dir, r.config_yaml, *r.model, st,
-                                     {{"finetune.yaml", finetune_summary_yaml(r)}, {"model_card.json", card_json},
+                                     {{"finetune.yaml", summary_yaml}, {"model_card.json", card_json},
                                       {"MODEL_CARD.md", model_card_markdown(card_json)}});
-  info("finetune: saved {} (step {}{})", saved.string(), r.best_step,
-       r.can_tune ? fmt::format(", tuning {} {:.4f}", r.tuning_score(), r.best_auroc) : "");
+  return saved;
 }
 
 }  // namespace chart

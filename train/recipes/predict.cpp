@@ -97,7 +97,8 @@ std::vector<data::Prediction> predict_with_head(const Config& cfg, const Pretrai
   const DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
   ClinicalTransformer model = load_classifier(pre, dev);
   Config head = pre.config;  // the context it was fine-tuned with
-  const auto p = predict_probabilities(model, ds, ex, finetune_context(head), cfg.predict.batch_size, dev);
+  const HeadSlice slice = head_classes(pre, cfg.task.name).slice();
+  const auto p = predict_probabilities(model, ds, ex, finetune_context(head), cfg.predict.batch_size, dev, slice);
   std::vector<data::Prediction> out;
   for (size_t i = 0; i < ex.size(); ++i) out.push_back({ex[i].row, static_cast<float>(p[i])});
   return out;
@@ -108,7 +109,7 @@ void predict_classes(const Config& cfg, const Pretrained& pre, const HeadClasses
                      const std::vector<data::Example>& ex, const fs::path& file) {
   const DeviceChoice dev = choose_device(cfg.train.device, cfg.train.precision);
   ClinicalTransformer model = load_classifier(pre, dev);
-  auto p = predict_class_probabilities(model, ds, ex, finetune_context(pre.config), cfg.predict.batch_size, dev);
+  auto p = predict_class_probabilities(model, ds, ex, finetune_context(pre.config), cfg.predict.batch_size, dev, hc.slice());
   std::vector<data::LabelRow> rows;
   for (const auto& e : ex) {
     rows.push_back(e.row);
@@ -139,7 +140,7 @@ void predict_survival_to(const Config& cfg, const Pretrained& pre, const HeadCla
   const auto edges = data::piece_edges_days(hc.time_pieces, pre.dir.string() + " finetune.yaml time_pieces");
   std::vector<double> days = data::piece_edges_days(cfg.eval.horizons, "eval.horizons");
   days.erase(days.begin());
-  const auto p = predict_hazards(model, ds, ex, finetune_context(pre.config), cfg.predict.batch_size, dev, edges);
+  const auto p = predict_hazards(model, ds, ex, finetune_context(pre.config), cfg.predict.batch_size, dev, edges, hc.slice());
   std::vector<data::LabelRow> rows;
   std::vector<std::vector<double>> survival;
   for (size_t i = 0; i < ex.size(); ++i) {
@@ -168,7 +169,8 @@ int run_predict(const Config& cfg_in) {
   data::TokenDataset ds = open_data(cfg, pre);
   std::string times_source;
   std::vector<data::Example> ex = prediction_examples(cfg, ds, times_source);
-  const std::string task = !head ? "zero-shot"
+  const std::string task = !head                          ? "zero-shot"
+                           : !head_tasks(pre).empty()      ? head_classes(pre, cfg.task.name).task  // multi-task
                            : !pre.config.task.name.empty() ? pre.config.task.name
                                                            : data::task_name_of(pre.config.task.labels);
   Json j;
@@ -179,7 +181,7 @@ int run_predict(const Config& cfg_in) {
   j["rows"] = ex.size();
   std::vector<data::Prediction> preds;
   std::unique_ptr<GenerateRun> run;
-  if (const HeadClasses hc = head ? head_classes(pre) : HeadClasses{}; hc.multiclass() || hc.regression() || hc.time_to_event()) {
+  if (const HeadClasses hc = head ? head_classes(pre, cfg.task.name) : HeadClasses{}; hc.multiclass() || hc.regression() || hc.time_to_event()) {
     info("predict: task {} (the checkpoint's head, {}) for {} prediction times ({}) of {}", task, hc.describe(), ex.size(),
          times_source, cfg.data.dir);
     j["method"] = hc.regression()      ? "fine-tuned head (regression)"

@@ -62,10 +62,10 @@ std::vector<SurvivalObservation> observations(const std::vector<data::Example>& 
 
 PiecewiseHazards predict_hazards(ClinicalTransformer& model, const data::TokenDataset& ds,
                                  const std::vector<data::Example>& examples, int64_t context, int64_t batch_size,
-                                 const DeviceChoice& dev, const std::vector<double>& edges) {
+                                 const DeviceChoice& dev, const std::vector<double>& edges, HeadSlice slice) {
   PiecewiseHazards p;
   p.edges = edges;
-  for (auto& row : predict_outputs(model, ds, examples, context, batch_size, dev)) {
+  for (auto& row : predict_outputs(model, ds, examples, context, batch_size, dev, slice)) {
     if (row.size() != edges.size()) fail("a time-to-event head has {} outputs for {} pieces", row.size(), edges.size());
     for (double& z : row) z = std::exp(z);
     p.hazard.push_back(std::move(row));

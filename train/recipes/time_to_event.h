@@ -11,6 +11,7 @@
 #include "data/examples.h"
 #include "model/device.h"
 #include "model/transformer.h"
+#include "train/recipes/classify.h"
 #include "train/validation/survival_metrics.h"
 
 namespace chart {
@@ -30,6 +31,6 @@ std::vector<SurvivalObservation> observations(const std::vector<data::Example>& 
 // The head's hazards for each example (batched, eval mode, no gradients).
 PiecewiseHazards predict_hazards(ClinicalTransformer& model, const data::TokenDataset& ds,
                                  const std::vector<data::Example>& examples, int64_t context, int64_t batch_size,
-                                 const DeviceChoice& dev, const std::vector<double>& edges);
+                                 const DeviceChoice& dev, const std::vector<double>& edges, HeadSlice slice = {});
 
 }  // namespace chart
