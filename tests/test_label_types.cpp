@@ -294,6 +294,17 @@ TEST(Multitask, OneBackboneLearnsEveryTaskAndEvalTakesEachByName) {
   EXPECT_GT(number(death, "auroc"), 0.7) << death.dump();
   EXPECT_GT(age["model"]["r2_ci"][0].get<double>(), 0.5) << age.dump();
   EXPECT_GT(group["model"]["macro_auroc_ci"][0].get<double>(), 0.6) << group.dump();
+  // By subgroup as well: age (the regression target) is as well explained within each sex as overall,
+  // and the multi-class task's groups are there with their warnings.
+  int sexes = 0;
+  for (const auto& g : age["subgroups"]["groups"])
+    if (g["dimension"] == "sex") {
+      ++sexes;
+      EXPECT_GT(g["r2"].get<double>(), 0.5) << g.dump();
+    }
+  EXPECT_EQ(sexes, 2) << age.dump();
+  EXPECT_FALSE(group["subgroups"]["groups"].empty()) << group.dump();
+  EXPECT_NE(read_file(p.dir / "ev-age" / "report.html").find("class=\"metrics subgroups\""), std::string::npos);
   // Without a task name the checkpoint says which tasks it holds.
   EXPECT_EQ(testing::run_chart(fmt::format("eval {} --set init.checkpoint={} --set task.labels={} --set run.dir={}",
                                            testing::config("finetune/full.yaml"), ft.string(), p.labels.string(),

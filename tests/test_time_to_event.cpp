@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <random>
+#include <set>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -18,6 +19,7 @@
 #include "finetune_pipeline.h"
 #include "test_util.h"
 #include "train/recipes/time_to_event.h"
+#include "train/validation/subgroups.h"
 #include "train/validation/survival_metrics.h"
 
 namespace chart {
@@ -204,6 +206,13 @@ TEST(TimeToEvent, DeathIsLearnedFromTheRecordAndEvalAndPredictWriteItsShapes) {
   EXPECT_GT(j["model"]["c_td_ci"][0].get<double>(), 0.6) << j.dump();  // clearly better than chance (0.5)
   EXPECT_LT(number(j, "ibs"), number(j["model"], "ibs_kaplan_meier")) << j.dump();
   ASSERT_EQ(j["model"]["horizons"].size(), 3u);
+  // Every metric by subgroup too (eval.subgroups: sex and age bands), small groups flagged.
+  std::set<std::string> dims;
+  for (const auto& g : j["subgroups"]["groups"]) {
+    dims.insert(g["dimension"].get<std::string>());
+    if (g["n_events"].get<int64_t>() < kFewSubgroupCases) EXPECT_TRUE(g["warning"].is_string()) << g.dump();
+  }
+  EXPECT_EQ(dims, (std::set<std::string>{"age", "sex"}));
   // The targets, against MEDS itself: the first MEDS_DEATH after prediction_time, else the last event.
   ASSERT_EQ(testing::run_python(fmt::format("{} times {} {}", fixture_py(), p.meds.string(), (ev / "predictions.parquet").string()),
                                 &out), 0) << out;
@@ -224,6 +233,7 @@ TEST(TimeToEvent, DeathIsLearnedFromTheRecordAndEvalAndPredictWriteItsShapes) {
   const std::string html = read_file(ev / "report.html");
   EXPECT_NE(html.find("class=\"survival-curves\""), std::string::npos);
   EXPECT_NE(html.find("class=\"brier-curve\""), std::string::npos);
+  EXPECT_NE(html.find("class=\"metrics subgroups\""), std::string::npos);
   // chart predict writes the survival without the observed outcome.
   ASSERT_EQ(testing::run_chart(fmt::format("predict {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
                                            "--set predict.split=held_out {}",

@@ -11,6 +11,7 @@
 #include "data/labels.h"
 #include "train/interop/load_pretrained.h"
 #include "train/recipes/eval.h"
+#include "train/recipes/eval_subgroups.h"
 #include "train/report/multiclass_report.h"
 
 namespace chart {
@@ -88,6 +89,26 @@ int run_multiclass_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
     for (size_t i = 0; i < y.size(); ++i) score.push_back(p[i][size_t(c)]), is.push_back(y[i] == c);
     report.roc.push_back({head.classes[size_t(c)], roc_curve(score, is)});
   }
+  report.subgroups = evaluate_groups(
+      subgroup_dimensions(ds, rows, ec), rows.size(), {"accuracy (95% CI)", "macro AUROC (95% CI)", "log loss"},
+      [&](const std::vector<size_t>& idx) {
+        std::vector<std::vector<double>> gp;
+        std::vector<int> gy;
+        for (size_t i : idx) gp.push_back(p[i]), gy.push_back(y[i]);
+        const MulticlassEvaluation g = evaluate_multiclass(gp, gy, C, ec.bootstrap, static_cast<uint64_t>(cfg.train.seed));
+        GroupScore s{{cell_with_interval(g.point.accuracy, g.accuracy), cell_with_interval(g.point.macro_auroc, g.macro_auroc),
+                      cell_with_interval(g.point.log_loss, {NAN, NAN})},
+                     {{"accuracy", g.point.accuracy}, {"accuracy_ci", Json::array({g.accuracy.lo, g.accuracy.hi})},
+                      {"macro_auroc", g.point.macro_auroc}, {"macro_auroc_ci", Json::array({g.macro_auroc.lo, g.macro_auroc.hi})},
+                      {"log_loss", g.point.log_loss}},
+                     ""};
+        std::vector<int64_t> per_class(size_t(C), 0);
+        for (int c : gy) ++per_class[size_t(c)];
+        const int64_t fewest = *std::min_element(per_class.begin(), per_class.end());
+        if (fewest < kFewSubgroupCases)
+          s.warning = fmt::format("a class has only {} of its {} rows; its metrics are unreliable", fewest, idx.size());
+        return s;
+      });
   const auto& m = report.model.point;
   if (!(m.accuracy > m.majority_rate))
     report.warnings.push_back(fmt::format("accuracy {:.3f} is no better than always predicting the most frequent class "
@@ -112,6 +133,7 @@ int run_multiclass_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
   ev["classes"] = head.classes;
   ev["coverage"] = coverage;
   ev["model"] = multiclass_json(report.model, head.classes);
+  ev["subgroups"] = report.subgroups.json();
   ev["accuracy"] = m.accuracy;
   ev["macro_auroc"] = m.macro_auroc;
   ev["micro_auroc"] = m.micro_auroc;

@@ -9,6 +9,7 @@
 #include "data/labels.h"
 #include "train/interop/load_pretrained.h"
 #include "train/recipes/eval.h"
+#include "train/recipes/eval_subgroups.h"
 #include "train/report/regression_report.h"
 
 namespace chart {
@@ -58,6 +59,20 @@ int run_regression_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
   const RegressionMetrics baseline = regression_metrics(mean, y);
   report.baseline_mae = baseline.mae, report.baseline_rmse = baseline.rmse;
   report.calibration = regression_calibration(p, y, static_cast<int>(cfg.eval.ece_bins));
+  report.subgroups = evaluate_groups(
+      subgroup_dimensions(ds, rows, ec), rows.size(), {"MAE (95% CI)", "RMSE (95% CI)", "R² (95% CI)"},
+      [&](const std::vector<size_t>& idx) {
+        std::vector<double> gp, gy;
+        for (size_t i : idx) gp.push_back(p[i]), gy.push_back(y[i]);
+        const RegressionEvaluation g = evaluate_regression(gp, gy, ec.bootstrap, static_cast<uint64_t>(cfg.train.seed));
+        GroupScore s{{cell_with_interval(g.point.mae, g.mae), cell_with_interval(g.point.rmse, g.rmse),
+                      cell_with_interval(g.point.r2, g.r2)},
+                     {{"mae", g.point.mae}, {"mae_ci", interval(g.mae)}, {"rmse", g.point.rmse}, {"rmse_ci", interval(g.rmse)},
+                      {"r2", g.point.r2}, {"r2_ci", interval(g.r2)}},
+                     ""};
+        if (idx.size() < size_t(kFewSubgroupCases)) s.warning = fmt::format("only {} rows; its metrics are unreliable", idx.size());
+        return s;
+      });
   const auto& m = report.model.point;
   if (ex.size() < size_t(kFewCases))
     report.warnings.push_back(fmt::format("only {} rows: every metric rests on very few patients", ex.size()));
@@ -76,7 +91,7 @@ int run_regression_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
   data::write_value_predictions(out / "predictions.parquet", rows, p);
   Json ev{{"task", task}, {"task_type", "regression"}, {"split", ec.split}, {"source", pre.dir.string()},
           {"label_column", "float_value"}, {"coverage", data::coverage_summary(cfg.data.dir, ec.split, 10)},
-          {"model", regression_json(report)}, {"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}, {"n", m.n},
+          {"model", regression_json(report)}, {"subgroups", report.subgroups.json()}, {"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}, {"n", m.n},
           {"warnings", report.warnings}};
   write_evaluation(out, ev, pre.dir, cfg.card.governance);
   write_regression_report(out / "report.html", report);

@@ -1,6 +1,9 @@
 #include "train/recipes/eval_subgroups.h"
 
+#include <cmath>
 #include <unordered_map>
+
+#include <fmt/format.h>
 
 #include "core/time.h"
 
@@ -67,6 +70,27 @@ std::vector<SubgroupDimension> subgroup_dimensions(const data::TokenDataset& ds,
     dims.push_back(std::move(d));
   }
   return dims;
+}
+
+GroupTable evaluate_groups(const std::vector<SubgroupDimension>& dims, size_t n, std::vector<std::string> columns,
+                           const std::function<GroupScore(const std::vector<size_t>& rows)>& score) {
+  GroupTable t;
+  t.columns = std::move(columns);
+  for (const auto& d : dims) {
+    const auto [groups, unassigned] = groups_of(d, n);
+    t.unassigned.emplace_back(d.name, unassigned);
+    for (const auto& [group, rows] : groups) {
+      GroupScore s = score(rows);
+      t.rows.push_back({d.name, group, static_cast<int64_t>(rows.size()), std::move(s.cells), std::move(s.metrics),
+                        s.warning.empty() ? "" : fmt::format("{} {}: {}", d.name, group, s.warning)});
+    }
+  }
+  return t;
+}
+
+std::string cell_with_interval(double v, const Interval& ci) {
+  auto num = [](double x) { return std::isfinite(x) ? fmt::format("{:.3f}", x) : std::string("n/a"); };
+  return std::isfinite(ci.lo) ? fmt::format("{} ({}&ndash;{})", num(v), num(ci.lo), num(ci.hi)) : num(v);
 }
 
 }  // namespace chart

@@ -11,6 +11,7 @@
 #include "data/time_to_event.h"
 #include "train/interop/load_pretrained.h"
 #include "train/recipes/eval.h"
+#include "train/recipes/eval_subgroups.h"
 #include "train/recipes/time_to_event.h"
 #include "train/report/survival_report.h"
 
@@ -95,7 +96,27 @@ int run_time_to_event_eval(Config& cfg, Pretrained pre, const HeadClasses& head)
     for (double& h : row) h = static_cast<float>(h);  // as a float head gives them
   SurvivalReportInputs report;
   report.horizon_names = ec.horizons;
-  report.model = evaluate_survival(p, observations(ex), days, ec.bootstrap, static_cast<uint64_t>(cfg.train.seed));
+  const auto obs = observations(ex);
+  report.model = evaluate_survival(p, obs, days, ec.bootstrap, static_cast<uint64_t>(cfg.train.seed));
+  std::vector<data::LabelRow> labelled;
+  for (const auto& e : ex) labelled.push_back(e.row);
+  report.subgroups = evaluate_groups(
+      subgroup_dimensions(ds, labelled, ec), ex.size(),
+      {"events", "C_td (95% CI)", "integrated Brier (95% CI)", "Kaplan-Meier's"}, [&](const std::vector<size_t>& idx) {
+        PiecewiseHazards gp;
+        gp.edges = p.edges;
+        std::vector<SurvivalObservation> go;
+        for (size_t i : idx) gp.hazard.push_back(p.hazard[i]), go.push_back(obs[i]);
+        const SurvivalEvaluation g = evaluate_survival(gp, go, days, ec.bootstrap, static_cast<uint64_t>(cfg.train.seed));
+        GroupScore s{{std::to_string(g.point.events), cell_with_interval(g.point.c_td, g.c_td),
+                      cell_with_interval(g.point.ibs, g.ibs), cell_with_interval(g.point.ibs_km, {NAN, NAN})},
+                     {{"n_events", g.point.events}, {"c_td", g.point.c_td}, {"c_td_ci", interval(g.c_td)},
+                      {"ibs", g.point.ibs}, {"ibs_ci", interval(g.ibs)}, {"ibs_kaplan_meier", g.point.ibs_km}},
+                     ""};
+        if (g.point.events < kFewSubgroupCases)
+          s.warning = fmt::format("only {} event(s) in {} rows; its metrics are unreliable", g.point.events, idx.size());
+        return s;
+      });
   const auto& m = report.model.point;
   report.warnings = warnings_of(m, report.model);
   for (const auto& w : report.warnings) warn("eval: {}", w);
@@ -119,6 +140,7 @@ int run_time_to_event_eval(Config& cfg, Pretrained pre, const HeadClasses& head)
   Json ev{{"task", task}, {"task_type", "time_to_event"}, {"split", ec.split}, {"source", pre.dir.string()},
           {"event_codes", head.event_codes}, {"time_pieces", head.time_pieces},
           {"coverage", data::coverage_summary(cfg.data.dir, ec.split, 10)}, {"model", survival_json(report.model, ec.horizons)},
+          {"subgroups", report.subgroups.json()},
           {"c_td", m.c_td}, {"ibs", m.ibs}, {"n", m.n}, {"n_events", m.events}, {"warnings", report.warnings}};
   write_evaluation(out, ev, pre.dir, cfg.card.governance);
   write_survival_report(out / "report.html", report);

@@ -79,7 +79,7 @@ std::string render_multiclass_html(const MulticlassReportInputs& in) {
   h += "<p class=\"note\">Subgroups, operating thresholds and decision curves are reported for boolean tasks; for a "
        "multi-class task each class's one-vs-rest predictions are written in meds-evaluation's shape "
        "(predictions_by_class/) for any of them.</p>\n";
-  return h + page_close();
+  return h + group_table_html(in.subgroups) + page_close();
 }
 
 void write_multiclass_report(const std::filesystem::path& path, const MulticlassReportInputs& in) {

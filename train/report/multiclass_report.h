@@ -10,6 +10,8 @@
 #include "train/report/eval_report.h"
 #include "train/validation/multiclass_metrics.h"
 
+#include "train/report/subgroup_report.h"
+
 namespace chart {
 
 struct MulticlassReportInputs {
@@ -19,6 +21,7 @@ struct MulticlassReportInputs {
   std::vector<std::string> classes;  // in the head's order
   MulticlassEvaluation model;
   std::vector<Series> roc;  // one per class, this class vs the rest (empty curves are skipped)
+  GroupTable subgroups;  // eval.subgroups: each group's headline metrics
 };
 
 std::string render_multiclass_html(const MulticlassReportInputs& in);

@@ -51,7 +51,7 @@ std::string render_regression_html(const RegressionReportInputs& in) {
       with_ci(m.mae, in.model.mae), num(in.baseline_mae), with_ci(m.rmse, in.model.rmse), num(in.baseline_rmse),
       with_ci(m.r2, in.model.r2), num(m.mean_target), num(m.mean_prediction), m.n, in.model.bootstrap_samples);
   h += calibration_figure(in.calibration);
-  return h + page_close();
+  return h + group_table_html(in.subgroups) + page_close();
 }
 
 void write_regression_report(const std::filesystem::path& path, const RegressionReportInputs& in) {

@@ -9,6 +9,8 @@
 
 #include "train/validation/regression_metrics.h"
 
+#include "train/report/subgroup_report.h"
+
 namespace chart {
 
 struct RegressionReportInputs {
@@ -18,6 +20,7 @@ struct RegressionReportInputs {
   RegressionEvaluation model;
   double baseline_mae = NAN, baseline_rmse = NAN;  // predicting the train mean for every row
   std::vector<RegressionBin> calibration;
+  GroupTable subgroups;  // eval.subgroups: each group's headline metrics
 };
 
 std::string render_regression_html(const RegressionReportInputs& in);

@@ -104,4 +104,35 @@ std::string subgroup_section_html(const SubgroupReport& r, const BinaryEvaluatio
          "</div>\n";
 }
 
+Json GroupTable::json() const {
+  Json j{{"groups", Json::array()}, {"unassigned_rows", Json::object()}};
+  for (const auto& r : rows) {
+    Json g = r.metrics;
+    g["dimension"] = r.dimension, g["group"] = r.group, g["n"] = r.n;
+    g["warning"] = r.warning.empty() ? Json() : Json(r.warning);
+    j["groups"].push_back(std::move(g));
+  }
+  for (const auto& [dim, n] : unassigned) j["unassigned_rows"][dim] = n;
+  return j;
+}
+
+std::string group_table_html(const GroupTable& t) {
+  if (t.rows.empty()) return "";
+  std::string h = "<h2>By subgroup</h2>\n<table class=\"metrics subgroups\">\n<tr><th>dimension</th><th>group</th><th>rows</th>";
+  for (const auto& c : t.columns) h += "<th>" + html_escape(c) + "</th>";
+  h += "<th></th></tr>\n";
+  for (const auto& r : t.rows) {
+    h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td>", html_escape(r.dimension), html_escape(r.group), r.n);
+    for (const auto& c : r.cells) h += "<td>" + c + "</td>";
+    h += "<td class=\"warning\">" + (r.warning.empty() ? "" : "few cases: " + html_escape(r.warning)) + "</td></tr>\n";
+  }
+  h += "</table>\n";
+  std::string unassigned;
+  for (const auto& [dim, n] : t.unassigned)
+    if (n > 0) unassigned += fmt::format("{}{} rows in no {} group", unassigned.empty() ? "" : "; ", n, html_escape(dim));
+  h += "<p class=\"note\">Each group is evaluated on its own rows, with the same bootstrap as the overall metrics." +
+       (unassigned.empty() ? std::string() : " " + unassigned + " (their subject's value is unknown).") + "</p>\n";
+  return h;
+}
+
 }  // namespace chart

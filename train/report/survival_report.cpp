@@ -75,7 +75,7 @@ std::string render_survival_html(const SurvivalReportInputs& in) {
       "The Kaplan-Meier reference is fitted on these same rows.</p>\n",
       e.bootstrap_samples);
   h += curves(e);
-  return h + page_close();
+  return h + group_table_html(in.subgroups) + page_close();
 }
 
 void write_survival_report(const std::filesystem::path& path, const SurvivalReportInputs& in) {

@@ -9,6 +9,8 @@
 
 #include "train/validation/survival_metrics.h"
 
+#include "train/report/subgroup_report.h"
+
 namespace chart {
 
 struct SurvivalReportInputs {
@@ -17,6 +19,7 @@ struct SurvivalReportInputs {
   std::vector<std::string> warnings;
   std::vector<std::string> horizon_names;  // as configured ("365d"), one per horizon
   SurvivalEvaluation model;
+  GroupTable subgroups;  // eval.subgroups: each group's headline metrics
 };
 
 std::string render_survival_html(const SurvivalReportInputs& in);

@@ -9,19 +9,23 @@
 
 namespace chart {
 
+DimensionGroups groups_of(const SubgroupDimension& d, size_t n) {
+  if (d.group_of_row.size() != n)
+    fail("subgroups: dimension '{}' has {} rows, the predictions {}", d.name, d.group_of_row.size(), n);
+  DimensionGroups g;
+  for (size_t i = 0; i < n; ++i) {
+    if (d.group_of_row[i].empty()) ++g.unassigned;
+    else g.rows[d.group_of_row[i]].push_back(i);
+  }
+  return g;
+}
+
 SubgroupReport evaluate_subgroups(const std::vector<double>& p, const std::vector<int>& y,
                                   const std::vector<SubgroupDimension>& dims, int64_t bootstrap, uint64_t seed,
                                   int ece_bins) {
   SubgroupReport out;
   for (const SubgroupDimension& d : dims) {
-    if (d.group_of_row.size() != p.size())
-      fail("subgroups: dimension '{}' has {} rows, the predictions {}", d.name, d.group_of_row.size(), p.size());
-    std::map<std::string, std::vector<size_t>> rows;
-    int64_t unassigned = 0;
-    for (size_t i = 0; i < p.size(); ++i) {
-      if (d.group_of_row[i].empty()) ++unassigned;
-      else rows[d.group_of_row[i]].push_back(i);
-    }
+    const auto [rows, unassigned] = groups_of(d, p.size());
     out.unassigned.emplace_back(d.name, unassigned);
     const SubgroupResult* lowest = nullptr;
     const SubgroupResult* highest = nullptr;

@@ -3,6 +3,7 @@
 // AUROC gap between the groups of a dimension that are not small. A group too small to say much is reported with a
 // warning, never hidden: fewer than kFewCases positives (or negatives).
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,14 @@ struct SubgroupDimension {
   std::string name;
   std::vector<std::string> group_of_row;
 };
+
+// A dimension's groups with their rows (by group name) and how many of its n rows are in none;
+// chart::Error when the dimension does not have n rows.
+struct DimensionGroups {
+  std::map<std::string, std::vector<size_t>> rows;
+  int64_t unassigned = 0;
+};
+DimensionGroups groups_of(const SubgroupDimension& d, size_t n);
 
 struct SubgroupResult {
   std::string dimension, group;
