@@ -37,8 +37,10 @@ class EngineRun {
       : model_(model), roles_(roles), opt_(opt), dev_(dev), prompts_(prompts), stats_(stats), done_(done),
         banned_(roles.banned.to(dev.device)), results_(prompts.size() * size_t(opt.samples)),
         finished_(prompts.size(), 0) {
+    std::vector<int64_t> outcome;
     for (size_t id = 0; id < roles.outcome.size(); ++id)
-      if (roles.outcome[id]) outcome_ids_.push_back(int64_t(id));
+      if (roles.outcome[id]) outcome.push_back(int64_t(id));
+    outcome_ids_ = torch::tensor(outcome, torch::kInt64).to(dev.device);
     const auto total = static_cast<int64_t>(results_.size());
     slots_.resize(size_t(std::max<int64_t>(1, std::min(opt.slots, total))));
     pool_ = model_->new_cache(int64_t(slots_.size()), opt.context);
@@ -110,18 +112,22 @@ class EngineRun {
     std::vector<int64_t> rows;
     for (size_t s = 0; s < slots_.size(); ++s)
       if (slots_[s].busy) rows.push_back(int64_t(s));
-    auto probs = next_token_probabilities(logits_.index_select(0, torch::tensor(rows).to(dev_.device)), banned_,
-                                          opt_.temperature, opt_.top_k);
-    const int64_t V = probs.size(1);
+    std::vector<double> u;  // each trajectory's own uniform for this step
+    for (int64_t s : rows) {
+      const Slot& slot = slots_[size_t(s)];
+      u.push_back(trajectory_uniform(opt_.seed, prompts_[slot.prompt].row, slot.sample, slot.generated));
+    }
+    // Drawn where the logits are: the host gets a token and an outcome probability per row.
+    const Draws draws = draw_tokens(
+        sampling_distribution(logits_.index_select(0, torch::tensor(rows).to(dev_.device)), banned_, opt_.temperature,
+                              opt_.top_k),
+        u, outcome_ids_);
     std::vector<int64_t> decode_rows;
     for (size_t i = 0; i < rows.size(); ++i) {
       Slot& slot = slots_[size_t(rows[i])];
-      const float* row = probs.data_ptr<float>() + int64_t(i) * V;
-      double p_outcome = 0;  // this step's chance of an outcome code, counted whatever is drawn
-      for (int64_t id : outcome_ids_) p_outcome += row[id];
-      results_[slot.prompt * size_t(opt_.samples) + size_t(slot.sample)].expected += p_outcome;
-      const double u = trajectory_uniform(opt_.seed, prompts_[slot.prompt].row, slot.sample, slot.generated);
-      const int64_t token = draw_token(row, V, u);
+      // This step's chance of an outcome code, counted whatever is drawn.
+      results_[slot.prompt * size_t(opt_.samples) + size_t(slot.sample)].expected += draws.outcome[i];
+      const int64_t token = draws.tokens[i];
       if (advance(slot, token) == Next::kEnded) {
         finish(size_t(rows[i]));
       } else if (slot.length == opt_.context && !new_window(size_t(rows[i]))) {
@@ -241,7 +247,7 @@ class EngineRun {
   size_t next_prompt_ = 0;
   std::vector<TrajectoryResult> results_;
   std::vector<int64_t> finished_;
-  std::vector<int64_t> outcome_ids_;
+  torch::Tensor outcome_ids_;  // [K] int64 on the device: the outcome codes' tokens
 };
 
 }  // namespace

@@ -55,9 +55,32 @@ torch::Tensor sample_next(torch::Tensor logits, const torch::Tensor& banned, dou
   return torch::multinomial(torch::softmax(sampling_logits(logits, banned, temperature, top_k), 1), 1).squeeze(1);
 }
 
+torch::Tensor sampling_distribution(torch::Tensor logits, const torch::Tensor& banned, double temperature, int64_t top_k) {
+  return torch::softmax(sampling_logits(logits, banned, temperature, top_k), 1);
+}
+
 torch::Tensor next_token_probabilities(torch::Tensor logits, const torch::Tensor& banned, double temperature,
                                        int64_t top_k) {
-  return torch::softmax(sampling_logits(logits, banned, temperature, top_k), 1).cpu().contiguous();
+  return sampling_distribution(std::move(logits), banned, temperature, top_k).cpu().contiguous();
+}
+
+Draws draw_tokens(const torch::Tensor& probs, const std::vector<double>& u, const torch::Tensor& outcome_ids) {
+  const int64_t N = probs.size(0), V = probs.size(1);
+  TORCH_CHECK(static_cast<int64_t>(u.size()) == N, "one uniform per row");
+  const auto p = probs.to(torch::kFloat64);
+  const auto cum = p.cumsum(1);
+  const auto target = torch::tensor(u, torch::kFloat64).to(probs.device()) * cum.select(1, V - 1);
+  // The first index whose running sum exceeds the target; past the end (rounding at the very
+  // top), the last token with a probability above zero.
+  auto token = torch::searchsorted(cum, target.unsqueeze(1), /*out_int32=*/false, /*right=*/true).squeeze(1);
+  const auto last = (torch::arange(V, torch::dtype(torch::kInt64).device(probs.device())) * (probs > 0)).amax(1);
+  token = torch::where(token >= V, last, token);
+  const auto outcome = outcome_ids.numel() > 0 ? p.index_select(1, outcome_ids).sum(1) : torch::zeros({N}, p.options());
+  const auto both = torch::stack({token.to(torch::kFloat64), outcome}).cpu().contiguous();  // one copy to the host
+  Draws d;
+  const double* h = both.data_ptr<double>();
+  for (int64_t n = 0; n < N; ++n) d.tokens.push_back(static_cast<int64_t>(h[n])), d.outcome.push_back(h[N + n]);
+  return d;
 }
 
 double trajectory_uniform(uint64_t seed, int64_t row, int64_t sample, int64_t step) {

@@ -27,9 +27,21 @@ TokenRoles token_roles(const data::Vocab& vocab, const GenerateConfig& g);
 torch::Tensor sample_next(torch::Tensor logits, const torch::Tensor& banned, double temperature, int64_t top_k);
 
 // The sampling distribution of each row of logits [N, V] (temperature, top-k, banned tokens at
-// zero), as float32 on the CPU.
+// zero), as float32 where the logits are (sampling_distribution) or copied to the CPU.
+torch::Tensor sampling_distribution(torch::Tensor logits, const torch::Tensor& banned, double temperature, int64_t top_k);
 torch::Tensor next_token_probabilities(torch::Tensor logits, const torch::Tensor& banned, double temperature,
                                        int64_t top_k);
+
+// Each row's token at its uniform u[n] (the inverse of its CDF, as draw_token) and its
+// probability of an outcome token (`outcome_ids` [K] int64), computed where `probs` [N, V] float32
+// is: only these 2N numbers leave the device, not the N x V probabilities. On the CPU the tokens
+// are draw_token's exactly (the same float64 running sums); on a GPU the scan adds in another
+// order, which can move a draw whose u falls within rounding of a CDF step.
+struct Draws {
+  std::vector<int64_t> tokens;
+  std::vector<double> outcome;
+};
+Draws draw_tokens(const torch::Tensor& probs, const std::vector<double>& u, const torch::Tensor& outcome_ids);
 
 // A trajectory's own random stream: a uniform [0, 1) that depends only on (seed, prompt row,
 // sample, step), so what a trajectory samples does not depend on which others share its batch.

@@ -10,6 +10,7 @@
 #include "infer/engine.h"
 #include "infer/prefill.h"
 #include "infer/risk.h"
+#include "infer/sampling.h"
 #include "model/transformer.h"
 
 namespace chart {
@@ -252,6 +253,32 @@ TEST(SlidingCache, EqualsAFreshPrefillOfTheKeptWindow) {
     std::printf("%lld layer(s): slid cache vs fresh prefill of the window, logits within %.3g\n", (long long)layers, diff);
     if (layers == 1) EXPECT_LT(diff, 1e-4);
     else EXPECT_GT(diff, 1e-4);  // the deeper layers remember: this is a different (longer) context
+  }
+}
+
+// Sampling where the logits are: the tokens drawn on the device are the host's inverse-CDF draws
+// exactly (on the CPU), at every uniform including the very top, with banned and top-k-cut tokens
+// never drawn; the outcome probability is the host's sum.
+TEST(DeviceSampling, DrawsTheHostsTokensAndOutcomeMass) {
+  torch::manual_seed(4);
+  const int64_t N = 64, V = 50;
+  auto banned = torch::zeros({V}, torch::kBool);
+  banned[0] = true, banned[1] = true;
+  for (int64_t top_k : {0, 5}) {
+    const auto probs = sampling_distribution(torch::randn({N, V}) * 3, banned, 0.8, top_k).contiguous();
+    std::vector<double> u;
+    for (int64_t n = 0; n < N; ++n) u.push_back(n == 0 ? 0.0 : n == 1 ? std::nextafter(1.0, 0.0) : trajectory_uniform(9, n, 0, 3));
+    const std::vector<int64_t> outcome{7, 21, 33};
+    const Draws d = draw_tokens(probs, u, torch::tensor(outcome, torch::kInt64));
+    ASSERT_EQ(d.tokens.size(), size_t(N));
+    for (int64_t n = 0; n < N; ++n) {
+      const float* row = probs.data_ptr<float>() + n * V;
+      EXPECT_EQ(d.tokens[size_t(n)], draw_token(row, V, u[size_t(n)])) << "row " << n << " top_k " << top_k;
+      EXPECT_GT(row[d.tokens[size_t(n)]], 0.0f);
+      double mass = 0;
+      for (int64_t id : outcome) mass += row[id];
+      EXPECT_NEAR(d.outcome[size_t(n)], mass, 1e-12);
+    }
   }
 }
 

@@ -73,6 +73,9 @@ int run_regression_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
         if (idx.size() < size_t(kFewSubgroupCases)) s.warning = fmt::format("only {} rows; its metrics are unreliable", idx.size());
         return s;
       });
+  report.subgroups.note = "R² within a group compares the errors to the spread of that group's own targets: a group "
+                          "narrow in the target (an age band, for an age target) can have R² below 0 with errors no "
+                          "larger than elsewhere; read it beside MAE and RMSE.";
   const auto& m = report.model.point;
   if (ex.size() < size_t(kFewCases))
     report.warnings.push_back(fmt::format("only {} rows: every metric rests on very few patients", ex.size()));

@@ -124,13 +124,14 @@ std::string group_table_html(const GroupTable& t) {
   for (const auto& r : t.rows) {
     h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td>", html_escape(r.dimension), html_escape(r.group), r.n);
     for (const auto& c : r.cells) h += "<td>" + c + "</td>";
-    h += "<td class=\"warning\">" + (r.warning.empty() ? "" : "few cases: " + html_escape(r.warning)) + "</td></tr>\n";
+    h += r.warning.empty() ? "<td></td></tr>\n" : "<td class=\"warning\">few cases: " + html_escape(r.warning) + "</td></tr>\n";
   }
   h += "</table>\n";
   std::string unassigned;
   for (const auto& [dim, n] : t.unassigned)
     if (n > 0) unassigned += fmt::format("{}{} rows in no {} group", unassigned.empty() ? "" : "; ", n, html_escape(dim));
-  h += "<p class=\"note\">Each group is evaluated on its own rows, with the same bootstrap as the overall metrics." +
+  h += "<p class=\"note\">Each group is evaluated on its own rows, with the same bootstrap as the overall metrics. " +
+       html_escape(t.note) +
        (unassigned.empty() ? std::string() : " " + unassigned + " (their subject's value is unknown).") + "</p>\n";
   return h;
 }

@@ -26,6 +26,7 @@ struct GroupTable {
   std::vector<std::string> columns;
   std::vector<GroupTableRow> rows;
   std::vector<std::pair<std::string, int64_t>> unassigned;  // per dimension: rows in no group
+  std::string note;  // what a reader should know of these metrics within a group
   Json json() const;  // {"groups": [{dimension, group, n, warning, metrics...}], "unassigned_rows": {...}}
 };
 std::string group_table_html(const GroupTable& t);
