@@ -155,6 +155,9 @@ struct EvalConfig {
   // A time-to-event head is scored at these horizons (AUROC, Brier, risk); the largest bounds the
   // integrated Brier score and the concordance. chart predict writes the survival at each.
   std::vector<std::string> horizons = {"180d", "365d", "730d"};
+  // A regression head's split-conformal prediction intervals, calibrated on the tuning split's
+  // residuals, of this nominal coverage; 0: none.
+  double interval_coverage = 0.9;
 };
 
 // `chart generate`: zero-shot risk by sampling future timelines from a pretrained model.

@@ -110,6 +110,7 @@ void bind(Binder& b, Config& c) {
     b.field("subgroups", e.subgroups);
     b.field("age_bands", e.age_bands);
     b.field("horizons", e.horizons);
+    b.field("interval_coverage", e.interval_coverage, 0.0, 0.999);
   });
   b.section("generate", [&] {
     auto& g = c.generate;

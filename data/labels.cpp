@@ -349,7 +349,8 @@ int argmax_of(const std::vector<double>& p) {
 
 }  // namespace
 
-void write_value_predictions(const fs::path& path, const std::vector<LabelRow>& rows, const std::vector<double>& predicted) {
+void write_value_predictions(const fs::path& path, const std::vector<LabelRow>& rows, const std::vector<double>& predicted,
+                             double half_width) {
   if (rows.size() != predicted.size()) fail("{}: {} rows but {} predictions", path.string(), rows.size(), predicted.size());
   const bool labelled = rows.empty() || rows.front().has_label;
   TableBuilder t(path);
@@ -357,12 +358,16 @@ void write_value_predictions(const fs::path& path, const std::vector<LabelRow>& 
   auto& ptime = t.add_timestamp("prediction_time", false);
   arrow::FloatBuilder* value = labelled ? &t.add<arrow::FloatBuilder>(arrow::field("float_value", arrow::float32(), false)) : nullptr;
   auto& pred = t.add<arrow::FloatBuilder>(arrow::field("predicted_float_value", arrow::float32(), false));
+  const bool interval = std::isfinite(half_width);
+  arrow::FloatBuilder* lower = interval ? &t.add<arrow::FloatBuilder>(arrow::field("predicted_float_value_lower", arrow::float32(), false)) : nullptr;
+  arrow::FloatBuilder* upper = interval ? &t.add<arrow::FloatBuilder>(arrow::field("predicted_float_value_upper", arrow::float32(), false)) : nullptr;
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].has_label != labelled) fail("{}: labelled and unlabelled rows in one predictions file", path.string());
     t.append(sid, rows[i].subject_id);
     t.append(ptime, rows[i].prediction_time_us);
     if (value) t.append(*value, static_cast<float>(rows[i].value));
     t.append(pred, static_cast<float>(predicted[i]));
+    if (interval) t.append(*lower, static_cast<float>(predicted[i] - half_width)), t.append(*upper, static_cast<float>(predicted[i] + half_width));
   }
   t.write();
 }

@@ -90,8 +90,11 @@ std::vector<Prediction> read_predictions(const std::filesystem::path& path);
 // predicted_boolean_probability = its probability, predicted_boolean_value = it is the most probable).
 // Regression predictions: subject_id, prediction_time, float_value (the target, float32; left out
 // for unlabelled rows) and predicted_float_value (float32).
+// With a finite `half_width`, predicted_float_value_lower and _upper (float32) too: the prediction
+// interval prediction -/+ half_width.
 void write_value_predictions(const std::filesystem::path& path, const std::vector<LabelRow>& rows,
-                             const std::vector<double>& predicted);
+                             const std::vector<double>& predicted,
+                             double half_width = std::numeric_limits<double>::quiet_NaN());
 
 void write_class_predictions(const std::filesystem::path& path, const std::vector<LabelRow>& rows,
                              const std::vector<std::vector<double>>& probabilities, const std::string& column,

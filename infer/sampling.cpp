@@ -65,8 +65,26 @@ torch::Tensor next_token_probabilities(torch::Tensor logits, const torch::Tensor
 }
 
 Draws draw_tokens(const torch::Tensor& probs, const std::vector<double>& u, const torch::Tensor& outcome_ids) {
+  return draw_tokens(probs, u, outcome_ids, !probs.is_cpu());
+}
+
+Draws draw_tokens(const torch::Tensor& probs, const std::vector<double>& u, const torch::Tensor& outcome_ids,
+                  bool tensor_ops) {
   const int64_t N = probs.size(0), V = probs.size(1);
   TORCH_CHECK(static_cast<int64_t>(u.size()) == N, "one uniform per row");
+  if (!tensor_ops) {
+    const auto p = probs.cpu().to(torch::kFloat32).contiguous();
+    const auto ids = outcome_ids.cpu().contiguous();
+    Draws d;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* row = p.data_ptr<float>() + n * V;
+      double mass = 0;
+      for (int64_t k = 0; k < ids.numel(); ++k) mass += row[ids.data_ptr<int64_t>()[k]];
+      d.tokens.push_back(draw_token(row, V, u[size_t(n)]));
+      d.outcome.push_back(mass);
+    }
+    return d;
+  }
   const auto p = probs.to(torch::kFloat64);
   const auto cum = p.cumsum(1);
   const auto target = torch::tensor(u, torch::kFloat64).to(probs.device()) * cum.select(1, V - 1);

@@ -269,7 +269,7 @@ TEST(DeviceSampling, DrawsTheHostsTokensAndOutcomeMass) {
     std::vector<double> u;
     for (int64_t n = 0; n < N; ++n) u.push_back(n == 0 ? 0.0 : n == 1 ? std::nextafter(1.0, 0.0) : trajectory_uniform(9, n, 0, 3));
     const std::vector<int64_t> outcome{7, 21, 33};
-    const Draws d = draw_tokens(probs, u, torch::tensor(outcome, torch::kInt64));
+    const Draws d = draw_tokens(probs, u, torch::tensor(outcome, torch::kInt64), /*tensor_ops=*/true);
     ASSERT_EQ(d.tokens.size(), size_t(N));
     for (int64_t n = 0; n < N; ++n) {
       const float* row = probs.data_ptr<float>() + n * V;

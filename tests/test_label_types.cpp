@@ -247,6 +247,13 @@ TEST(Regression, AFloatTargetIsLearnedAndEvalWritesItsShape) {
   EXPECT_NE(t->GetColumnByName("float_value"), nullptr);
   EXPECT_NE(t->GetColumnByName("predicted_float_value"), nullptr);
   EXPECT_NE(read_file(ev / "report.html").find("class=\"regression-calibration\""), std::string::npos);
+  // 90% split-conformal intervals (calibrated on the tuning split) cover about 90% of held_out.
+  const Json& pi = j["prediction_interval"];
+  ASSERT_TRUE(pi.is_object()) << j.dump();
+  EXPECT_GT(number(pi, "coverage"), 0.8) << pi.dump();
+  EXPECT_LT(number(pi, "coverage"), 0.98) << pi.dump();
+  EXPECT_NE(t->GetColumnByName("predicted_float_value_upper"), nullptr);
+  EXPECT_NE(read_file(ev / "report.html").find("Prediction intervals"), std::string::npos);
   // predict writes the values without the target; a boolean head refuses float labels.
   ASSERT_EQ(testing::run_chart(fmt::format("predict {} --set init.checkpoint={} --set task.labels={} --set run.dir={} "
                                            "--set predict.split=held_out",

@@ -30,6 +30,43 @@ Json regression_json(const RegressionReportInputs& r) {
   return j;
 }
 
+Json interval_json(const IntervalCoverage& c) {
+  if (!std::isfinite(c.half_width)) return Json();
+  return {{"method", "split-conformal on the tuning split"}, {"nominal", c.nominal}, {"half_width", c.half_width},
+          {"calibration_rows", c.calibration_rows}, {"coverage", c.coverage}, {"coverage_ci", interval(c.coverage_ci)},
+          {"n", c.n}};
+}
+
+// Split-conformal intervals: the half-width from the tuning split's absolute residuals, their
+// coverage on the evaluated rows. None when eval.interval_coverage is 0, when the tuning split is
+// the one evaluated (calibrated and scored on the same rows), or when it has too few rows.
+void add_intervals(const Config& cfg, const data::TokenDataset& ds, data::ExampleSplits& examples,
+                   ClinicalTransformer& model, const DeviceChoice& dev, const HeadClasses& head,
+                   const std::vector<double>& p, const std::vector<double>& y, RegressionReportInputs& report) {
+  const auto& ec = cfg.eval;
+  if (!(ec.interval_coverage > 0)) return;
+  const auto& tuning = examples.by_split["tuning"];
+  std::string why;
+  if (ec.split == "tuning") why = "the tuning split is the one evaluated, and the intervals are calibrated on it";
+  std::vector<double> tp, ty;
+  if (why.empty()) {
+    tp = predict_values(model, ds, tuning, finetune_context(cfg), ec.batch_size, dev, head);
+    for (auto& q : tp) q = static_cast<float>(q);
+    for (const auto& e : tuning) ty.push_back(static_cast<float>(e.row.value));
+  }
+  const double q = why.empty() ? conformal_half_width(tp, ty, ec.interval_coverage) : NAN;
+  if (why.empty() && !std::isfinite(q))
+    why = fmt::format("{} tuning rows are too few for {:.0f}% split-conformal intervals", tuning.size(),
+                      100 * ec.interval_coverage);
+  if (!why.empty()) {
+    report.warnings.push_back("no prediction intervals: " + why);
+    return;
+  }
+  report.intervals = interval_coverage(p, y, q, ec.interval_coverage, static_cast<int64_t>(tuning.size()));
+  info("eval: {:.0f}% prediction intervals: +/- {:.4g} (split-conformal on {} tuning rows) cover {:.1f}% of the {} rows",
+       100 * ec.interval_coverage, q, tuning.size(), 100 * report.intervals.coverage, report.intervals.n);
+}
+
 }  // namespace
 
 int run_regression_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
@@ -56,6 +93,7 @@ int run_regression_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
   for (const auto& e : ex) y.push_back(static_cast<float>(e.row.value)), rows.push_back(e.row);
   RegressionReportInputs report;
   report.model = evaluate_regression(p, y, ec.bootstrap, static_cast<uint64_t>(cfg.train.seed));
+  add_intervals(cfg, ds, examples, model, dev, head, p, y, report);
   const RegressionMetrics baseline = regression_metrics(mean, y);
   report.baseline_mae = baseline.mae, report.baseline_rmse = baseline.rmse;
   report.calibration = regression_calibration(p, y, static_cast<int>(cfg.eval.ece_bins));
@@ -91,10 +129,11 @@ int run_regression_eval(Config& cfg, Pretrained pre, const HeadClasses& head) {
 
   const fs::path out = cfg.run.dir;
   fs::create_directories(out);
-  data::write_value_predictions(out / "predictions.parquet", rows, p);
+  data::write_value_predictions(out / "predictions.parquet", rows, p, report.intervals.half_width);
   Json ev{{"task", task}, {"task_type", "regression"}, {"split", ec.split}, {"source", pre.dir.string()},
           {"label_column", "float_value"}, {"coverage", data::coverage_summary(cfg.data.dir, ec.split, 10)},
-          {"model", regression_json(report)}, {"subgroups", report.subgroups.json()}, {"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}, {"n", m.n},
+          {"model", regression_json(report)}, {"prediction_interval", interval_json(report.intervals)},
+          {"subgroups", report.subgroups.json()}, {"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}, {"n", m.n},
           {"warnings", report.warnings}};
   write_evaluation(out, ev, pre.dir, cfg.card.governance);
   write_regression_report(out / "report.html", report);

@@ -50,6 +50,14 @@ std::string render_regression_html(const RegressionReportInputs& in) {
       "rows: 0 is predicting their own mean, below 0 worse than that.</p>\n",
       with_ci(m.mae, in.model.mae), num(in.baseline_mae), with_ci(m.rmse, in.model.rmse), num(in.baseline_rmse),
       with_ci(m.r2, in.model.r2), num(m.mean_target), num(m.mean_prediction), m.n, in.model.bootstrap_samples);
+  if (std::isfinite(in.intervals.half_width)) {
+    const auto& c = in.intervals;
+    h += fmt::format("<h2>Prediction intervals</h2>\n<p>Each prediction &plusmn; {} (split-conformal, nominal coverage "
+                     "{:.0f}%, calibrated on {} tuning rows): the target lies inside for {:.1f}% of these {} rows "
+                     "(95% CI {:.1f}&ndash;{:.1f}%).</p>\n",
+                     num(c.half_width), 100 * c.nominal, c.calibration_rows, 100 * c.coverage, c.n,
+                     100 * c.coverage_ci.lo, 100 * c.coverage_ci.hi);
+  }
   h += calibration_figure(in.calibration);
   return h + group_table_html(in.subgroups) + page_close();
 }

@@ -20,6 +20,7 @@ struct RegressionReportInputs {
   RegressionEvaluation model;
   double baseline_mae = NAN, baseline_rmse = NAN;  // predicting the train mean for every row
   std::vector<RegressionBin> calibration;
+  IntervalCoverage intervals;  // nominal NaN: none
   GroupTable subgroups;  // eval.subgroups: each group's headline metrics
 };
 

@@ -1,6 +1,7 @@
 #include "train/validation/regression_metrics.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "core/error.h"
@@ -82,6 +83,33 @@ std::vector<RegressionBin> regression_calibration(const std::vector<double>& pre
     out.push_back(b);
   }
   return out;
+}
+
+double conformal_half_width(const std::vector<double>& predicted, const std::vector<double>& target, double coverage) {
+  if (predicted.size() != target.size()) fail("conformal: {} predictions for {} targets", predicted.size(), target.size());
+  std::vector<double> r;
+  for (size_t i = 0; i < predicted.size(); ++i) r.push_back(std::abs(target[i] - predicted[i]));
+  const double n = static_cast<double>(r.size());
+  const auto rank = static_cast<size_t>(std::ceil((n + 1) * coverage));
+  if (r.empty() || rank > r.size()) return NAN;
+  std::nth_element(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(rank - 1), r.end());
+  return r[rank - 1];
+}
+
+IntervalCoverage interval_coverage(const std::vector<double>& predicted, const std::vector<double>& target,
+                                   double half_width, double nominal, int64_t calibration_rows) {
+  IntervalCoverage c;
+  c.nominal = nominal, c.half_width = half_width, c.calibration_rows = calibration_rows;
+  c.n = static_cast<int64_t>(predicted.size());
+  if (c.n == 0 || !std::isfinite(half_width)) return c;
+  double in = 0;
+  for (size_t i = 0; i < predicted.size(); ++i) in += std::abs(target[i] - predicted[i]) <= half_width;
+  const double n = static_cast<double>(c.n), p = in / n, z = 1.959963984540054;
+  c.coverage = p;
+  const double centre = (p + z * z / (2 * n)) / (1 + z * z / n);
+  const double spread = z * std::sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n);
+  c.coverage_ci = {centre - spread, centre + spread};
+  return c;
 }
 
 }  // namespace chart
