@@ -24,12 +24,7 @@ int finetune_loop(FinetuneRun& r) {
     info("finetune: {} ranks ({}), {} process group: each step's batch of {} is split {} per rank",
          r.dist->world_size(), r.dist->env().launcher, r.dist->backend_name(), r.cfg.train.batch_size,
          r.cfg.train.batch_size / r.dist->world_size());
-  if (r.main()) {
-    std::filesystem::create_directories(r.cfg.run.dir);
-    write_file_atomic(std::filesystem::path(r.cfg.run.dir) / "config.yaml", r.config_yaml);
-    r.metrics = std::make_unique<MetricsLog>(r.cfg.run.dir, -1);
-    r.progress.emplace("finetune: step", r.cfg.train.steps);
-  }
+  start_outputs(r);
   r.model->train();
   while (r.step < r.cfg.train.steps) {
     r.dist->set_step(r.step);

@@ -156,12 +156,7 @@ int multitask_loop(MultitaskRun mt) {
   for (auto& t : mt.tasks) names.push_back(fmt::format("{} ({} outputs at {})", t->task, t->head.width, t->head.offset));
   info("finetune: {} tasks on one backbone: {}; each step a batch of {} per task", mt.tasks.size(), fmt::join(names, ", "),
        lead.cfg.train.batch_size);
-  if (lead.main()) {
-    std::filesystem::create_directories(lead.cfg.run.dir);
-    write_file_atomic(std::filesystem::path(lead.cfg.run.dir) / "config.yaml", lead.config_yaml);
-    lead.metrics = std::make_unique<MetricsLog>(lead.cfg.run.dir, -1);
-    lead.progress.emplace("finetune: step", lead.cfg.train.steps);
-  }
+  start_outputs(lead);
   lead.model->train();
   const double share = 1.0 / double(mt.tasks.size());
   while (lead.step < lead.cfg.train.steps) {

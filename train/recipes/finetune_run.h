@@ -108,6 +108,8 @@ void build_backbone(FinetuneRun& r, int64_t outputs);
 void add_task_head(FinetuneRun& r);
 void make_finetune_optimizer(FinetuneRun& r);
 void compute_probe_features(FinetuneRun& r);  // probe only
+// Rank 0: run.dir with config.yaml, metrics.jsonl opened, the progress line.
+void start_outputs(FinetuneRun& r);
 std::vector<int64_t> next_batch(FinetuneRun& r);  // example indices, epoch-shuffled
 // The schedule's rate for the backbone groups, head_lr_scale times it for the head.
 void set_finetune_learning_rate(torch::optim::Optimizer& opt, double lr, double head_lr_scale);
