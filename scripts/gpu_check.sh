@@ -5,16 +5,17 @@
 # machine, and .gpu-bundle/ from scripts/make_gpu_bundle.sh (yaml-cpp, fmt, nlohmann-json, libcrypto,
 # GoogleTest .debs).
 #   bash scripts/gpu_check.sh [OUT_DIR]       results also land in OUT_DIR (default out/gpu_check)
-# GPU_CHECK_PHASES picks phases (default: all, in order): build tests bench train generate nccl. A
-# machine with a per-command time limit can run "build tests bench" and then "train generate nccl"
-# (build-gpu/ stays between calls while the machine is warm).
+# GPU_CHECK_PHASES picks phases (default: all, in order): build tests bench packed train generate
+# nccl. A machine with a per-command time limit can run "build tests bench" and then "packed train
+# generate nccl" (build-gpu/ stays between calls while the machine is warm). PACKED_ARGS goes to the
+# packed phase's script (default --quick: one length per head dim; "" for 2k-8k).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-out/gpu_check}}
 mkdir -p "$out"
 log() { printf '\n== %s\n' "$*" | tee -a "$out/gpu_check.log"; }
 status=()
-phases=" ${GPU_CHECK_PHASES:-build tests bench train generate nccl} "
+phases=" ${GPU_CHECK_PHASES:-build tests bench packed train generate nccl} "
 want() { [[ "$phases" == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 
@@ -58,6 +59,16 @@ head -40 "$out/kernel_resources.txt"
 log "attention benchmark"
 build-gpu/tests/bench_attention | tee "$out/bench_attention.md"
 status+=("attention benchmark|$([ -s "$out/bench_attention.md" ] && echo ok || echo FAILED)|bench_attention.md")
+fi
+
+if want packed; then
+log "packed patients + time bias: chart's kernels vs FlexAttention, SDPA with the mask, varlen (one Python process)"
+# torch.ops.chart from build-gpu/ops: the same tensors through each; agreement first, then times.
+python3 scripts/bench_attention_packed.py build-gpu/ops/libchart_ops.so ${PACKED_ARGS---quick} \
+  2>"$out/bench_attention_packed.err" | tee "$out/bench_attention_packed.md"
+packed_ok=$(grep -q "forward+backward (ms)" "$out/bench_attention_packed.md" && \
+            ! grep -q "| chart sm[89]0 | failed" "$out/bench_attention_packed.md" && echo ok || echo FAILED)
+status+=("packed attention vs FlexAttention|$packed_ok|bench_attention_packed.md")
 fi
 
 data=/tmp/chart-gpu-data

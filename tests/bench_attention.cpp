@@ -1,8 +1,9 @@
 // Attention kernel benchmark (GPU): chart's flash attention against LibTorch's
 // scaled_dot_product_attention backends (flash, cuDNN, memory-efficient) on the same inputs in
-// one run, causal, forward and forward+backward TFLOP/s, for L = 1k..16k and head dims 64/128;
-// then the clinical workload (many patients packed per row, time-decay bias) against SDPA with
-// the equivalent materialised mask. Prints markdown tables. Not a test: scripts/gpu_check.sh.
+// one run, causal, forward and forward+backward TFLOP/s, for L = 1k..16k and head dims 64/128.
+// Prints a markdown table. Not a test: scripts/gpu_check.sh. The clinical workload (patients
+// packed per row, time-decay bias) is scripts/bench_attention_packed.py, which can put chart's
+// kernels beside FlexAttention and varlen attention, Python's, in one process.
 #include <ATen/Context.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/torch.h>
@@ -113,45 +114,5 @@ int main() {
       std::printf(" %s |\n", ratio(both).c_str());
     }
 
-  std::printf("\n### Packed patients with time-decay bias, bf16, D=64 (ms; SDPA gets the materialised [B,H,L,L] mask)\n\n");
-  std::printf("| L | patients/row | chart sm80 fwd | chart sm90 fwd | sdpa fwd (best backend) | speed-up | chart fwd+bwd | sdpa fwd+bwd | speed-up |\n|---|---|---|---|---|---|---|---|---|\n");
-  for (int64_t L : {2048, 4096, 8192}) {
-    const int64_t B = std::max<int64_t>(1, 8192 / L), H = 12, D = 64, P = L / 64;
-    auto q = torch::randn({B, H, L, D}, opts).requires_grad_();
-    auto k = torch::randn({B, H, L, D}, opts).requires_grad_();
-    auto v = torch::randn({B, H, L, D}, opts).requires_grad_();
-    auto seg = (torch::arange(L, torch::dtype(torch::kInt32).device(torch::kCUDA)) / (L / P)).expand({B, L}).contiguous();
-    auto ages = (torch::rand({B, L}, torch::dtype(torch::kFloat32).device(torch::kCUDA)) * 3).cumsum(1) / 50 + 40;
-    auto slopes = torch::rand({H}, torch::dtype(torch::kFloat32).device(torch::kCUDA)).requires_grad_();
-    auto dout = torch::randn({B, H, L, D}, opts);
-    double ours_f = time_ms([&] { torch::NoGradGuard g; return chart::kernels::attention(q, k, v, seg, ages, slopes); });
-    double ours_b = time_ms([&] {
-      auto o = chart::kernels::attention(q, k, v, seg, ages, slopes);
-      o.backward(dout);
-      return o;
-    });
-    double ours_f90 = -1;
-    if (hopper) {
-      ::setenv("CHART_ATTENTION_SM90", "1", 1);
-      ours_f90 = time_ms([&] { torch::NoGradGuard g; return chart::kernels::attention(q, k, v, seg, ages, slopes); });
-      ::unsetenv("CHART_ATTENTION_SM90");
-    }
-    double best_f = 1e30, best_b = 1e30;
-    for (const char* b : {"efficient", "cudnn", "math"}) {
-      only_backend(b);
-      double f = time_ms([&] { torch::NoGradGuard g; return chart::kernels::attention_reference(q, k, v, seg, ages, slopes); }, 5);
-      double fb = time_ms([&] {
-        auto o = chart::kernels::attention_reference(q, k, v, seg, ages, slopes);
-        o.backward(dout);
-        return o;
-      }, 5);
-      if (f > 0) best_f = std::min(best_f, f);
-      if (fb > 0) best_b = std::min(best_b, fb);
-    }
-    const double best_ours = ours_f90 > 0 ? std::min(ours_f, ours_f90) : ours_f;
-    std::printf("| %lld | %lld | %.2f | %s | %.2f | %.1fx | %.2f | %.2f | %.1fx |\n", (long long)L, (long long)P, ours_f,
-                ours_f90 > 0 ? fmt::format("{:.2f}", ours_f90).c_str() : "n/a", best_f, best_f / best_ours, ours_b, best_b,
-                best_b / ours_b);
-  }
   return 0;
 }
