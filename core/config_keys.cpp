@@ -76,6 +76,7 @@ void bind(Binder& b, Config& c) {
     b.field("packing", t.packing);
     b.field("threads", t.threads, 0, 4096);
     b.field("max_skipped_steps", t.max_skipped_steps, 1, kMaxInt);
+    b.field("save_batches", t.save_batches, 0, kMaxInt);
   });
   b.section("init", [&] { b.field("checkpoint", c.init.checkpoint); });
   b.section("task", [&] {

@@ -86,14 +86,16 @@ paths="cuda reference"; [ "$hopper" = 1 ] && paths="cuda sm90 reference"
 for path in $paths; do
   # model.attention=kernels: an error, not a fallback, if they cannot run; the self-check
   # (model.attention_check, on by default) compares them with the reference on the first batch.
-  env_var="CHART_ATTENTION_SM90=0"; mode=kernels
-  [ $path = reference ] && mode=reference
+  env_var="CHART_ATTENTION_SM90=0"; mode=kernels; record=0
+  # The reference run records its batches for PyTorch to replay (below): its file writes then
+  # stay out of the kernels' tokens/s.
+  [ $path = reference ] && mode=reference && record=200
   [ $path = sm90 ] && env_var="CHART_ATTENTION_SM90=1"
   rm -rf "$data/run_$path"
   env $env_var build-gpu/chart train configs/base.yaml --set model.attention=$mode \
     --set data.dir="$data/tokens" --set run.dir="$data/run_$path" \
     --set train.steps=200 --set train.log_every=20 --set train.eval_every=0 --set train.checkpoint_every=0 \
-    --set train.batch_size=8 >"$out/train_$path.log" 2>&1 || echo "train ($path) FAILED" | tee -a "$out/gpu_check.log"
+    --set train.batch_size=8 --set train.save_batches=$record >"$out/train_$path.log" 2>&1 || echo "train ($path) FAILED" | tee -a "$out/gpu_check.log"
   cp "$data/run_$path/metrics.jsonl" "$out/metrics_$path.jsonl" 2>/dev/null
   if [ $path != reference ]; then
     check=$(grep -q "checked against the reference on the first batch" "$out/train_$path.log" && \
@@ -125,6 +127,51 @@ print(f"\nmax |loss difference| = {worst:.4f} (bf16 tolerance: 0.05)")
 PY
 worst=$(grep -o 'max |loss difference| = [0-9.]*' "$out/train_compare.md" | grep -o '[0-9.]*$')
 status+=("base.yaml kernels vs reference|$(python3 -c "print('ok' if '$worst' and float('$worst') < 0.05 else 'FAILED')" 2>/dev/null)|max loss diff ${worst:-?}")
+
+log "the same model in PyTorch, eager and torch.compile, on the reference run's 200 recorded batches"
+for mode in eager compile; do
+  python3 scripts/reference_model.py replay "$data/run_reference" --mode $mode >"$out/replay_$mode.json" 2>"$out/replay_$mode.err"
+done
+python3 - "$out" <<'PY' | tee "$out/train_vs_pytorch.md"
+import json, os, statistics, sys
+out = sys.argv[1]
+def chart(p):  # median tokens/s over the logged intervals after the first, the last peak memory and MFU
+    try:
+        rows = [r for r in map(json.loads, open(os.path.join(out, f"metrics_{p}.jsonl"))) if r["split"] == "train"][1:]
+        return statistics.median(r["tokens_per_s"] for r in rows), rows[-1].get("peak_gpu_gib"), rows[-1].get("mfu")
+    except (OSError, IndexError, statistics.StatisticsError):
+        return None, None, None
+def replay(m):
+    try:
+        return json.loads(open(os.path.join(out, f"replay_{m}.json")).read())
+    except (OSError, ValueError):
+        return {}
+runs = {f"chart, {p}": chart(p) for p in ("cuda", "sm90", "reference")}
+py = {m: replay(m) for m in ("eager", "compile")}
+best = py["compile"].get("tokens_per_s")
+print("| implementation | tokens/s | peak GiB | MFU | vs torch.compile | max loss diff vs chart (same batches) |")
+print("|---|---|---|---|---|---|")
+for name, (tps, gib, mfu) in runs.items():
+    if tps is None: continue
+    print(f"| {name} | {tps:.0f} | {gib or 0:.2f} | {mfu or 0:.3f} | {f'{tps / best:.2f}x' if best else 'n/a'} | |")
+for m, r in py.items():
+    if "tokens_per_s" not in r:
+        print(f"| PyTorch {m} | failed (replay_{m}.err) | | | | |"); continue
+    print(f"| PyTorch {m} | {r['tokens_per_s']:.0f} | {r['peak_gpu_gib'] or 0:.2f} | | {r['tokens_per_s'] / best:.2f}x | {r['max_loss_diff']:.4f} |")
+print("\ntarget: chart (kernels) >= 1.3x torch.compile; loss within bf16 tolerance (0.05) of chart's on the same batches")
+PY
+speedup=$(python3 - "$out" <<'PY'
+import json, os, statistics, sys
+out = sys.argv[1]
+try:
+    rows = [r for r in map(json.loads, open(os.path.join(out, "metrics_cuda.jsonl"))) if r["split"] == "train"][1:]
+    c = json.loads(open(os.path.join(out, "replay_compile.json")).read())
+    print(f"{statistics.median(r['tokens_per_s'] for r in rows) / c['tokens_per_s']:.2f}x, loss diff {c['max_loss_diff']:.4f}")
+except Exception as e:
+    print(f"n/a ({type(e).__name__})")
+PY
+)
+status+=("chart kernels vs torch.compile, base.yaml|$(grep -q '^n/a' <<<"$speedup" && echo FAILED || echo measured)|$speedup")
 fi
 
 if want generate; then

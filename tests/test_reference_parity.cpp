@@ -23,6 +23,9 @@
 namespace chart {
 namespace {
 using testing::TempDir;
+namespace fs = std::filesystem;
+using testing::run_chart;
+using testing::run_python;
 
 constexpr int64_t kVocab = 50;
 
@@ -178,6 +181,37 @@ TEST(ReferenceParity, NoAgeEncodingDecayEverything) {
   m.time_encoding = "none";
   m.time_bias = true;
   expect_parity(m, train_config(2e-3, {"matrices", "embeddings", "norms", "other"}));
+}
+
+// Thirty training steps, not one: `chart train` records its batches and starting weights
+// (train.save_batches) and the Python reference, trained on them with PyTorch's own AdamW, must
+// log the same loss at every step: warmup and cosine schedule, clipping, two micro-batches per
+// step, the time bias and the time head all on.
+TEST(ReferenceParity, ThirtyTrainingStepsReplayInPyTorch) {
+  TempDir dir;
+  const fs::path tok = dir / "tok", run = dir / "run";
+  std::string out;
+  ASSERT_EQ(run_chart("synth --out " + (dir / "meds").string() + " --subjects 200 --seed 3", &out), 0) << out;
+  ASSERT_EQ(run_chart("prepare --meds " + (dir / "meds").string() + " --out " + tok.string(), &out), 0) << out;
+  const std::string train = "train " + testing::config("tiny.yaml") + " --set data.dir=" + tok.string() +
+                            " --set train.steps=30 --set train.log_every=1 --set train.eval_every=0 --set train.threads=1"
+                            " --set train.checkpoint_every=0 --set train.grad_accum=2 --set train.grad_clip=0.5"
+                            " --set model.time_bias=true --set model.time_head=true";
+  ASSERT_EQ(run_chart(train + " --set run.dir=" + run.string() + " --set train.save_batches=30", &out), 0) << out;
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(run / "batches")) files += e.path().extension() == ".safetensors";
+  EXPECT_EQ(files, 31);  // the starting weights and 30 steps
+  const int status = run_python((testing::source_dir() / "scripts/reference_model.py").string() + " replay " +
+                                    run.string() + " --tolerance 1e-5 --mode eager",
+                                &out);
+  ASSERT_EQ(status, 0) << out;
+  const Json r = Json::parse(out.substr(out.find('{')));
+  EXPECT_EQ(r["compared_steps"].get<int>(), 30) << out;
+  std::printf("replay: 30 steps, max |loss difference| %.3g\n", r["max_loss_diff"].get<double>());
+
+  // Off by default: a run records nothing.
+  ASSERT_EQ(run_chart(train + " --set run.dir=" + (dir / "plain").string() + " --set train.steps=2", &out), 0) << out;
+  EXPECT_FALSE(fs::exists(dir / "plain" / "batches"));
 }
 
 }  // namespace

@@ -128,6 +128,12 @@ void save_for_preemption(TrainRun& r);
 [[noreturn]] void stop_for_lost_metrics(TrainRun& r);
 void finish_run(TrainRun& r);
 
+// train.save_batches (batch_record.cpp): while st.step < N, the weights before the first recorded
+// step (rank 0) and each step's batches, every rank its own, under run.dir/batches/.
+bool recording_batches(const TrainRun& r);
+void record_start_weights(TrainRun& r);
+void record_step_batches(TrainRun& r, const std::vector<data::Batch>& micro);
+
 // The signal the stop handler received (0: none).
 int stop_signal();
 void install_stop_handlers();

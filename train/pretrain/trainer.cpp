@@ -13,9 +13,11 @@ namespace {
 // One optimizer step after another until train.steps, a checkpoint when due, or a stop signal
 // (which ends the run after the step it arrived in, on every rank).
 int train_loop(TrainRun& r) {
+  record_start_weights(r);
   while (r.st.step < r.cfg.train.steps) {
     r.dist.set_step(r.st.step);
     std::vector<data::Batch> micro = next_micro_batches(r);
+    record_step_batches(r, micro);
     Dist::PendingSum agreement = start_agreement(r, micro);
     const double lr = start_step(r);
     const StepLoss loss = forward_backward(r, micro, agreement);
