@@ -102,7 +102,7 @@ struct TrainConfig {
   // Steps with a non-finite loss or gradient norm are skipped; this many in a row stop the run.
   int64_t max_skipped_steps = 10;
   // The first this many steps' batches and the weights before them, to run.dir/batches/: a
-  // replay of the run outside chart (scripts/reference_model.py replay). 0: none.
+  // replay of the run outside chart (scripts/replay_run.py). 0: none.
   int64_t save_batches = 0;
 };
 

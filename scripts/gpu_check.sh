@@ -128,7 +128,7 @@ status+=("$config kernels vs reference|$([ "${PIPESTATUS[0]}" = 0 ] && echo ok |
 
 log "the same model in PyTorch, eager and torch.compile, on the reference run's $steps recorded batches"
 for mode in eager compile; do
-  $py scripts/reference_model.py replay "$data/run_reference" --mode $mode >"$out/replay_$mode.json" 2>"$out/replay_$mode.err"
+  $py scripts/replay_run.py "$data/run_reference" --mode $mode >"$out/replay_$mode.json" 2>"$out/replay_$mode.err"
 done
 $py scripts/gpu_check_report.py pytorch "$out" | tee "$out/train_vs_pytorch.md"
 status+=("chart kernels vs torch.compile, $config|$([ "${PIPESTATUS[0]}" = 0 ] && echo measured || echo FAILED)|$(tail -1 "$out/train_vs_pytorch.md")")

@@ -201,7 +201,7 @@ TEST(ReferenceParity, ThirtyTrainingStepsReplayInPyTorch) {
   int files = 0;
   for (const auto& e : fs::directory_iterator(run / "batches")) files += e.path().extension() == ".safetensors";
   EXPECT_EQ(files, 31);  // the starting weights and 30 steps
-  const int status = run_python((testing::source_dir() / "scripts/reference_model.py").string() + " replay " +
+  const int status = run_python((testing::source_dir() / "scripts/replay_run.py").string() + " " +
                                     run.string() + " --tolerance 1e-5 --mode eager",
                                 &out);
   ASSERT_EQ(status, 0) << out;

@@ -1,6 +1,6 @@
 // train.save_batches: the batches the first N steps train on, as the loader built them, and the
 // weights those steps start from, so that another implementation can replay the run step for
-// step and compare its losses with metrics.jsonl (scripts/reference_model.py replay; the GPU
+// step and compare its losses with metrics.jsonl (scripts/replay_run.py; the GPU
 // check's PyTorch eager and torch.compile runs train on exactly chart's data this way).
 #include <fmt/format.h>
 
